@@ -1,0 +1,40 @@
+# Every target builds what it needs from nothing: a .venv with the package and its extras.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: all install lint test test-long demo bench soak clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,examples]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check olympipe tests examples benchmarks
+	$(BIN)/mypy --strict olympipe
+
+test: lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-long: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python examples/image_preprocessing.py
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/run_all.py
+
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,111 @@
+"""The pipeline graph as data, and the plan of the sub-graph a terminal call needs.
+
+A :class:`Node` is immutable: an operator spec plus the endpoints it reads. An *endpoint*
+is ``(node, slot)``; every node has one output slot except ``split``, which has ``n``.
+Nodes get increasing ids as they are built, and a node's inputs always exist before it, so
+sorting by id is a topological order and the graph cannot have cycles.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from olympipe._stages.base import StageSpec
+
+_ids = itertools.count()
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """An iterable pulled lazily in the caller's process by a feeder thread."""
+
+    iterable: Iterable[Any]
+    name: str = "source"
+
+    @property
+    def count(self) -> int:
+        """A source has one producer, the feeder."""
+        return 1
+
+    @property
+    def output_slots(self) -> int:
+        """A source has one output."""
+        return 1
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One operator (or source) of the graph and the endpoints it reads from."""
+
+    spec: StageSpec | SourceSpec
+    inputs: tuple[Endpoint, ...] = ()
+    id: int = field(default_factory=lambda: next(_ids))
+
+    @property
+    def is_source(self) -> bool:
+        """Whether this node is fed by the caller's process rather than workers."""
+        return isinstance(self.spec, SourceSpec)
+
+
+Endpoint = tuple[Node, int]
+
+
+@dataclass
+class Consumer:
+    """Where one output slot of a node goes: the inbox of ``node`` (on ``port``) or sink ``sink``."""
+
+    port: int
+    node: Node | None = None
+    sink: int | None = None
+
+
+@dataclass
+class Plan:
+    """The sub-graph needed by some sinks: nodes in topological order and their edges."""
+
+    nodes: list[Node]
+    sinks: list[Endpoint]
+    consumers: dict[int, list[list[Consumer]]]  # node id -> per slot -> consumers
+
+    @property
+    def stages(self) -> list[Node]:
+        """The nodes that run in worker processes."""
+        return [n for n in self.nodes if not n.is_source]
+
+    @property
+    def sources(self) -> list[Node]:
+        """The nodes fed by the caller's process."""
+        return [n for n in self.nodes if n.is_source]
+
+    def producers(self, node: Node) -> int:
+        """How many processes (or feeders) write into ``node``'s inbox."""
+        return sum(upstream.spec.count for upstream, _slot in node.inputs)
+
+
+def plan_for(endpoints: Sequence[Endpoint]) -> Plan:
+    """The plan that runs exactly the stages the given endpoints need."""
+    sinks: list[Endpoint] = []
+    for endpoint in endpoints:
+        if not any(endpoint[0] is n and endpoint[1] == s for n, s in sinks):
+            sinks.append(endpoint)
+    seen: dict[int, Node] = {}
+    stack = [node for node, _slot in sinks]
+    while stack:
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        seen[node.id] = node
+        stack.extend(upstream for upstream, _slot in node.inputs)
+    nodes = sorted(seen.values(), key=lambda n: n.id)
+    consumers: dict[int, list[list[Consumer]]] = {
+        n.id: [[] for _ in range(n.spec.output_slots)] for n in nodes
+    }
+    for node in nodes:
+        for port, (upstream, slot) in enumerate(node.inputs):
+            consumers[upstream.id][slot].append(Consumer(port=port, node=node))
+    for index, (node, slot) in enumerate(sinks):
+        consumers[node.id][slot].append(Consumer(port=0, sink=index))
+    return Plan(nodes=nodes, sinks=sinks, consumers=consumers)

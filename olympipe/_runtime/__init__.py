@@ -1,0 +1,1 @@
+"""The local runtime: one process per stage worker, a feeder thread, and their supervisor."""

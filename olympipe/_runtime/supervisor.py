@@ -1,0 +1,332 @@
+"""The supervisor: starts a run, waits on it without polling, and tears it down.
+
+::
+
+    caller thread                 worker processes (one per stage worker)
+    -------------                 ---------------------------------------
+    Feeder thread --frames-->  [inbox] stage A x2 --frames--> [inbox] stage B --+
+                                                                               |
+    Run.events()  <--frames-- [sink channel] <---------------------------------+
+        |   ^
+        |   +---- control channel (Done / Failure) <---- every worker, every feeder
+        +-------- process sentinels (a worker that exits)
+
+:class:`Run` is the only owner of processes. It starts every worker first, then the feeder
+threads, so forking happens from a quiet parent. Its loop blocks in one
+``multiprocessing.connection.wait`` on the sink channels, the control channel and every live
+worker's sentinel. A sentinel that fires for a worker that never reported :class:`Done` is a
+dead worker: :class:`~olympipe.WorkerDied`, at once. The first failure wins.
+
+:meth:`Run.close` is the one teardown path for success, error, worker death, an early
+``break`` and ``KeyboardInterrupt``: stop the feeders, let finished workers exit, terminate
+(SIGTERM, which still runs ``close_method``) those still working, kill what remains after a
+short grace, join everything and close every pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any
+
+from olympipe._graph import Plan, SourceSpec
+from olympipe._runtime.context import get_context, resolve_start_method
+from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
+from olympipe._runtime.feeder import Feeder
+from olympipe._runtime.messages import Control, Done, Failure
+from olympipe._runtime.ordering import Reorder
+from olympipe._runtime.worker import WorkerPlan, worker_main
+from olympipe._stages.base import StageSpec
+from olympipe._stages.mapping import ClassTaskSpec, TaskSpec
+from olympipe._transport.channel import HEADER_SIZE, KIND_END, Channel, unpack_header
+from olympipe._transport.codec import DecodeError, decode_chunk, dumps_definition
+from olympipe.errors import PipelineError, RemoteTraceback, WorkerDied
+
+log = logging.getLogger("olympipe")
+
+GRACE_SECONDS = 0.5  # how long a terminated worker may take to run its close() before SIGKILL
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Settings of a run taken from ``Pipeline(...)``."""
+
+    start_method: str | None = None
+    queue_size: int | None = None
+
+
+@dataclass
+class _Worker:
+    index: int
+    label: str
+    process: Any
+    done: bool = False
+    exited: bool = False
+
+
+class Run:
+    """One execution of a plan."""
+
+    def __init__(self, plan: Plan, options: RunOptions) -> None:
+        self.plan = plan
+        self.options = options
+        self.method = resolve_start_method(options.start_method)
+        self._ctx = get_context(self.method)
+        self._workers: list[_Worker] = []
+        self._feeders: list[Feeder] = []
+        self._windows: list[tuple[Any, int]] = []
+        self._stop = threading.Event()
+        self._started = False
+        self._closed = False
+        self._channels: dict[int, Channel] = {}
+        self._sink_channels: list[Channel] = []
+        self._failure: PipelineError | None = None
+        self.stage_workers: dict[int, list[int]] = {}
+        self.counters = Counters(self._ctx, sum(n.spec.count for n in plan.stages))
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the channels, fork or spawn every worker, then start the feeders."""
+        if self._started:
+            return
+        self._started = True
+        ctx = self._ctx
+        plan = self.plan
+        control_producers = sum(n.spec.count for n in plan.nodes)
+        self._control = Control(Channel(ctx, control_producers, 1))
+        for node in plan.stages:
+            self._channels[node.id] = Channel(ctx, plan.producers(node), node.spec.count)
+        for sink_node, _slot in plan.sinks:
+            self._sink_channels.append(Channel(ctx, sink_node.spec.count, 1))
+        windows: dict[int, dict[int, Any]] = {n.id: {} for n in plan.stages}
+        source_outputs: dict[int, list[tuple[Channel, int]]] = {}
+        source_windows: dict[int, Any] = {}
+        for node in plan.sources:
+            outputs = self._outputs_of(node.id)[0]
+            source_outputs[node.id] = outputs
+            first = next((c for c in plan.consumers[node.id][0] if c.node is not None), None)
+            if first is not None and first.node is not None:
+                size = self.options.queue_size or 2 * first.node.spec.count + 2
+                window = ctx.Semaphore(size)
+                windows[first.node.id][first.port] = window
+                source_windows[node.id] = window
+                self._windows.append((window, size))
+
+        parent_pid = 0 if self.method == "forkserver" else os.getpid()
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            index = 0
+            for node in plan.stages:
+                spec = node.spec
+                assert isinstance(spec, StageSpec)
+                definition: StageSpec | bytes = spec if self.method == "fork" else dumps_definition(spec)
+                self.stage_workers[node.id] = []
+                for _ in range(spec.count):
+                    worker_plan = WorkerPlan(
+                        index=index,
+                        label=spec.name,
+                        inbox=self._channels[node.id],
+                        ports=len(node.inputs),
+                        outputs=self._outputs_of(node.id),
+                        windows=windows[node.id],
+                        control=self._control,
+                        counters=self.counters,
+                        parent_pid=parent_pid,
+                    )
+                    process = ctx.Process(  # type: ignore[attr-defined]
+                        target=worker_main,
+                        args=(worker_plan, definition),
+                        name=f"olympipe:{spec.name}:{index}",
+                        daemon=True,
+                    )
+                    process.start()
+                    self._workers.append(_Worker(index, spec.name, process))
+                    self.stage_workers[node.id].append(index)
+                    index += 1
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        self._close_unused_ends(source_outputs)
+        for node in plan.sources:
+            assert isinstance(node.spec, SourceSpec)
+            feeder = Feeder(
+                node.spec.iterable,
+                source_outputs[node.id],
+                source_windows.get(node.id),
+                self._control,
+                self._stop,
+                self._cost_reader(),
+            )
+            self._feeders.append(feeder)
+            feeder.start()
+
+    def _outputs_of(self, node_id: int) -> list[list[tuple[Channel, int]]]:
+        out: list[list[tuple[Channel, int]]] = []
+        for slot in self.plan.consumers[node_id]:
+            targets: list[tuple[Channel, int]] = []
+            for consumer in slot:
+                if consumer.node is not None:
+                    targets.append((self._channels[consumer.node.id], consumer.port))
+                elif consumer.sink is not None:
+                    targets.append((self._sink_channels[consumer.sink], 0))
+            out.append(targets)
+        return out
+
+    def _close_unused_ends(self, source_outputs: dict[int, list[tuple[Channel, int]]]) -> None:
+        """Drop the caller's copies of pipe ends only workers use, so a write into a pipe
+        whose readers all died fails instead of blocking forever."""
+        fed = {id(ch) for outputs in source_outputs.values() for ch, _port in outputs}
+        for channel in self._channels.values():
+            channel.close_reader()
+            if id(channel) not in fed:
+                channel.close_writer()
+        for channel in self._sink_channels:
+            if id(channel) not in fed:
+                channel.close_writer()
+
+    def _cost_reader(self) -> Any:
+        """A function giving the feeder the costliest stage's seconds per item."""
+        stages = []
+        for node in self.plan.stages:
+            spec = node.spec
+            parallel = spec.concurrency if isinstance(spec, (TaskSpec, ClassTaskSpec)) else 1
+            stages.append((self.stage_workers[node.id], parallel))
+        counters = self.counters
+
+        def cost() -> tuple[float | None, int]:
+            worst: float | None = None
+            at_least = 1
+            for workers, parallel in stages:
+                at_least = max(at_least, parallel)
+                items = counters.total(workers, ITEMS_IN)
+                if items:
+                    per_item = counters.total(workers, BUSY) / items / parallel
+                    worst = per_item if worst is None else max(worst, per_item)
+            return worst, at_least
+
+        return cost
+
+    # -- running ----------------------------------------------------------------------------
+
+    def events(self) -> Iterator[tuple[int, list[Any]]]:
+        """``(sink index, chunk)`` in order per sink, until every sink has ended.
+
+        Raises the run's first failure. Blocks in one ``wait`` call; never sleeps.
+        """
+        self.start()
+        sinks = self._sink_channels
+        reorders = [Reorder(1) for _ in sinks]
+        open_sinks = {s.reader: i for i, s in enumerate(sinks)}
+        control = self._control.channel
+        by_sentinel = {w.process.sentinel: w for w in self._workers}
+        while open_sinks:
+            ready = wait([*open_sinks, control.reader, *by_sentinel])
+            if control.reader in ready:
+                self._drain_control()
+            for obj in ready:
+                index = open_sinks.get(obj)  # type: ignore[call-overload,unused-ignore]
+                if index is None:
+                    continue
+                frame = sinks[index].recv()
+                kind, _port, seq = unpack_header(frame)
+                if kind == KIND_END:
+                    del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
+                    continue
+                try:
+                    items = decode_chunk(memoryview(frame)[HEADER_SIZE:])
+                except DecodeError as exc:
+                    node = self.plan.sinks[index][0]
+                    raise PipelineError(
+                        f"the output of stage {node.spec.name!r} could not be unpickled: {exc}",
+                        stage=node.spec.name,
+                    ) from exc
+                for chunk in reorders[index].push(0, seq, items):
+                    yield index, chunk
+            for obj in ready:
+                worker = by_sentinel.get(obj)  # type: ignore[call-overload,unused-ignore]
+                if worker is not None:
+                    del by_sentinel[obj]
+                    self._worker_exited(worker)
+
+    def _drain_control(self) -> None:
+        control = self._control.channel
+        while control.poll(0):
+            message = self._control.recv()
+            if isinstance(message, Done):
+                self._workers[message.worker].done = True
+            elif isinstance(message, Failure):
+                raise _to_error(message)
+
+    def _worker_exited(self, worker: _Worker) -> None:
+        worker.exited = True
+        self._drain_control()
+        if not worker.done:
+            worker.process.join()
+            raise WorkerDied(stage=worker.label, exitcode=worker.process.exitcode)
+
+    # -- teardown ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop everything and release every resource; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        for window, size in self._windows:
+            for _ in range(size + 1):
+                window.release()  # wake a feeder waiting for room
+        working = [w for w in self._workers if not w.done and w.process.exitcode is None]
+        for worker in working:
+            worker.process.terminate()
+        deadline = time.monotonic() + GRACE_SECONDS
+        pending = {w.process.sentinel: w for w in self._workers if w.process.exitcode is None}
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for sentinel in wait(list(pending), left):
+                del pending[sentinel]  # type: ignore[call-overload,unused-ignore]
+        for worker in pending.values():
+            log.debug("killing worker %s of stage %r", worker.index, worker.label)
+            worker.process.kill()
+        for worker in self._workers:
+            worker.process.join()
+        for channel in self._sink_channels:
+            channel.close_reader()  # breaks a feeder blocked writing straight into a sink
+        for feeder in self._feeders:
+            if not feeder.join(1.0):
+                log.warning("the source iterator is still blocked in next(); leaving its thread")
+        for channel in [*self._channels.values(), *self._sink_channels]:
+            channel.close()
+        if self._started:
+            self._control.channel.close()
+        for worker in self._workers:
+            worker.process.close()
+
+
+def _to_error(failure: Failure) -> PipelineError:
+    cause: BaseException | None = None
+    if failure.exception is not None:
+        try:
+            cause = pickle.loads(failure.exception)
+        except Exception:
+            cause = None
+    if isinstance(cause, BaseException):
+        cause.__cause__ = RemoteTraceback(failure.traceback)
+    where = f"stage {failure.stage!r}" if failure.stage != "source" else "the source"
+    on_item = f" on item {failure.item_repr}" if failure.item_repr is not None else ""
+    error = PipelineError(
+        f"{where} failed{on_item}: {failure.message}",
+        stage=failure.stage,
+        item_repr=failure.item_repr,
+        remote_traceback=failure.traceback,
+    )
+    error.__cause__ = cause if cause is not None else RemoteTraceback(failure.traceback)
+    return error

@@ -1,0 +1,224 @@
+"""The body of every worker process: read chunks, apply the stage, write chunks.
+
+One loop serves every operator. The worker:
+
+1. becomes a well-behaved child: ignores SIGINT (the caller handles Ctrl-C once), dies with
+   its parent (``PR_SET_PDEATHSIG``), and turns SIGTERM into an orderly stop that still
+   runs the stage's ``close()``;
+2. builds its stage (``spec.make()``, ``open()``) inside the process;
+3. reads frames until it has seen END, restoring sequence order first when the stage is
+   stateful, and writes each output chunk to every consumer of each output;
+4. after a clean END: flushes the stage (``finish()``), closes it, counts itself out of each
+   output channel (the last producer forwards END), and reports :class:`Done`.
+
+On an error it reports a :class:`Failure` and does *not* count itself out, so no consumer
+can mistake a failed run for a finished one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from olympipe._runtime.counters import BLOCKED_OUT, BUSY, FIELDS, ITEMS_IN, ITEMS_OUT, WAIT_IN, Counters
+from olympipe._runtime.messages import Control, Done, Failure
+from olympipe._runtime.ordering import Reorder
+from olympipe._stages.base import ItemFailed, Stage, StageSpec
+from olympipe._transport.channel import HEADER_SIZE, KIND_END, Channel, pack_header, unpack_header
+from olympipe._transport.codec import DecodeError, EncodeError, decode_chunk, encode_chunk, loads_definition
+
+_PR_SET_PDEATHSIG = 1
+
+
+class Stopped(BaseException):
+    """Raised in a worker by SIGTERM: the supervisor is tearing the run down."""
+
+
+@dataclass
+class WorkerPlan:
+    """Everything one worker needs besides its stage definition."""
+
+    index: int  # row in the counters table
+    label: str  # the stage's name, for error messages
+    inbox: Channel
+    ports: int
+    outputs: list[list[tuple[Channel, int]]]  # per output slot: (consumer channel, port)
+    windows: dict[int, Any]  # port -> semaphore the feeder of that port waits on
+    control: Control
+    counters: Counters
+    parent_pid: int
+
+
+def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
+    """Entry point of a worker process."""
+    _become_worker(plan.parent_pid)
+    spec: StageSpec = loads_definition(definition) if isinstance(definition, bytes) else definition
+    stage: Stage | None = None
+    try:
+        stage = spec.make()
+        stage.open()
+        _run(plan, spec, stage)
+        stage.close()
+        stage = None
+        for slot in plan.outputs:
+            for channel, _port in slot:
+                channel.producer_done()
+        plan.control.send(Done(plan.index))
+    except Stopped:
+        _close_quietly(stage)
+        _die_by(signal.SIGTERM)
+    except ItemFailed as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        _report(plan, cause, exc.item, has_item=exc.has_item)
+        _close_after_error(plan, stage)
+    except EncodeError as exc:
+        msg = f"an output of stage {plan.label!r} cannot be pickled: {exc}"
+        _report(plan, exc, exc.item, has_item=True, message=msg)
+        _close_after_error(plan, stage)
+    except DecodeError as exc:
+        msg = f"stage {plan.label!r} could not unpickle its input: {exc}"
+        _report(plan, exc, None, has_item=False, message=msg)
+        _close_after_error(plan, stage)
+    except BaseException as exc:  # SystemExit and friends from user code fail the run too
+        _report(plan, exc, None, has_item=False)
+        _close_after_error(plan, stage)
+
+
+def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
+    inbox = plan.inbox
+    reorder = Reorder(plan.ports) if spec.ordered_input else None
+    own_seq = [0] * len(plan.outputs)  # stateful stages number their own output
+    windows = plan.windows
+    counters = plan.counters.array
+    row = plan.index * FIELDS
+    clock = time.perf_counter
+    has_deadline = type(stage).deadline is not Stage.deadline
+
+    def emit(seq: int | None, produced: Any) -> None:
+        chunks = produced if spec.output_slots > 1 else (produced,)
+        for slot, chunk in enumerate(chunks):
+            consumers = plan.outputs[slot]
+            if seq is None:  # stateful output: skip empty chunks, number the rest
+                if not chunk:
+                    continue
+                out_seq = own_seq[slot]
+                own_seq[slot] += 1
+            else:
+                out_seq = seq
+            counters[row + ITEMS_OUT] += len(chunk)
+            if not consumers:
+                continue
+            payload = encode_chunk(chunk)
+            t0 = clock()
+            for channel, port in consumers:
+                channel.send(pack_header(port, out_seq) + payload)
+            counters[row + BLOCKED_OUT] += clock() - t0
+
+    exhausted = False
+    while True:
+        t0 = clock()
+        if has_deadline and not exhausted:
+            deadline = stage.deadline()
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not inbox.poll(left):
+                    counters[row + WAIT_IN] += clock() - t0
+                    emit(None, stage.tick(time.monotonic()))
+                    exhausted = stage.exhausted
+                    continue
+        frame = inbox.recv()
+        t1 = clock()
+        counters[row + WAIT_IN] += t1 - t0
+        kind, port, seq = unpack_header(frame)
+        if kind == KIND_END:
+            break
+        if exhausted:  # limit reached or timeout expired: drain what is still coming
+            _release(windows, port)
+            continue
+        items = decode_chunk(memoryview(frame)[HEADER_SIZE:])
+        counters[row + ITEMS_IN] += len(items)
+        if reorder is None:
+            t1 = clock()
+            out = stage.process(items)
+            counters[row + BUSY] += clock() - t1
+            emit(seq, out)
+        else:
+            for ready in reorder.push(port, seq, items):
+                t1 = clock()
+                out = stage.process(ready)
+                counters[row + BUSY] += clock() - t1
+                emit(None, out)
+                if stage.exhausted:
+                    exhausted = True
+                    break
+        _release(windows, port)
+        if exhausted:
+            _end_outputs_early(plan)
+    if not exhausted and spec.ordered_input:
+        emit(None, stage.finish())
+
+
+def _release(windows: dict[int, Any], port: int) -> None:
+    window = windows.get(port)
+    if window is not None:
+        window.release()
+
+
+def _end_outputs_early(plan: WorkerPlan) -> None:
+    """``limit``/``timeout``: downstream ends now; upstream is drained until its END."""
+    for slot in plan.outputs:
+        for channel, _port in slot:
+            channel.producer_done()
+    plan.outputs = [[] for _ in plan.outputs]
+
+
+def _report(
+    plan: WorkerPlan, exc: BaseException, item: object, *, has_item: bool, message: str | None = None
+) -> None:
+    plan.control.send(Failure.capture(plan.label, exc, item, has_item, message))
+
+
+def _close_after_error(plan: WorkerPlan, stage: Stage | None) -> None:
+    try:
+        _close_quietly(stage)
+    except Stopped:
+        pass
+
+
+def _close_quietly(stage: Stage | None) -> None:
+    if stage is None:
+        return
+    try:
+        stage.close()
+    except Exception:  # the run already failed; its first error is the one reported
+        pass
+
+
+def _die_by(signum: signal.Signals) -> None:
+    """Exit as if killed by ``signum`` so the exit code says what happened."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # pragma: no cover - not reached
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped
+
+
+def _become_worker(parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent_pid and parent_pid != 0:
+        # The caller died before the death signal was armed (forkserver children have
+        # the fork server as parent, so parent_pid is 0 for them).
+        os._exit(1)

@@ -1,0 +1,82 @@
+"""The stage protocol shared by every operator, and the spec that describes one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class ItemFailed(Exception):
+    """Raised by a stage when user code failed on ``item``; ``__cause__`` is the error."""
+
+    def __init__(self, item: object, *, has_item: bool = True) -> None:
+        super().__init__("user code failed on an item")
+        self.item = item
+        self.has_item = has_item
+
+
+class Stage:
+    """One worker's instance of an operator.
+
+    The worker calls :meth:`open` once, :meth:`process` for each input chunk,
+    :meth:`finish` once after a clean end of stream (to flush state), and :meth:`close`
+    always, also after an error. Time-driven stages also return a :meth:`deadline`, at which
+    the worker calls :meth:`tick` even when no input arrived. A stage that has nothing more
+    to say (``limit`` reached, ``timeout`` expired) sets :attr:`exhausted`; the worker then
+    ends its output stream and lets the upstream stages be stopped.
+
+    Stages with several outputs (``split``) return a tuple of chunks, one per output.
+    """
+
+    exhausted: bool = False
+
+    def open(self) -> None:
+        """Acquire resources (build a class instance, open a cache); called in the worker."""
+
+    def process(self, items: list[Any]) -> Any:
+        """Turn one input chunk into one output chunk (possibly empty)."""
+        raise NotImplementedError
+
+    def finish(self) -> Any:
+        """What remains to emit after a clean end of stream (a last batch, a fold)."""
+        return []
+
+    def close(self) -> None:
+        """Release resources; always called, also after an error."""
+
+    def deadline(self) -> float | None:
+        """The ``time.monotonic()`` at which :meth:`tick` must run, or ``None``."""
+        return None
+
+    def tick(self, now: float) -> Any:
+        """Called at or after :meth:`deadline`; returns a chunk to emit."""
+        return []
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """The build-time description of an operator, sent to each of its workers.
+
+    ``ordered_input`` stages (stateful: batch, reduce, limit, ...) run in one worker, read
+    chunks in sequence order and number their own output; the others map chunk ``k`` to
+    chunk ``k`` and may run in several workers.
+    """
+
+    name: str
+
+    ordered_input: ClassVar[bool] = False
+    slots: ClassVar[int] = 1
+
+    @property
+    def count(self) -> int:
+        """How many worker processes run this stage."""
+        return 1
+
+    @property
+    def output_slots(self) -> int:
+        """How many separate output streams the stage has."""
+        return self.slots
+
+    def make(self) -> Stage:
+        """Build the stage; called inside the worker."""
+        raise NotImplementedError

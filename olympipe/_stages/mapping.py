@@ -1,0 +1,261 @@
+"""Stateless operators: one input chunk becomes one output chunk, in any number of workers."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from olympipe._stages.base import ItemFailed, Stage, StageSpec
+
+_DROP = object()  # what an item becomes when on_error asks for it to be dropped
+
+
+class _Calls:
+    """Applies ``fn`` to a chunk: in a loop, in a thread pool, or on an asyncio loop.
+
+    ``on_error(item, exc)`` replaces a failed item (``None`` drops it); an error raised by
+    ``on_error`` itself fails the run.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        concurrency: int,
+        on_error: Callable[[Any, Exception], Any] | None,
+    ) -> None:
+        self.fn = fn
+        self.on_error = on_error
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def open(self) -> None:
+        if self.is_async:
+            self._loop = asyncio.new_event_loop()
+        elif self.concurrency > 1:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="olympipe")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+    def apply(self, items: list[Any]) -> list[Any]:
+        if self._loop is not None:
+            out = self._loop.run_until_complete(self._apply_async(items))
+        elif self._pool is not None and len(items) > 1:
+            out = list(self._pool.map(self._guarded, items))
+        elif self.on_error is None:
+            fn = self.fn
+            out = []
+            append = out.append
+            try:
+                for x in items:
+                    append(fn(x))
+            except Exception as exc:
+                raise ItemFailed(items[len(out)]) from exc
+            return out
+        else:
+            out = [self._guarded(x) for x in items]
+        if self.on_error is not None:
+            out = [x for x in out if x is not _DROP]
+        return out
+
+    def _guarded(self, item: Any) -> Any:
+        try:
+            return self.fn(item)
+        except Exception as exc:
+            return self._recover(item, exc)
+
+    def _recover(self, item: Any, exc: Exception) -> Any:
+        if self.on_error is None:
+            raise ItemFailed(item) from exc
+        replacement = self.on_error(item, exc)  # an error here fails the run, as documented
+        return _DROP if replacement is None else replacement
+
+    async def _apply_async(self, items: list[Any]) -> list[Any]:
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(item: Any) -> Any:
+            async with limit:
+                try:
+                    return await self.fn(item)
+                except Exception as exc:
+                    return self._recover(item, exc)
+
+        return list(await asyncio.gather(*(one(x) for x in items)))
+
+
+class TaskStage(Stage):
+    """``task(fn)``: ``fn(item)`` for each item."""
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self._calls = _Calls(spec.fn, spec.concurrency, spec.on_error)
+
+    def open(self) -> None:
+        self._calls.open()
+
+    def process(self, items: list[Any]) -> list[Any]:
+        return self._calls.apply(items)
+
+    def close(self) -> None:
+        self._calls.close()
+
+
+@dataclass(frozen=True)
+class TaskSpec(StageSpec):
+    """``task(fn, count, on_error, concurrency, ordered)``."""
+
+    fn: Callable[[Any], Any] = field(default=lambda x: x)
+    workers: int = 1
+    on_error: Callable[[Any, Exception], Any] | None = None
+    concurrency: int = 1
+    ordered: bool = True
+
+    @property
+    def count(self) -> int:
+        return self.workers
+
+    def make(self) -> Stage:
+        return TaskStage(self)
+
+
+class ClassTaskStage(Stage):
+    """``class_task``: one instance per worker, built inside the worker."""
+
+    def __init__(self, spec: ClassTaskSpec) -> None:
+        self._spec = spec
+        self._instance: Any = None
+        self._calls: _Calls | None = None
+
+    def open(self) -> None:
+        spec = self._spec
+        try:
+            self._instance = spec.constructor(*spec.args, **spec.kwargs)
+        except Exception as exc:
+            raise ItemFailed(None, has_item=False) from exc
+        method = spec.method
+        instance = self._instance
+        self._calls = _Calls(lambda item: method(instance, item), spec.concurrency, None)
+        self._calls.open()
+
+    def process(self, items: list[Any]) -> list[Any]:
+        assert self._calls is not None
+        return self._calls.apply(items)
+
+    def close(self) -> None:
+        if self._calls is not None:
+            self._calls.close()
+        if self._instance is not None and self._spec.close_method is not None:
+            instance, self._instance = self._instance, None
+            self._spec.close_method(instance)
+
+
+@dataclass(frozen=True)
+class ClassTaskSpec(StageSpec):
+    """``class_task(constructor, method, args, close_method, kwargs, count)``."""
+
+    constructor: Callable[..., Any] = field(default=object)
+    method: Callable[[Any, Any], Any] = field(default=lambda obj, x: x)
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    close_method: Callable[[Any], Any] | None = None
+    workers: int = 1
+    concurrency: int = 1
+
+    @property
+    def count(self) -> int:
+        return self.workers
+
+    def make(self) -> Stage:
+        return ClassTaskStage(self)
+
+
+class FilterStage(Stage):
+    """``filter(pred)``: keep items for which ``pred`` is truthy (``None``: not ``None``)."""
+
+    def __init__(self, pred: Callable[[Any], Any] | None) -> None:
+        self._pred = pred
+
+    def process(self, items: list[Any]) -> list[Any]:
+        pred = self._pred
+        if pred is None:
+            return [x for x in items if x is not None]
+        out = []
+        i = 0
+        try:
+            for x in items:
+                if pred(x):
+                    out.append(x)
+                i += 1
+        except Exception as exc:
+            raise ItemFailed(items[i]) from exc
+        return out
+
+
+@dataclass(frozen=True)
+class FilterSpec(StageSpec):
+    """``filter(keep_if_true)``."""
+
+    pred: Callable[[Any], Any] | None = None
+
+    def make(self) -> Stage:
+        return FilterStage(self.pred)
+
+
+class ExplodeStage(Stage):
+    """``explode(fn)``: each element of ``fn(item)`` (or of the item) goes on alone."""
+
+    def __init__(self, fn: Callable[[Any], Iterable[Any]] | None) -> None:
+        self._fn = fn
+
+    def process(self, items: list[Any]) -> list[Any]:
+        fn = self._fn
+        out: list[Any] = []
+        for x in items:
+            try:
+                out.extend(x if fn is None else fn(x))
+            except Exception as exc:
+                raise ItemFailed(x) from exc
+        return out
+
+
+@dataclass(frozen=True)
+class ExplodeSpec(StageSpec):
+    """``explode(explode_function)``."""
+
+    fn: Callable[[Any], Iterable[Any]] | None = None
+
+    def make(self) -> Stage:
+        return ExplodeStage(self.fn)
+
+
+class DebugStage(Stage):
+    """``debug()``: writes each item's repr to stderr and passes it on."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def process(self, items: list[Any]) -> list[Any]:
+        write = sys.stderr.write
+        for x in items:
+            write(f"[{self._name}] {x!r}\n")
+        sys.stderr.flush()
+        return items
+
+
+@dataclass(frozen=True)
+class DebugSpec(StageSpec):
+    """``debug()``."""
+
+    def make(self) -> Stage:
+        return DebugStage(self.name)

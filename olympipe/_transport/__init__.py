@@ -1,0 +1,1 @@
+"""Moving chunks of items between processes: channels and their frame format."""

@@ -1,0 +1,112 @@
+"""A bounded many-producer, many-consumer channel of byte frames over one OS pipe.
+
+Why a pipe and not ``multiprocessing.Queue``: a queue adds a feeder thread per producer and
+an unbounded in-process buffer in front of the pipe, so its ``maxsize`` bounds items, not
+bytes. A bare pipe is bounded in bytes by the kernel (we ask for a larger buffer), a blocked
+writer simply sleeps in ``write(2)``, and a reader can be waited on by
+``multiprocessing.connection.wait`` next to process sentinels.
+
+Several producers share the write end under a lock, because frames larger than
+``PIPE_BUF`` are not written atomically; several consumers share the read end under
+another lock. End of stream is in-band: each producer calls :meth:`Channel.producer_done`
+after its last frame; the last one to do so writes one END frame per consumer, and each
+consumer stops at the first END it reads. Since every producer's frames were written before
+it counted itself out, no data frame can follow an END.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import struct
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from typing import Any
+
+# struct layout of a frame header: kind (0 data, 1 end), input port, sequence number.
+_HEADER = struct.Struct("<BHq")
+HEADER_SIZE = _HEADER.size
+KIND_DATA = 0
+KIND_END = 1
+END_FRAME = _HEADER.pack(KIND_END, 0, -1)
+
+_F_SETPIPE_SZ = 1031  # Linux fcntl: resize a pipe's kernel buffer
+PIPE_BYTES = 1 << 20  # the kernel caps it at /proc/sys/fs/pipe-max-size (1 MiB by default)
+
+
+def pack_header(port: int, seq: int) -> bytes:
+    """The header of a data frame for input ``port`` carrying chunk number ``seq``."""
+    return _HEADER.pack(KIND_DATA, port, seq)
+
+
+def unpack_header(frame: bytes) -> tuple[int, int, int]:
+    """``(kind, port, seq)`` of a frame."""
+    return _HEADER.unpack_from(frame)
+
+
+class Channel:
+    """The inbox of one stage (or of the caller, for a sink): bounded, in-order per producer."""
+
+    def __init__(self, ctx: BaseContext, producers: int, consumers: int) -> None:
+        if producers < 1 or consumers < 1:
+            raise ValueError("a channel needs at least one producer and one consumer")
+        self.producers = producers
+        self.consumers = consumers
+        self._reader, self._writer = ctx.Pipe(duplex=False)
+        try:
+            fcntl.fcntl(self._writer.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:  # pragma: no cover - older kernels: keep the default 64 KiB
+            pass
+        self._rlock: Any = ctx.Lock() if consumers > 1 else None
+        self._wlock: Any = ctx.Lock() if producers > 1 else None
+        self._remaining: Any = ctx.RawValue("i", producers)
+
+    @property
+    def reader(self) -> Connection:
+        """The read end, for ``multiprocessing.connection.wait``."""
+        return self._reader
+
+    def send(self, frame: bytes) -> None:
+        """Write one frame; blocks while the pipe is full (backpressure)."""
+        if self._wlock is None:
+            self._writer.send_bytes(frame)
+        else:
+            with self._wlock:
+                self._writer.send_bytes(frame)
+
+    def recv(self) -> bytes:
+        """Read one frame; blocks until one is there."""
+        if self._rlock is None:
+            return self._reader.recv_bytes()
+        with self._rlock:
+            return self._reader.recv_bytes()
+
+    def poll(self, timeout: float | None) -> bool:
+        """Whether a frame can be read within ``timeout`` seconds (single-consumer channels)."""
+        return self._reader.poll(timeout)
+
+    def producer_done(self) -> None:
+        """Count one producer out; the last one writes one END frame per consumer."""
+        if self._wlock is None:
+            self._remaining.value -= 1
+            if self._remaining.value == 0:
+                for _ in range(self.consumers):
+                    self._writer.send_bytes(END_FRAME)
+            return
+        with self._wlock:
+            self._remaining.value -= 1
+            if self._remaining.value == 0:
+                for _ in range(self.consumers):
+                    self._writer.send_bytes(END_FRAME)
+
+    def close_reader(self) -> None:
+        """Close this process's copy of the read end."""
+        self._reader.close()
+
+    def close_writer(self) -> None:
+        """Close this process's copy of the write end."""
+        self._writer.close()
+
+    def close(self) -> None:
+        """Close both ends in this process."""
+        self._reader.close()
+        self._writer.close()

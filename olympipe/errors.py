@@ -1,0 +1,88 @@
+"""The exception types a pipeline run raises; the only module users need to catch from."""
+
+from __future__ import annotations
+
+import signal
+
+__all__ = ["PipelineError", "PipelineExecutionError", "RemoteTraceback", "WorkerDied"]
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker process.
+
+    Set as the ``__cause__`` of the original exception once it is rebuilt in the caller, so
+    that Python prints the worker's frames under the caller's own traceback.
+    """
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'
+
+
+class PipelineError(RuntimeError):
+    """A stage of a pipeline failed; the run has been stopped and cleaned up.
+
+    ``stage`` names the stage (``"source"`` for the source iterable), ``item_repr`` is a
+    short repr of the item being processed (``None`` when there was none) and
+    ``remote_traceback`` the worker's formatted traceback. ``__cause__`` is the original
+    exception when it could be carried across processes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: str,
+        item_repr: str | None = None,
+        remote_traceback: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.item_repr = item_repr
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_pipeline_error,
+            (type(self), self.args[0] if self.args else "", self.__dict__),
+        )
+
+
+def _rebuild_pipeline_error(
+    cls: type[PipelineError], message: str, state: dict[str, object]
+) -> PipelineError:
+    err = cls.__new__(cls)
+    RuntimeError.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+#: The olympipe 2.x name of :class:`PipelineError`; the same class.
+PipelineExecutionError = PipelineError
+
+
+def describe_exitcode(exitcode: int | None) -> str:
+    """Name an exit code the way a person reads it: ``SIGKILL(-9)``, ``EXIT(3)``."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"{signal.Signals(-exitcode).name}({exitcode})"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"EXIT({exitcode})"
+
+
+class WorkerDied(PipelineError):
+    """A worker process exited without finishing its stream (a signal, ``os._exit``, OOM)."""
+
+    def __init__(self, *, stage: str, exitcode: int | None) -> None:
+        super().__init__(
+            f"a worker of stage {stage!r} died unexpectedly with {describe_exitcode(exitcode)}"
+            " (killed, os._exit, a crash in native code, or out of memory?)",
+            stage=stage,
+        )
+        self.exitcode = exitcode

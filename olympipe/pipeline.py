@@ -1,0 +1,343 @@
+"""``Pipeline``: the immutable, lazy builder and the terminal calls that run it.
+
+Each stage method returns a new ``Pipeline`` over a new graph node; nothing runs until a
+terminal call (``wait_for_result``, iteration, ...) plans the sub-graph its sinks need and
+hands it to a :class:`~olympipe._runtime.supervisor.Run`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar, overload
+
+from olympipe._graph import Endpoint, Node, SourceSpec, plan_for
+from olympipe._runtime.context import check_start_method
+from olympipe._runtime.supervisor import Run, RunOptions
+from olympipe._stages.base import StageSpec
+from olympipe._stages.mapping import ClassTaskSpec, DebugSpec, ExplodeSpec, FilterSpec, TaskSpec
+from olympipe._stages.split import SplitSpec
+from olympipe._stages.stateful import (
+    BatchSpec,
+    GatherSpec,
+    LimitSpec,
+    ReduceSpec,
+    TemporalBatchSpec,
+    TimeoutSpec,
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+A = TypeVar("A")
+
+
+def _name_of(fn: object, default: str) -> str:
+    name = getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else default
+
+
+def _check_callable(value: object, what: str) -> None:
+    if not callable(value):
+        raise TypeError(f"{what} must be callable, got {type(value).__name__}")
+
+
+def _check_positive_int(value: object, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{what} must be >= 1, got {value}")
+
+
+def _check_seconds(value: object, what: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{what} must be a number of seconds, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{what} must be > 0, got {value}")
+
+
+class Pipeline(Generic[T]):
+    """A stream of items flowing through stages, each stage in its own worker process(es).
+
+    ``Pipeline(datas)`` starts a graph from any iterable. Stage methods return new
+    pipelines; calling two of them on the same pipeline makes two branches that each see
+    every item. Terminal calls run the graph and return the results in source order.
+    """
+
+    def __init__(
+        self,
+        datas: Iterable[T] | None = None,
+        *,
+        queue_size: int | None = None,
+        start_method: str | None = None,
+        progress: bool = False,
+    ) -> None:
+        if datas is None:
+            datas = []
+        if not isinstance(datas, Iterable):
+            raise TypeError(f"the source must be iterable, got {type(datas).__name__}")
+        if queue_size is not None:
+            _check_positive_int(queue_size, "queue_size")
+        check_start_method(start_method)
+        self._endpoint: Endpoint = (Node(SourceSpec(datas)), 0)
+        self._options = RunOptions(start_method=start_method, queue_size=queue_size)
+        self._progress = progress
+        self._run: Run | None = None
+
+    @classmethod
+    def _derive(cls, parent: Pipeline[Any], endpoint: Endpoint) -> Pipeline[Any]:
+        pipe: Pipeline[Any] = cls.__new__(cls)
+        pipe._endpoint = endpoint
+        pipe._options = parent._options
+        pipe._progress = parent._progress
+        pipe._run = None
+        return pipe
+
+    def _then(self, spec: StageSpec, *others: Pipeline[Any]) -> Pipeline[Any]:
+        inputs = (self._endpoint, *(o._endpoint for o in others))
+        return Pipeline._derive(self, (Node(spec, inputs), 0))
+
+    # -- stages -----------------------------------------------------------------------------
+
+    @overload
+    def task(
+        self,
+        task: Callable[[T], Awaitable[R]],
+        count: int = 1,
+        on_error: Callable[[T, Exception], R | None] | None = None,
+        *,
+        concurrency: int = 1,
+        ordered: bool = True,
+        name: str | None = None,
+    ) -> Pipeline[R]: ...
+
+    @overload
+    def task(
+        self,
+        task: Callable[[T], R],
+        count: int = 1,
+        on_error: Callable[[T, Exception], R | None] | None = None,
+        *,
+        concurrency: int = 1,
+        ordered: bool = True,
+        name: str | None = None,
+    ) -> Pipeline[R]: ...
+
+    def task(
+        self,
+        task: Callable[[T], Any],
+        count: int = 1,
+        on_error: Callable[[T, Exception], Any] | None = None,
+        *,
+        concurrency: int = 1,
+        ordered: bool = True,
+        name: str | None = None,
+    ) -> Pipeline[Any]:
+        """Apply ``task(item)`` to each item in ``count`` processes, ``concurrency`` items at
+        a time in each (threads, or coroutines for an ``async def``); order is kept unless
+        ``ordered=False``. ``on_error(item, exc)`` returns a replacement (``None`` drops)."""
+        _check_callable(task, "task")
+        _check_positive_int(count, "count")
+        _check_positive_int(concurrency, "concurrency")
+        if on_error is not None:
+            _check_callable(on_error, "on_error")
+        spec = TaskSpec(
+            name=name or _name_of(task, "task"),
+            fn=task,
+            workers=count,
+            on_error=on_error,
+            concurrency=concurrency,
+            ordered=ordered,
+        )
+        return self._then(spec)
+
+    def class_task(
+        self,
+        class_constructor: Callable[..., A],
+        class_method: Callable[[A, T], R],
+        class_args: Sequence[Any] | None = None,
+        close_method: Callable[[A], Any] | None = None,
+        class_kwargs: dict[str, Any] | None = None,
+        count: int = 1,
+        *,
+        concurrency: int = 1,
+        name: str | None = None,
+    ) -> Pipeline[R]:
+        """Build ``class_constructor(*class_args, **class_kwargs)`` once in each worker and
+        apply ``class_method(instance, item)``; ``close_method(instance)`` runs at the end,
+        also after an error."""
+        _check_callable(class_constructor, "class_constructor")
+        _check_callable(class_method, "class_method")
+        if close_method is not None:
+            _check_callable(close_method, "close_method")
+        _check_positive_int(count, "count")
+        _check_positive_int(concurrency, "concurrency")
+        spec = ClassTaskSpec(
+            name=name or _name_of(class_method, _name_of(class_constructor, "class_task")),
+            constructor=class_constructor,
+            method=class_method,
+            args=tuple(class_args or ()),
+            kwargs=dict(class_kwargs or {}),
+            close_method=close_method,
+            workers=count,
+            concurrency=concurrency,
+        )
+        return self._then(spec)
+
+    def filter(
+        self, keep_if_true: Callable[[T], Any] | None = None, *, name: str | None = None
+    ) -> Pipeline[T]:
+        """Keep the items for which ``keep_if_true(item)`` is truthy; ``None`` keeps items
+        that are not ``None``."""
+        if keep_if_true is not None:
+            _check_callable(keep_if_true, "keep_if_true")
+        return self._then(FilterSpec(name=name or _name_of(keep_if_true, "filter"), pred=keep_if_true))
+
+    def batch(self, batch_size: int = 2, keep_incomplete_batch: bool = True) -> Pipeline[list[T]]:
+        """Group items into lists of ``batch_size``; the last shorter one is kept unless told not to."""
+        _check_positive_int(batch_size, "batch_size")
+        return self._then(BatchSpec(name="batch", size=batch_size, keep_incomplete=keep_incomplete_batch))
+
+    def temporal_batch(self, time_interval: float) -> Pipeline[list[T]]:
+        """Group the items that arrive within each window of ``time_interval`` seconds."""
+        _check_seconds(time_interval, "time_interval")
+        return self._then(TemporalBatchSpec(name="temporal_batch", seconds=float(time_interval)))
+
+    def explode(self, explode_function: Callable[[T], Iterable[R]] | None = None) -> Pipeline[R]:
+        """Send on each element of ``explode_function(item)`` (or of the item) one by one."""
+        if explode_function is not None:
+            _check_callable(explode_function, "explode_function")
+        return self._then(ExplodeSpec(name=_name_of(explode_function, "explode"), fn=explode_function))
+
+    def split(self, split_function: Callable[[T], Any], n: int | None = None) -> tuple[Pipeline[Any], ...]:
+        """Route value ``i`` of ``split_function(item)`` (unless ``None``) to branch ``i``."""
+        _check_callable(split_function, "split_function")
+        if n is None:
+            n = _tuple_arity(split_function)
+        _check_positive_int(n, "n")
+        node = Node(
+            SplitSpec(name=_name_of(split_function, "split"), fn=split_function, n=n), (self._endpoint,)
+        )
+        return tuple(Pipeline._derive(self, (node, i)) for i in range(n))
+
+    def gather(self, *others: Pipeline[Any]) -> Pipeline[Any]:
+        """Merge this pipeline with ``others``; each keeps its own relative order."""
+        for other in others:
+            if not isinstance(other, Pipeline):
+                raise TypeError(f"gather takes pipelines, got {type(other).__name__}")
+        return self._then(GatherSpec(name="gather"), *others)
+
+    def reduce(self, accumulator: A, reducer: Callable[[T, A], A]) -> Pipeline[A]:
+        """Fold the stream with ``reducer(item, acc)``; emits the final value only."""
+        _check_callable(reducer, "reducer")
+        return self._then(
+            ReduceSpec(name=_name_of(reducer, "reduce"), accumulator=accumulator, reducer=reducer)
+        )
+
+    def limit(self, packet_limit: int) -> Pipeline[T]:
+        """Pass the first ``packet_limit`` items, then stop the stages upstream."""
+        if not isinstance(packet_limit, int) or isinstance(packet_limit, bool):
+            raise TypeError(f"packet_limit must be an int, got {type(packet_limit).__name__}")
+        if packet_limit < 0:
+            raise ValueError(f"packet_limit must be >= 0, got {packet_limit}")
+        return self._then(LimitSpec(name="limit", n=packet_limit))
+
+    def timeout(self, timeout: float) -> Pipeline[T]:
+        """End the stream, without error, when no item arrives for ``timeout`` seconds."""
+        _check_seconds(timeout, "timeout")
+        return self._then(TimeoutSpec(name="timeout", seconds=float(timeout)))
+
+    def debug(self) -> Pipeline[T]:
+        """Print each item to stderr as it passes."""
+        return self._then(DebugSpec(name="debug"))
+
+    # -- running ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the run now (idempotent); a later terminal call on this pipeline collects it."""
+        if self._run is None:
+            self._run = Run(plan_for([self._endpoint]), self._options)
+            self._run.start()
+
+    def _take_run(self, pipes: Sequence[Pipeline[Any]]) -> Run:
+        if self._run is not None and len(pipes) == 1:
+            run, self._run = self._run, None
+            return run
+        return Run(plan_for([p._endpoint for p in pipes]), self._options)
+
+    def wait_for_result(self) -> list[T]:
+        """Run the pipeline and return its outputs, in order."""
+        return self.wait_for_results()[0]
+
+    def wait_for_results(self, other_pipes: Sequence[Pipeline[Any]] | None = None) -> list[list[Any]]:
+        """Run this pipeline with ``other_pipes`` as one graph; one list per pipeline."""
+        pipes = [self, *(other_pipes or [])]
+        return _collect(self._take_run(pipes), pipes)
+
+    @staticmethod
+    def wait_for_all_results(pipes: Sequence[Pipeline[Any]]) -> list[list[Any]]:
+        """Run all ``pipes`` as one graph; one list of outputs per pipeline."""
+        if not pipes:
+            return []
+        return pipes[0].wait_for_results(list(pipes[1:]))
+
+    def wait_for_completion(self, other_pipes: Sequence[Pipeline[Any]] | None = None) -> None:
+        """Run this pipeline (with ``other_pipes``) and discard the outputs."""
+        pipes = [self, *(other_pipes or [])]
+        run = self._take_run(pipes)
+        try:
+            for _ in run.events():
+                pass
+        finally:
+            run.close()
+
+    @staticmethod
+    def wait_for_all_completions(pipes: Sequence[Pipeline[Any]]) -> None:
+        """Run all ``pipes`` as one graph and discard the outputs."""
+        if pipes:
+            pipes[0].wait_for_completion(list(pipes[1:]))
+
+    def wait_and_reduce(self, accumulator: A, reducer: Callable[[T, A], A]) -> A:
+        """Run the pipeline and fold its outputs with ``reducer(item, acc)``."""
+        result: A = self.reduce(accumulator, reducer).wait_for_result()[0]
+        return result
+
+    def __iter__(self) -> Iterator[T]:
+        """Stream the outputs in order as they are produced; leaving the loop early stops
+        and cleans up the run."""
+        run = self._take_run([self])
+        try:
+            for _index, chunk in run.events():
+                yield from chunk
+        finally:
+            run.close()
+
+
+def _collect(run: Run, pipes: Sequence[Pipeline[Any]]) -> list[list[Any]]:
+    try:
+        outputs: list[list[Any]] = [[] for _ in run.plan.sinks]
+        for index, chunk in run.events():
+            outputs[index].extend(chunk)
+    finally:
+        run.close()
+    where = {}
+    for i, (node, slot) in enumerate(run.plan.sinks):
+        where[(node.id, slot)] = i
+    return [list(outputs[where[(p._endpoint[0].id, p._endpoint[1])]]) for p in pipes]
+
+
+def _tuple_arity(fn: Callable[..., Any]) -> int:
+    """The length of the ``tuple[...]`` a function is annotated to return."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = getattr(fn, "__annotations__", {}) or {}
+    ret = hints.get("return", inspect.Signature.empty)
+    origin = typing.get_origin(ret)
+    args = typing.get_args(ret)
+    if origin is tuple and args and Ellipsis not in args:
+        return len(args)
+    raise TypeError(
+        "split needs n=<number of branches>: it could not be inferred from the function's"
+        " return annotation (annotate it as tuple[A, B, ...] or pass n)"
+    )

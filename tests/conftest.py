@@ -1,0 +1,59 @@
+"""Shared fixtures: every test must leave no child process and no shared memory behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psutil
+import pytest
+from hypothesis import settings
+
+settings.register_profile("default", max_examples=25, deadline=None)
+settings.register_profile("long", max_examples=300, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+START_METHODS = ["fork", "forkserver", "spawn"]
+
+
+def _shm_entries() -> set[str]:
+    try:
+        return {e for e in os.listdir("/dev/shm") if e.startswith("olympipe")}
+    except FileNotFoundError:  # pragma: no cover
+        return set()
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers() -> Iterator[None]:
+    """Fail a test that leaves a worker process or an olympipe shm segment behind."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    shm_before = _shm_entries()
+    yield
+    new = [p for p in me.children(recursive=True) if p.pid not in before]
+    # The forkserver process is shared by all runs of the session; it is not a leak.
+    # nor is the resource tracker that spawn and forkserver start once. A zombie has exited
+    # and waits for its parent (the fork server) to reap it.
+    new = [p for p in new if not _is_helper(p)]
+    _, alive = psutil.wait_procs(new, timeout=5)
+    alive = [p for p in alive if not _is_zombie(p)]
+    leaked_shm = _shm_entries() - shm_before
+    for p in alive:
+        p.kill()
+    assert not alive, f"leaked processes: {alive}"
+    assert not leaked_shm, f"leaked shared memory: {leaked_shm}"
+
+
+def _is_helper(proc: psutil.Process) -> bool:
+    try:
+        cmd = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    return "forkserver" in cmd or "resource_tracker" in cmd
+
+
+def _is_zombie(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True

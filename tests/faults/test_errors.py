@@ -1,0 +1,147 @@
+"""Errors surface as PipelineError/WorkerDied, promptly, and leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from olympipe import Pipeline, PipelineError, PipelineExecutionError, RemoteTraceback, WorkerDied
+from tests.conftest import START_METHODS
+from tests.helpers import exit_3_on_5, fail_on_7, plus_one
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_exception_in_stage(method: str) -> None:
+    with pytest.raises(PipelineError) as info:
+        Pipeline(range(50), start_method=method).task(fail_on_7, count=2).wait_for_result()
+    err = info.value
+    assert err.stage == "fail_on_7"
+    assert err.item_repr == "7"
+    assert "ValueError" in str(err)
+    assert "bad item 7" in str(err)
+    assert err.remote_traceback is not None
+    assert "fail_on_7" in err.remote_traceback
+    assert isinstance(err.__cause__, ValueError)
+    assert isinstance(err.__cause__.__cause__, RemoteTraceback)
+    assert PipelineExecutionError is PipelineError
+    assert isinstance(err, RuntimeError)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_worker_os_exit(method: str) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(WorkerDied) as info:
+        Pipeline(range(50), start_method=method).task(exit_3_on_5, count=2).wait_for_result()
+    assert info.value.exitcode == 3
+    assert info.value.stage == "exit_3_on_5"
+    assert time.monotonic() - t0 < 5
+
+
+def test_worker_sigkill_midstream() -> None:
+    def kill_self_on_100(x: int) -> int:
+        if x == 100:
+            os.kill(os.getpid(), 9)
+        return x
+
+    with pytest.raises(WorkerDied) as info:
+        Pipeline(range(1000)).task(plus_one).task(kill_self_on_100, count=4).task(plus_one).wait_for_result()
+    assert info.value.exitcode == -9
+    assert "SIGKILL" in str(info.value)
+
+
+def test_exception_in_source() -> None:
+    def broken() -> Iterator[int]:
+        yield 1
+        raise OSError("camera unplugged")
+
+    with pytest.raises(PipelineError) as info:
+        Pipeline(broken()).task(plus_one).wait_for_result()
+    assert info.value.stage == "source"
+    assert "camera unplugged" in str(info.value)
+
+
+def test_error_in_iteration_and_in_branch() -> None:
+    p = Pipeline(range(100))
+    with pytest.raises(PipelineError):
+        Pipeline.wait_for_all_results([p.task(plus_one), p.task(fail_on_7)])
+    with pytest.raises(PipelineError):
+        list(Pipeline(range(100)).task(fail_on_7))
+
+
+def test_unpicklable_result_names_stage_and_type() -> None:
+    with pytest.raises(PipelineError) as info:
+        Pipeline(range(3)).task(lambda x: threading.Lock(), name="make_lock").wait_for_result()
+    assert info.value.stage == "make_lock"
+    assert "lock" in str(info.value)
+
+
+def test_unpicklable_source_item() -> None:
+    with pytest.raises(PipelineError) as info:
+        Pipeline([1, (x for x in range(3))]).task(plus_one).wait_for_result()
+    assert info.value.stage == "source"
+    assert "generator" in str(info.value)
+
+
+def test_unpicklable_exception_still_reported() -> None:
+    class Weird(Exception):
+        def __init__(self) -> None:
+            super().__init__("weird")
+            self.lock = threading.Lock()
+
+    def boom(x: int) -> int:
+        raise Weird
+
+    with pytest.raises(PipelineError) as info:
+        Pipeline(range(3)).task(boom).wait_for_result()
+    assert "weird" in str(info.value)
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+
+
+def test_pipeline_error_pickles() -> None:
+    err = PipelineError("x", stage="s", item_repr="1", remote_traceback="tb")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.stage, back.item_repr, back.remote_traceback, str(back)) == ("s", "1", "tb", "x")
+
+
+def test_bad_arguments_rejected_at_build_time() -> None:
+    p = Pipeline(range(3))
+    with pytest.raises(ValueError):
+        p.task(plus_one, count=0)
+    with pytest.raises(ValueError):
+        p.batch(0)
+    with pytest.raises(ValueError):
+        p.timeout(-1)
+    with pytest.raises(TypeError):
+        p.task(42)  # type: ignore[call-overload]
+    with pytest.raises(TypeError):
+        Pipeline(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Pipeline([], start_method="thread")
+    with pytest.raises(TypeError):
+        p.split(lambda x: (x, x))
+
+
+def test_close_method_runs_after_error(tmp_path: object) -> None:
+    import pathlib
+
+    marker = pathlib.Path(str(tmp_path)) / "closed"
+
+    class Res:
+        def work(self, x: int) -> int:
+            if x == 3:
+                raise RuntimeError("boom")
+            return x
+
+        def close(self) -> None:
+            marker.write_text("yes")
+
+    with pytest.raises(PipelineError):
+        Pipeline(range(10)).class_task(Res, Res.work, close_method=Res.close).wait_for_result()
+    assert marker.read_text() == "yes"
