@@ -1,19 +1,25 @@
 """Pulling the source in the caller's process and cutting it into chunks.
 
-The feeder is a thread of the caller, started after every worker has been forked, because a
-source may hold what cannot cross processes (a camera, a socket). It pulls only as fast as
-the pipeline drains: writes block when the first channel is full, and a *window* semaphore
-bounds how many chunks the first stage has not finished yet.
+The feeder lives in the caller's process, because a source may hold what cannot cross
+processes (a camera, a socket), and starts after every worker has been forked. It pulls
+only as fast as the pipeline drains: writes block when the first channel is full, and a
+*window* semaphore bounds how many chunks the first stage has not finished yet.
 
-Chunk size adapts, with no setting needed:
+Two threads share one buffer under a condition variable:
 
-* it aims at about :data:`TARGET_SECONDS` of work per chunk at the costliest stage, read
-  from the workers' shared counters (hundreds of items when items are trivial, one item
-  when each takes 10 ms, so ``count=N`` stays balanced); until a stage has measured
-  anything, chunks hold one item, and the window keeps those few;
-* it never holds an item back waiting for more: when the source itself is slow (a camera at
-  30 frames/s) the size falls to what arrives within :data:`HOLD_SECONDS`, so each item
-  leaves at once.
+* the *puller* iterates the source and appends to the buffer; it waits only when the
+  buffer is full (backpressure), and it is the thread that closes a generator;
+* the *sender* takes the buffer when it reaches the target size, or when the oldest item
+  in it has waited :data:`HOLD_SECONDS`, whichever comes first, then encodes it once and
+  writes it to every consumer. A source that pauses (a camera between frames, a socket
+  between messages) therefore never holds an item back: the puller is blocked in ``next()``
+  and the sender sends what there is.
+
+Chunk size adapts, with no setting needed: it aims at about :data:`TARGET_SECONDS` of work
+per chunk at the costliest stage, read from the workers' shared counters (thousands of
+items when items are trivial, one item when each takes 10 ms, so ``count=N`` stays
+balanced). Until a stage has measured anything, chunks hold one item, and the window keeps
+those few.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from olympipe._transport.channel import Channel, pack_header
 from olympipe._transport.codec import EncodeError, encode_chunk
 
 TARGET_SECONDS = 0.001
-HOLD_SECONDS = 0.002
+HOLD_SECONDS = 0.001
 MAX_ITEMS = 4096
 
 
@@ -38,7 +44,7 @@ class _PipeBroken(Exception):
 
 
 class Feeder:
-    """One source's thread: iterate, chunk, encode once, write to every consumer."""
+    """One source: a puller thread and a sender thread around a shared buffer."""
 
     def __init__(
         self,
@@ -55,77 +61,142 @@ class Feeder:
         self._control = control
         self._stop = stop
         self._cost = cost
-        self.items = 0
-        self._thread = threading.Thread(target=self._run, name="olympipe-feeder", daemon=True)
+        self.items = 0  # items sent so far
+        self._cond = threading.Condition(threading.Lock())
+        self._buf: list[Any] = []
+        self._opened = 0.0  # when the oldest buffered item arrived
+        self._target = 1
+        self._exhausted = False  # the puller has seen the end of the source
+        self._puller = threading.Thread(target=self._pull, name="olympipe-source", daemon=True)
+        self._sender = threading.Thread(target=self._send_loop, name="olympipe-feeder", daemon=True)
 
     def start(self) -> None:
-        """Start pulling the source."""
-        self._thread.start()
+        """Start pulling and sending."""
+        self._sender.start()
+        self._puller.start()
+
+    def wake(self) -> None:
+        """Wake both threads so they notice the stop event."""
+        with self._cond:
+            self._cond.notify_all()
 
     def join(self, timeout: float) -> bool:
-        """Wait for the thread; ``False`` if it is still blocked (in the source's ``next``)."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Wait for both threads; ``False`` if the puller is still blocked in ``next()``."""
+        self.wake()
+        self._sender.join(timeout)
+        self._puller.join(timeout)
+        return not (self._sender.is_alive() or self._puller.is_alive())
 
-    def _run(self) -> None:
+    # -- puller -----------------------------------------------------------------------------
+
+    def _pull(self) -> None:
         iterator: Iterator[Any] | None = None
         try:
             iterator = iter(self._iterable)
-            if self._feed(iterator):
-                for channel, _port in self._outputs:
-                    channel.producer_done()
-        except EncodeError as exc:
-            msg = f"an item of the source cannot be pickled: {exc}"
-            self._control.send(Failure.capture("source", exc, exc.item, True, msg))
-        except _PipeBroken:
-            pass  # the run is being torn down: its workers, and their pipes, are gone
+            self._pull_all(iterator)
         except BaseException as exc:
-            self._control.send(Failure.capture("source", exc))
+            if not self._stop.is_set():
+                self._control.send(Failure.capture("source", exc))
+                self._stop.set()
         finally:
+            with self._cond:
+                self._exhausted = True
+                self._cond.notify_all()
             if iterator is not None and inspect.isgenerator(iterator):
                 iterator.close()
 
-    def _feed(self, iterator: Iterator[Any]) -> bool:
-        """Send every item; ``False`` when stopped before the end."""
+    def _pull_all(self, iterator: Iterator[Any]) -> None:
+        # No lock per item: only this thread appends, and the sender takes items with one
+        # slice and one ``del buf[:n]``, each atomic under the GIL, so nothing is lost.
+        cond = self._cond
         stop = self._stop
         clock = time.perf_counter
-        seq = 0
-        target = 1
-        gap = 0.0  # moving average of the time the source takes per item
-        buf: list[Any] = []
-        started = last = clock()
+        buf = self._buf
+        target = self._target
         for item in iterator:
-            now = clock()
-            gap += (now - last - gap) * 0.1
-            last = now
-            if not buf:
-                started = now
             buf.append(item)
-            if len(buf) >= target or now - started >= HOLD_SECONDS:
-                if stop.is_set():
-                    return False
-                self._send(seq, buf)
-                self.items += len(buf)
+            size = len(buf)
+            if size == 1:  # a chunk opens: the sender arms its deadline
+                with cond:
+                    self._opened = clock()
+                    cond.notify()
+                    if stop.is_set():
+                        return
+            if size >= target:
+                with cond:
+                    cond.notify()
+                    # Wait until the sender takes this chunk: blocking here hands the GIL
+                    # over at once instead of after the interpreter's switch interval.
+                    while len(buf) >= self._target and not stop.is_set():
+                        cond.wait()
+                    target = self._target
+                    if stop.is_set():
+                        return
+
+    # -- sender -----------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        try:
+            seq = 0
+            while True:
+                chunk = self._take()
+                if chunk is None:
+                    break
+                self._send(seq, chunk)
                 seq += 1
-                buf = []
-                target = self._next_target(gap)
-                last = clock()
-        if buf and not stop.is_set():
-            self._send(seq, buf)
-            self.items += len(buf)
-        return not stop.is_set()
+            if not self._stop.is_set():
+                for channel, _port in self._outputs:
+                    channel.producer_done()
+        except _PipeBroken:
+            pass  # the run is being torn down: its workers, and their pipes, are gone
+        except EncodeError as exc:
+            msg = f"an item of the source cannot be pickled: {exc}"
+            self._control.send(Failure.capture("source", exc, exc.item, True, msg))
+            self._stop.set()
+            self.wake()
+
+    def _take(self) -> list[Any] | None:
+        """The next chunk to send, or ``None`` at the end (or on stop)."""
+        cond = self._cond
+        buf = self._buf
+        with cond:
+            while True:
+                if self._stop.is_set():
+                    return None
+                if buf and (len(buf) >= self._target or self._exhausted):
+                    break
+                if not buf:
+                    if self._exhausted:
+                        return None
+                    cond.wait()
+                    continue
+                left = self._opened + HOLD_SECONDS - time.perf_counter()
+                if left <= 0:
+                    break
+                cond.wait(left)
+            now = time.perf_counter()
+            n = min(len(buf), self._target)
+            chunk = buf[:n]
+            del buf[:n]
+            gap = (now - self._opened) / n  # how fast the source produced this chunk
+            if buf:
+                self._opened = now
+            self._target = self._next_target(gap)
+            cond.notify()  # room for the puller
+        return chunk
 
     def _send(self, seq: int, chunk: list[Any]) -> None:
         payload = encode_chunk(chunk)
         if self._window is not None:
             self._window.acquire()
             if self._stop.is_set():
-                return
+                raise _PipeBroken
         try:
             for channel, port in self._outputs:
                 channel.send(pack_header(port, seq) + payload)
         except OSError as exc:
             raise _PipeBroken from exc
+        self.items += len(chunk)
 
     def _next_target(self, gap: float) -> int:
         cost, at_least = self._cost()

@@ -39,7 +39,7 @@ from typing import Any
 from olympipe._graph import Plan, SourceSpec
 from olympipe._runtime.context import get_context, resolve_start_method
 from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
-from olympipe._runtime.feeder import Feeder
+from olympipe._runtime.feeder import MAX_ITEMS, Feeder
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
 from olympipe._runtime.worker import WorkerPlan, worker_main
@@ -201,6 +201,8 @@ class Run:
         counters = self.counters
 
         def cost() -> tuple[float | None, int]:
+            if not stages:  # the source feeds the caller directly: nothing to balance
+                return None, MAX_ITEMS
             worst: float | None = None
             at_least = 1
             for workers, parallel in stages:
@@ -234,7 +236,14 @@ class Run:
                 index = open_sinks.get(obj)  # type: ignore[call-overload,unused-ignore]
                 if index is None:
                     continue
-                frame = sinks[index].recv()
+                try:
+                    frame = sinks[index].recv()
+                except EOFError:
+                    # Every writer is gone without END: a producer died. Its sentinel says
+                    # which one; wait for it rather than report a vaguer error.
+                    del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
+                    self._raise_for_dead_worker(by_sentinel)
+                    continue
                 kind, _port, seq = unpack_header(frame)
                 if kind == KIND_END:
                     del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
@@ -264,6 +273,23 @@ class Run:
             elif isinstance(message, Failure):
                 raise _to_error(message)
 
+    def _raise_for_dead_worker(self, by_sentinel: dict[Any, _Worker]) -> None:
+        while by_sentinel:
+            for sentinel in wait(list(by_sentinel)):
+                self._worker_exited(by_sentinel.pop(sentinel))  # raises for the dead one
+        raise PipelineError("a sink channel closed without an end of stream", stage="sink")
+
+    def _note_finished_workers(self) -> None:
+        """Read the Done reports still queued, so finished workers are not terminated."""
+        control = self._control.channel
+        try:
+            while control.poll(0):
+                message = self._control.recv()
+                if isinstance(message, Done):
+                    self._workers[message.worker].done = True
+        except (OSError, EOFError):  # a worker died mid-write: teardown goes on regardless
+            pass
+
     def _worker_exited(self, worker: _Worker) -> None:
         worker.exited = True
         self._drain_control()
@@ -279,9 +305,13 @@ class Run:
             return
         self._closed = True
         self._stop.set()
+        for feeder in self._feeders:
+            feeder.wake()
         for window, size in self._windows:
             for _ in range(size + 1):
                 window.release()  # wake a feeder waiting for room
+        if self._started:
+            self._note_finished_workers()
         working = [w for w in self._workers if not w.done and w.process.exitcode is None]
         for worker in working:
             worker.process.terminate()

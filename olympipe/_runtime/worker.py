@@ -67,25 +67,23 @@ def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
         for slot in plan.outputs:
             for channel, _port in slot:
                 channel.producer_done()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nothing left to clean up
         plan.control.send(Done(plan.index))
     except Stopped:
         _close_quietly(stage)
         _die_by(signal.SIGTERM)
     except ItemFailed as exc:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
-        _report(plan, cause, exc.item, has_item=exc.has_item)
-        _close_after_error(plan, stage)
+        failure = Failure.capture(plan.label, cause, exc.item, exc.has_item)
+        _fail(plan, stage, failure)
     except EncodeError as exc:
         msg = f"an output of stage {plan.label!r} cannot be pickled: {exc}"
-        _report(plan, exc, exc.item, has_item=True, message=msg)
-        _close_after_error(plan, stage)
+        _fail(plan, stage, Failure.capture(plan.label, exc, exc.item, True, msg))
     except DecodeError as exc:
         msg = f"stage {plan.label!r} could not unpickle its input: {exc}"
-        _report(plan, exc, None, has_item=False, message=msg)
-        _close_after_error(plan, stage)
+        _fail(plan, stage, Failure.capture(plan.label, exc, None, False, msg))
     except BaseException as exc:  # SystemExit and friends from user code fail the run too
-        _report(plan, exc, None, has_item=False)
-        _close_after_error(plan, stage)
+        _fail(plan, stage, Failure.capture(plan.label, exc))
 
 
 def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
@@ -176,17 +174,13 @@ def _end_outputs_early(plan: WorkerPlan) -> None:
     plan.outputs = [[] for _ in plan.outputs]
 
 
-def _report(
-    plan: WorkerPlan, exc: BaseException, item: object, *, has_item: bool, message: str | None = None
-) -> None:
-    plan.control.send(Failure.capture(plan.label, exc, item, has_item, message))
-
-
-def _close_after_error(plan: WorkerPlan, stage: Stage | None) -> None:
+def _fail(plan: WorkerPlan, stage: Stage | None, failure: Failure) -> None:
+    """Close the stage first (the report makes the supervisor tear the run down), then report."""
     try:
         _close_quietly(stage)
     except Stopped:
         pass
+    plan.control.send(failure)
 
 
 def _close_quietly(stage: Stage | None) -> None:

@@ -1,0 +1,158 @@
+"""The rest of the operator table, end to end, against a serial evaluation."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from olympipe import Pipeline, PipelineError
+from tests.helpers import plus_one, times_2
+
+
+def parity(x: int) -> tuple[int | None, int | None]:
+    return (x, None) if x % 2 == 0 else (None, x)
+
+
+def test_split_infers_arity_and_routes() -> None:
+    evens, odds = Pipeline(range(20)).split(parity)
+    a, b = Pipeline.wait_for_all_results([evens, odds])
+    assert a == list(range(0, 20, 2))
+    assert b == list(range(1, 20, 2))
+
+
+def test_split_with_explicit_n_and_gather_back() -> None:
+    left, right = Pipeline(range(30)).split(lambda x: (x, -x), n=2)
+    merged = left.task(plus_one).gather(right.task(times_2))
+    got = merged.wait_for_result()
+    assert sorted(got) == sorted([x + 1 for x in range(30)] + [-2 * x for x in range(30)])
+    assert [x for x in got if x > 0] == list(range(1, 31))  # each input keeps its order
+
+
+def test_split_wrong_arity_names_stage() -> None:
+    with pytest.raises(PipelineError) as info:
+        Pipeline(range(3)).split(lambda x: (x,), n=2)[0].wait_for_result()
+    assert "2 values" in str(info.value)
+
+
+def test_gather_of_different_sources() -> None:
+    a = Pipeline(range(100)).task(plus_one)
+    b = Pipeline("abc")
+    got = a.gather(b).wait_for_result()
+    assert [x for x in got if isinstance(x, int)] == list(range(1, 101))
+    assert [x for x in got if isinstance(x, str)] == ["a", "b", "c"]
+
+
+def test_reduce_and_failure_has_no_partial_fold() -> None:
+    assert Pipeline(range(101)).reduce(0, lambda x, acc: acc + x).wait_for_result() == [5050]
+
+    def bad(x: int, acc: int) -> int:
+        if x == 50:
+            raise ArithmeticError("no")
+        return acc + x
+
+    with pytest.raises(PipelineError):
+        Pipeline(range(101)).reduce(0, bad).wait_for_result()
+
+
+def endless() -> Iterator[int]:
+    yield from itertools.count()
+
+
+def test_limit_stops_an_infinite_source_and_closes_it() -> None:
+    closed = []
+
+    def source() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append(True)
+
+    assert Pipeline(source()).task(plus_one, count=2).limit(1000).wait_for_result() == list(range(1, 1001))
+    assert closed == [True]
+    assert Pipeline(endless()).limit(0).wait_for_result() == []
+
+
+def test_limit_in_the_middle() -> None:
+    got = Pipeline(endless()).limit(50).task(times_2).batch(10).wait_for_result()
+    assert got == [[2 * x for x in range(i, i + 10)] for i in range(0, 50, 10)]
+
+
+def test_timeout_ends_the_stream_cleanly() -> None:
+    def trickle() -> Iterator[int]:
+        yield from range(5)
+        time.sleep(0.6)  # silence longer than the timeout; then the run is over
+        yield 99
+
+    assert Pipeline(trickle()).timeout(0.2).task(plus_one).wait_for_result() == [1, 2, 3, 4, 5]
+
+
+def test_temporal_batch_windows() -> None:
+    def bursts() -> Iterator[int]:
+        for burst in range(3):
+            yield from range(burst * 10, burst * 10 + 5)
+            time.sleep(0.25)
+
+    got = Pipeline(bursts()).temporal_batch(0.1).wait_for_result()
+    assert all(got), "no empty lists"
+    assert [x for b in got for x in b] == [x for b in range(3) for x in range(b * 10, b * 10 + 5)]
+    assert len(got) == 3
+
+
+def test_on_error_replacement_drop_and_failure() -> None:
+    def inv(x: int) -> float:
+        return 1 / x
+
+    got = Pipeline(range(-2, 3)).task(inv, on_error=lambda x, e: None).wait_for_result()
+    assert got == [-0.5, -1.0, 1.0, 0.5]
+    got = Pipeline(range(-1, 2)).task(inv, on_error=lambda x, e: type(e).__name__).wait_for_result()
+    assert got == [-1.0, "ZeroDivisionError", 1.0]
+
+    def bad_handler(x: int, e: Exception) -> float:
+        raise KeyError("handler failed")
+
+    with pytest.raises(PipelineError) as info:
+        Pipeline(range(-1, 2)).task(inv, on_error=bad_handler).wait_for_result()
+    assert "handler failed" in str(info.value)
+
+
+def sleepy(x: int) -> int:
+    time.sleep(0.1)
+    return x
+
+
+async def asleep(x: int) -> int:
+    await asyncio.sleep(0.1)
+    return x * 2
+
+
+def test_threads_inside_a_stage() -> None:
+    t0 = time.monotonic()
+    assert Pipeline(range(100)).task(sleepy, count=1, concurrency=20).wait_for_result() == list(range(100))
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_coroutines_inside_a_stage() -> None:
+    t0 = time.monotonic()
+    got = Pipeline(range(100)).task(asleep, concurrency=20).wait_for_result()
+    assert got == [x * 2 for x in range(100)]
+    assert time.monotonic() - t0 < 2.0
+    assert Pipeline(range(3)).task(asleep).wait_for_result() == [0, 2, 4]
+
+
+def test_debug_prints_to_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    assert Pipeline([1, 2]).debug().wait_for_result() == [1, 2]
+    err = capfd.readouterr().err
+    assert "1" in err
+    assert "2" in err
+
+
+@pytest.mark.parametrize("size", [1, 3, 1000])
+def test_batch_edge_cases(size: int) -> None:
+    xs = list(range(10))
+    assert Pipeline(xs).batch(size).wait_for_result() == [xs[i : i + size] for i in range(0, 10, size)]
+    assert Pipeline([]).batch(size).wait_for_result() == []
+    assert Pipeline([[1, 2]]).batch(size).wait_for_result() == [[[1, 2]]]
