@@ -34,7 +34,7 @@ def no_leftovers() -> Iterator[None]:
     # The forkserver process is shared by all runs of the session; it is not a leak.
     # nor is the resource tracker that spawn and forkserver start once. A zombie has exited
     # and waits for its parent (the fork server) to reap it.
-    new = [p for p in new if not _is_helper(p)]
+    new = [p for p in new if not (p.ppid() == me.pid and _is_helper(p))]
     _, alive = psutil.wait_procs(new, timeout=5)
     alive = [p for p in alive if not _is_zombie(p)]
     leaked_shm = _shm_entries() - shm_before

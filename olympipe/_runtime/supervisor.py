@@ -87,7 +87,7 @@ class Run:
         self._closed = False
         self._channels: dict[int, Channel] = {}
         self._sink_channels: list[Channel] = []
-        self._failure: PipelineError | None = None
+        self._lifeline: Any = None  # forkserver: the caller's end of every worker's lifeline
         self.stage_workers: dict[int, list[int]] = {}
         self.counters = Counters(self._ctx, sum(n.spec.count for n in plan.stages))
 
@@ -120,7 +120,10 @@ class Run:
                 source_windows[node.id] = window
                 self._windows.append((window, size))
 
-        parent_pid = 0 if self.method == "forkserver" else os.getpid()
+        parent_pid = os.getpid()
+        lifeline = None
+        if self.method == "forkserver":
+            lifeline, self._lifeline = ctx.Pipe(duplex=False)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             index = 0
@@ -140,6 +143,7 @@ class Run:
                         control=self._control,
                         counters=self.counters,
                         parent_pid=parent_pid,
+                        lifeline=lifeline,
                     )
                     process = ctx.Process(  # type: ignore[attr-defined]
                         target=worker_main,
@@ -153,6 +157,8 @@ class Run:
                     index += 1
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        if lifeline is not None:
+            lifeline.close()
         self._close_unused_ends(source_outputs)
         for node in plan.sources:
             assert isinstance(node.spec, SourceSpec)
@@ -337,6 +343,8 @@ class Run:
             channel.close()
         if self._started:
             self._control.channel.close()
+        if self._lifeline is not None:
+            self._lifeline.close()
         for worker in self._workers:
             worker.process.close()
 

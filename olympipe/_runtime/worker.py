@@ -20,8 +20,10 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 from olympipe._runtime.counters import BLOCKED_OUT, BUSY, FIELDS, ITEMS_IN, ITEMS_OUT, WAIT_IN, Counters
@@ -51,11 +53,12 @@ class WorkerPlan:
     control: Control
     counters: Counters
     parent_pid: int
+    lifeline: Connection | None = None  # forkserver only: EOF when the caller is gone
 
 
 def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
     """Entry point of a worker process."""
-    _become_worker(plan.parent_pid)
+    _become_worker(plan.parent_pid, plan.lifeline)
     spec: StageSpec = loads_definition(definition) if isinstance(definition, bytes) else definition
     stage: Stage | None = None
     try:
@@ -203,7 +206,16 @@ def _raise_stopped(signum: int, frame: object) -> None:
     raise Stopped
 
 
-def _become_worker(parent_pid: int) -> None:
+def _watch_lifeline(lifeline: Connection) -> None:
+    """Die with the caller: its end of the lifeline closes when it exits, however it exits."""
+    try:
+        lifeline.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _become_worker(parent_pid: int, lifeline: Connection | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGTERM, _raise_stopped)
@@ -212,7 +224,9 @@ def _become_worker(parent_pid: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
-    if os.getppid() != parent_pid and parent_pid != 0:
-        # The caller died before the death signal was armed (forkserver children have
-        # the fork server as parent, so parent_pid is 0 for them).
-        os._exit(1)
+    if lifeline is not None:
+        # A fork server's children keep it alive (they inherit its "alive" fd), so a death
+        # signal tied to it would never fire: watch the caller itself instead.
+        threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
+    elif os.getppid() != parent_pid:
+        os._exit(1)  # the caller died before the death signal was armed
