@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from olympipe._runtime.messages import Control, Failure
-from olympipe._transport.channel import Channel, pack_header
-from olympipe._transport.codec import EncodeError, encode_chunk
+from olympipe._transport.channel import Channel
+from olympipe._transport.codec import EncodeError, encode_chunk, send_encoded
 
 TARGET_SECONDS = 0.001
 HOLD_SECONDS = 0.001
@@ -54,7 +54,9 @@ class Feeder:
         control: Control,
         stop: threading.Event,
         cost: Callable[[], tuple[float | None, int]],
+        shm_prefix: str | None = None,
     ) -> None:
+        self._prefix = shm_prefix
         self._iterable = iterable
         self._outputs = outputs
         self._window = window
@@ -186,14 +188,16 @@ class Feeder:
         return chunk
 
     def _send(self, seq: int, chunk: list[Any]) -> None:
-        payload = encode_chunk(chunk)
+        encoded = encode_chunk(chunk, self._prefix is not None)
         if self._window is not None:
             self._window.acquire()
             if self._stop.is_set():
                 raise _PipeBroken
         try:
             for channel, port in self._outputs:
-                channel.send(pack_header(port, seq) + payload)
+                if self._stop.is_set():
+                    raise _PipeBroken
+                send_encoded(channel, port, seq, encoded, self._prefix)
         except OSError as exc:
             raise _PipeBroken from exc
         self.items += len(chunk)

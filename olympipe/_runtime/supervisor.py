@@ -31,6 +31,7 @@ import pickle
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -45,8 +46,9 @@ from olympipe._runtime.ordering import Reorder
 from olympipe._runtime.worker import WorkerPlan, worker_main
 from olympipe._stages.base import StageSpec
 from olympipe._stages.mapping import ClassTaskSpec, TaskSpec
-from olympipe._transport.channel import HEADER_SIZE, KIND_END, Channel, unpack_header
-from olympipe._transport.codec import DecodeError, decode_chunk, dumps_definition
+from olympipe._transport import shm
+from olympipe._transport.channel import KIND_END, Channel
+from olympipe._transport.codec import DecodeError, decode_frame, dumps_definition
 from olympipe.errors import PipelineError, RemoteTraceback, WorkerDied
 
 log = logging.getLogger("olympipe")
@@ -89,6 +91,7 @@ class Run:
         self._sink_channels: list[Channel] = []
         self._lifeline: Any = None  # forkserver: the caller's end of every worker's lifeline
         self.stage_workers: dict[int, list[int]] = {}
+        self.shm_prefix: str | None = f"olympipe-{uuid.uuid4().hex[:12]}" if shm.available() else None
         self.counters = Counters(self._ctx, sum(n.spec.count for n in plan.stages))
 
     # -- starting ---------------------------------------------------------------------------
@@ -144,6 +147,7 @@ class Run:
                         counters=self.counters,
                         parent_pid=parent_pid,
                         lifeline=lifeline,
+                        shm_prefix=self.shm_prefix,
                     )
                     process = ctx.Process(  # type: ignore[attr-defined]
                         target=worker_main,
@@ -169,6 +173,7 @@ class Run:
                 self._control,
                 self._stop,
                 self._cost_reader(),
+                self.shm_prefix,
             )
             self._feeders.append(feeder)
             feeder.start()
@@ -244,24 +249,22 @@ class Run:
                     continue
                 try:
                     frame = sinks[index].recv()
+                    kind, _port, seq, items = decode_frame(sinks[index], frame)
                 except EOFError:
                     # Every writer is gone without END: a producer died. Its sentinel says
                     # which one; wait for it rather than report a vaguer error.
                     del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
                     self._raise_for_dead_worker(by_sentinel)
                     continue
-                kind, _port, seq = unpack_header(frame)
-                if kind == KIND_END:
-                    del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
-                    continue
-                try:
-                    items = decode_chunk(memoryview(frame)[HEADER_SIZE:])
                 except DecodeError as exc:
                     node = self.plan.sinks[index][0]
                     raise PipelineError(
                         f"the output of stage {node.spec.name!r} could not be unpickled: {exc}",
                         stage=node.spec.name,
                     ) from exc
+                if kind == KIND_END:
+                    del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
+                    continue
                 for chunk in reorders[index].push(0, seq, items):
                     yield index, chunk
             for obj in ready:
@@ -316,6 +319,8 @@ class Run:
         for window, size in self._windows:
             for _ in range(size + 1):
                 window.release()  # wake a feeder waiting for room
+        for channel in [*self._channels.values(), *self._sink_channels]:
+            channel.unblock_producers()
         if self._started:
             self._note_finished_workers()
         working = [w for w in self._workers if not w.done and w.process.exitcode is None]
@@ -347,6 +352,9 @@ class Run:
             self._lifeline.close()
         for worker in self._workers:
             worker.process.close()
+        if self.shm_prefix is not None:
+            # Only now is every process that could write or map a segment dead.
+            shm.remove_all(self.shm_prefix)
 
 
 def _to_error(failure: Failure) -> PipelineError:

@@ -30,8 +30,15 @@ from olympipe._runtime.counters import BLOCKED_OUT, BUSY, FIELDS, ITEMS_IN, ITEM
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
-from olympipe._transport.channel import HEADER_SIZE, KIND_END, Channel, pack_header, unpack_header
-from olympipe._transport.codec import DecodeError, EncodeError, decode_chunk, encode_chunk, loads_definition
+from olympipe._transport.channel import KIND_END, Channel
+from olympipe._transport.codec import (
+    DecodeError,
+    EncodeError,
+    decode_frame,
+    encode_chunk,
+    loads_definition,
+    send_encoded,
+)
 
 _PR_SET_PDEATHSIG = 1
 
@@ -54,6 +61,7 @@ class WorkerPlan:
     counters: Counters
     parent_pid: int
     lifeline: Connection | None = None  # forkserver only: EOF when the caller is gone
+    shm_prefix: str | None = None  # where large buffers go; None: always inline
 
 
 def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
@@ -98,6 +106,7 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     row = plan.index * FIELDS
     clock = time.perf_counter
     has_deadline = type(stage).deadline is not Stage.deadline
+    prefix = plan.shm_prefix
 
     def emit(seq: int | None, produced: Any) -> None:
         chunks = produced if spec.output_slots > 1 else (produced,)
@@ -113,10 +122,10 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
             counters[row + ITEMS_OUT] += len(chunk)
             if not consumers:
                 continue
-            payload = encode_chunk(chunk)
+            encoded = encode_chunk(chunk, prefix is not None)
             t0 = clock()
             for channel, port in consumers:
-                channel.send(pack_header(port, out_seq) + payload)
+                send_encoded(channel, port, out_seq, encoded, prefix)
             counters[row + BLOCKED_OUT] += clock() - t0
 
     exhausted = False
@@ -134,13 +143,12 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         frame = inbox.recv()
         t1 = clock()
         counters[row + WAIT_IN] += t1 - t0
-        kind, port, seq = unpack_header(frame)
+        kind, port, seq, items = decode_frame(inbox, frame)
         if kind == KIND_END:
             break
         if exhausted:  # limit reached or timeout expired: drain what is still coming
             _release(windows, port)
             continue
-        items = decode_chunk(memoryview(frame)[HEADER_SIZE:])
         counters[row + ITEMS_IN] += len(items)
         if reorder is None:
             t1 = clock()

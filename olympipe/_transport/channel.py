@@ -22,20 +22,22 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
-# struct layout of a frame header: kind (0 data, 1 end), input port, sequence number.
+# struct layout of a frame header: kind, input port, sequence number.
 _HEADER = struct.Struct("<BHq")
 HEADER_SIZE = _HEADER.size
-KIND_DATA = 0
-KIND_END = 1
+KIND_DATA = 0  # the body is the pickled chunk
+KIND_END = 1  # end of stream from the last producer
+KIND_SHARED = 2  # the body names shared-memory segments (see codec.frame_body)
 END_FRAME = _HEADER.pack(KIND_END, 0, -1)
+SHM_SLOTS = 8  # frames with shared-memory segments in flight per channel
 
 _F_SETPIPE_SZ = 1031  # Linux fcntl: resize a pipe's kernel buffer
 PIPE_BYTES = 1 << 20  # the kernel caps it at /proc/sys/fs/pipe-max-size (1 MiB by default)
 
 
-def pack_header(port: int, seq: int) -> bytes:
+def pack_header(port: int, seq: int, kind: int = KIND_DATA) -> bytes:
     """The header of a data frame for input ``port`` carrying chunk number ``seq``."""
-    return _HEADER.pack(KIND_DATA, port, seq)
+    return _HEADER.pack(kind, port, seq)
 
 
 def unpack_header(frame: bytes) -> tuple[int, int, int]:
@@ -59,6 +61,9 @@ class Channel:
         self._rlock: Any = ctx.Lock() if consumers > 1 else None
         self._wlock: Any = ctx.Lock() if producers > 1 else None
         self._remaining: Any = ctx.RawValue("i", producers)
+        # Bounds the shared memory in flight: pipe capacity alone would let thousands of
+        # small frames each name megabytes of segments.
+        self._slots: Any = ctx.Semaphore(SHM_SLOTS)
 
     @property
     def reader(self) -> Connection:
@@ -83,6 +88,19 @@ class Channel:
     def poll(self, timeout: float | None) -> bool:
         """Whether a frame can be read within ``timeout`` seconds (single-consumer channels)."""
         return self._reader.poll(timeout)
+
+    def acquire_shm_slot(self) -> None:
+        """Wait for room for one more shared-memory frame (producer side)."""
+        self._slots.acquire()
+
+    def release_shm_slot(self) -> None:
+        """A shared-memory frame has been taken (consumer side)."""
+        self._slots.release()
+
+    def unblock_producers(self) -> None:
+        """Teardown: wake any producer of this process waiting for a slot."""
+        for _ in range(SHM_SLOTS + 1):
+            self._slots.release()
 
     def producer_done(self) -> None:
         """Count one producer out; the last one writes one END frame per consumer."""

@@ -1,19 +1,41 @@
 """Serialisation: one pickle per chunk per hop, dill for stage definitions.
 
 Items travel as a pickled ``list`` (protocol 5), so the fixed cost of a pickle call is paid
-once per chunk. Stage definitions (lambdas and closures included) travel once per worker with
+once per chunk. Out-of-band buffers of at least :data:`~olympipe._transport.shm.THRESHOLD`
+bytes (numpy arrays, bytearrays, memoryviews) go through shared memory, and so does a
+pickle that is itself that large (PIL images, large ``bytes``); only their names travel in
+the frame. Stage definitions (lambdas and closures included) travel once per worker with
 ``dill``. When a chunk will not pickle, :func:`describe_unpicklable` finds the item at fault
 so the error can name its type instead of the engine's internals.
+
+Frame body, after the channel header::
+
+    inline:  <pickle bytes>
+    shared:  u16 n | n x (u64 size, u16 len, name) | u8 pickle_in_shm | [<pickle bytes>]
 """
 
 from __future__ import annotations
 
 import pickle
+import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 import dill
 
+from olympipe._transport import shm
+from olympipe._transport.channel import (
+    HEADER_SIZE,
+    KIND_END,
+    KIND_SHARED,
+    Channel,
+    pack_header,
+    unpack_header,
+)
+
 PROTOCOL = 5
+_COUNT = struct.Struct("<H")
+_SEGMENT = struct.Struct("<QH")
 
 
 class EncodeError(Exception):
@@ -30,21 +52,111 @@ class DecodeError(Exception):
     """A chunk could not be unpickled by its consumer."""
 
 
-def encode_chunk(items: list[Any]) -> bytes:
+@dataclass
+class Encoded:
+    """A pickled chunk: the in-band bytes and the large buffers kept out of band."""
+
+    data: bytes
+    buffers: list[memoryview] = field(default_factory=list)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the frame will carry shared-memory segments."""
+        return bool(self.buffers) or len(self.data) >= shm.THRESHOLD
+
+
+def encode_chunk(items: list[Any], use_shm: bool = True) -> Encoded:
     """Pickle a chunk of items; raise :class:`EncodeError` naming the culprit's type."""
+    buffers: list[memoryview] = []
+
+    def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
+        try:
+            raw = buf.raw()
+        except BufferError:  # not contiguous: pickle it in band
+            return True
+        if raw.nbytes < shm.THRESHOLD:
+            return True
+        buffers.append(raw)
+        return False
+
     try:
-        return pickle.dumps(items, PROTOCOL)
+        if use_shm:
+            data = pickle.dumps(items, PROTOCOL, buffer_callback=keep_large_out_of_band)
+        else:
+            data = pickle.dumps(items, PROTOCOL)
     except Exception as exc:
         raise describe_unpicklable(items, exc) from exc
+    return Encoded(data, buffers)
 
 
-def decode_chunk(payload: bytes | memoryview) -> list[Any]:
-    """Unpickle a chunk; raise :class:`DecodeError` when that fails."""
+def frame_body(encoded: Encoded, prefix: str) -> bytes:
+    """The body of a ``shared`` frame: writes the segments, returns their description."""
+    parts = []
+    segments: list[memoryview] = list(encoded.buffers)
+    pickle_in_shm = len(encoded.data) >= shm.THRESHOLD
+    if pickle_in_shm:
+        segments.insert(0, memoryview(encoded.data))
+    parts.append(_COUNT.pack(len(segments)))
+    for segment in segments:
+        name = shm.write_segment(prefix, segment).encode()
+        parts.append(_SEGMENT.pack(segment.nbytes, len(name)))
+        parts.append(name)
+    parts.append(b"\x01" if pickle_in_shm else b"\x00")
+    if not pickle_in_shm:
+        parts.append(encoded.data)
+    return b"".join(parts)
+
+
+def decode_chunk(payload: memoryview) -> list[Any]:
+    """Unpickle an inline chunk; raise :class:`DecodeError` when that fails."""
     try:
         items: list[Any] = pickle.loads(payload)
     except Exception as exc:
         raise DecodeError(f"{type(exc).__name__}: {exc}") from exc
     return items
+
+
+def decode_shared(body: memoryview) -> list[Any]:
+    """Unpickle a chunk whose large parts are in shared memory (mapped, then unlinked)."""
+    (count,) = _COUNT.unpack_from(body, 0)
+    offset = _COUNT.size
+    views = []
+    for _ in range(count):
+        size, length = _SEGMENT.unpack_from(body, offset)
+        offset += _SEGMENT.size
+        name = bytes(body[offset : offset + length]).decode()
+        offset += length
+        views.append(shm.take_segment(name, size))
+    pickle_in_shm = body[offset] == 1
+    data = views.pop(0) if pickle_in_shm else body[offset + 1 :]
+    try:
+        items: list[Any] = pickle.loads(data, buffers=views)
+    except Exception as exc:
+        raise DecodeError(f"{type(exc).__name__}: {exc}") from exc
+    return items
+
+
+def send_encoded(channel: Channel, port: int, seq: int, encoded: Encoded, prefix: str | None) -> None:
+    """Write one chunk to ``channel``: inline, or through shared memory when it is large."""
+    if prefix is not None and encoded.shared:
+        channel.acquire_shm_slot()
+        channel.send(pack_header(port, seq, KIND_SHARED) + frame_body(encoded, prefix))
+    else:
+        channel.send(pack_header(port, seq) + encoded.data)
+
+
+def decode_frame(channel: Channel, frame: bytes) -> tuple[int, int, int, list[Any]]:
+    """``(kind, port, seq, items)`` of a frame read from ``channel`` (items empty for END)."""
+    kind, port, seq = unpack_header(frame)
+    if kind == KIND_END:
+        return kind, port, seq, []
+    body = memoryview(frame)[HEADER_SIZE:]
+    if kind == KIND_SHARED:
+        try:
+            return kind, port, seq, decode_shared(body)
+        finally:
+            channel.release_shm_slot()
+    return kind, port, seq, decode_chunk(body)
 
 
 def describe_unpicklable(items: list[Any], exc: Exception) -> EncodeError:
