@@ -37,6 +37,7 @@ from olympipe._transport.codec import EncodeError, encode_chunk, send_encoded
 TARGET_SECONDS = 0.001
 HOLD_SECONDS = 0.001
 MAX_ITEMS = 4096
+MAX_CHUNK_BYTES = 1 << 20  # large items travel alone: bounded memory, balanced workers
 
 
 class _PipeBroken(Exception):
@@ -69,6 +70,7 @@ class Feeder:
         self._opened = 0.0  # when the oldest buffered item arrived
         self._target = 1
         self._exhausted = False  # the puller has seen the end of the source
+        self._item_bytes = 0.0  # encoded bytes per item, from the last chunk
         self._puller = threading.Thread(target=self._pull, name="olympipe-source", daemon=True)
         self._sender = threading.Thread(target=self._send_loop, name="olympipe-feeder", daemon=True)
 
@@ -189,6 +191,8 @@ class Feeder:
 
     def _send(self, seq: int, chunk: list[Any]) -> None:
         encoded = encode_chunk(chunk, self._prefix is not None)
+        size = len(encoded.data) + sum(b.nbytes for b in encoded.buffers)
+        self._item_bytes = size / len(chunk)
         if self._window is not None:
             self._window.acquire()
             if self._stop.is_set():
@@ -204,9 +208,10 @@ class Feeder:
 
     def _next_target(self, gap: float) -> int:
         cost, at_least = self._cost()
+        by_size = MAX_CHUNK_BYTES / max(self._item_bytes, 1.0)
         if cost is None:
-            return at_least
-        target = TARGET_SECONDS / max(cost, 1e-9)
+            return int(max(1, min(at_least, by_size)))
+        target = min(TARGET_SECONDS / max(cost, 1e-9), by_size)
         if gap > 0:
             target = min(target, HOLD_SECONDS / gap)
         return int(min(max(target, at_least), MAX_ITEMS))
