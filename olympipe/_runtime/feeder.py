@@ -71,6 +71,8 @@ class Feeder:
         self._target = 1
         self._exhausted = False  # the puller has seen the end of the source
         self._item_bytes = 0.0  # encoded bytes per item, from the last chunk
+        self._prev_opened = 0.0
+        self._prev_n = 0
         self._puller = threading.Thread(target=self._pull, name="olympipe-source", daemon=True)
         self._sender = threading.Thread(target=self._send_loop, name="olympipe-feeder", daemon=True)
 
@@ -182,7 +184,12 @@ class Feeder:
             n = min(len(buf), self._target)
             chunk = buf[:n]
             del buf[:n]
-            gap = (now - self._opened) / n  # how fast the source produced this chunk
+            # How fast the source produces: the time from the previous chunk's first item
+            # to this one's, over the previous chunk's size. A slow source (20 ms an item)
+            # reads as slow even when its chunks leave at the hold deadline.
+            opened = self._opened
+            gap = (opened - self._prev_opened) / self._prev_n if self._prev_n else 0.0
+            self._prev_opened, self._prev_n = opened, n
             if buf:
                 self._opened = now
             self._target = self._next_target(gap)

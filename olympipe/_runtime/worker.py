@@ -149,17 +149,20 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         if exhausted:  # limit reached or timeout expired: drain what is still coming
             _release(windows, port)
             continue
-        counters[row + ITEMS_IN] += len(items)
+        # items_in and busy move together, after the work: the feeder divides one by the
+        # other, and an item counted before its time would read as free.
         if reorder is None:
             t1 = clock()
             out = stage.process(items)
             counters[row + BUSY] += clock() - t1
+            counters[row + ITEMS_IN] += len(items)
             emit(seq, out)
         else:
             for ready in reorder.push(port, seq, items):
                 t1 = clock()
                 out = stage.process(ready)
                 counters[row + BUSY] += clock() - t1
+                counters[row + ITEMS_IN] += len(ready)
                 emit(None, out)
                 if stage.exhausted:
                     exhausted = True

@@ -1,0 +1,94 @@
+"""Helpers shared by the benchmarks: timing, CPU burn, machine facts, peer interpreters."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+OLYMPIPE2_PYTHON = HERE / "_venv_olympipe2" / "bin" / "python"
+
+
+def median_time(fn: Callable[[], Any], reps: int) -> float:
+    """Median wall time of ``reps`` calls of ``fn``."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def burn(seconds: float) -> None:
+    """Busy-loop on the CPU for about ``seconds``."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def machine() -> str:
+    system = f"{platform.system()} {platform.machine()}"
+    return f"{os.cpu_count()} cores, Python {platform.python_version()}, {system}"
+
+
+def run_peer(script: str, *args: str) -> dict[str, Any] | None:
+    """Run ``script`` under olympipe 2.2.0's interpreter; its last stdout line is JSON."""
+    if not OLYMPIPE2_PYTHON.exists():
+        return None
+    proc = subprocess.run(
+        [str(OLYMPIPE2_PYTHON), str(HERE / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=str(HERE),
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-2000:])
+        return None
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+class Section:
+    """One benchmark's table for RESULTS.md."""
+
+    def __init__(self, title: str, goal: str) -> None:
+        self.title = title
+        self.goal = goal
+        self.rows: list[tuple[str, str, str]] = []
+        self.notes: list[str] = []
+
+    def row(self, name: str, value: str, ratio: str = "") -> None:
+        self.rows.append((name, value, ratio))
+        print(f"  {name:<44} {value:>18} {ratio}", flush=True)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"  -> {text}", flush=True)
+
+    def markdown(self) -> str:
+        lines = [
+            f"## {self.title}",
+            "",
+            f"Goal: {self.goal}",
+            "",
+            "| run | result | ratio |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in self.rows]
+        if self.notes:
+            lines.append("")
+            lines += [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"

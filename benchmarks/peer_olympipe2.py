@@ -1,0 +1,46 @@
+"""The same workloads on olympipe 2.2.0, run by its own interpreter (the names collide)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def ident(a: object) -> object:
+    return a
+
+
+def main() -> None:
+    from olympipe import Pipeline
+
+    which = sys.argv[1]
+    if which == "overhead":
+        n = 20_000
+        t0 = time.perf_counter()
+        Pipeline(range(n)).task(inc).task(inc).task(inc).wait_for_result()
+        print(json.dumps({"items_per_s": n / (time.perf_counter() - t0)}))
+    elif which == "large":
+        import numpy as np
+
+        arrays = [np.full((1024, 1024), i, dtype=np.float32) for i in range(int(sys.argv[2]))]
+        t0 = time.perf_counter()
+        Pipeline(arrays).task(ident).task(ident).task(ident).wait_for_result()
+        dt = time.perf_counter() - t0
+        print(json.dumps({"gb_per_s": len(arrays) * 4 / 1024 / dt}))
+    elif which == "startup":
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            Pipeline([1]).task(inc).task(inc).task(inc).task(inc).task(inc).wait_for_result()
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        print(json.dumps({"seconds": times[len(times) // 2]}))
+
+
+if __name__ == "__main__":
+    main()

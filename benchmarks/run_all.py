@@ -1,0 +1,52 @@
+"""Run every benchmark and write benchmarks/RESULTS.md.
+
+    python benchmarks/run_all.py [--reps 5] [--only overhead,large]
+
+Each benchmark runs in this interpreter; olympipe 2.2.0 runs in its own virtual
+environment (benchmarks/_venv_olympipe2, built by `make bench`) because the package names
+collide. The machine is shared: every figure is a median of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from common import machine  # noqa: E402
+
+BENCHMARKS = ["overhead", "balance", "latency", "startup", "large", "cpu", "memory", "images"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n] or BENCHMARKS
+    sections = []
+    for name in names:
+        print(f"# {name}", flush=True)
+        module = importlib.import_module(f"bench_{name}")
+        sections.append(module.main(args.reps))
+    stamp = datetime.date.today().isoformat()
+    header = (
+        "# Benchmark results\n\n"
+        f"Machine: {machine()}. Written by `make bench` on {stamp}; medians of {args.reps} runs"
+        " (fewer for the slow ones) on a shared machine.\n\n"
+    )
+    body = "\n".join(s.markdown() for s in sections)
+    if set(names) == set(BENCHMARKS):
+        (HERE / "RESULTS.md").write_text(header + body)
+        print(f"wrote {HERE / 'RESULTS.md'}")
+    else:
+        print(header + body)
+
+
+if __name__ == "__main__":
+    main()
