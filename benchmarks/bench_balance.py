@@ -19,7 +19,9 @@ def work(x: int) -> int:
 
 def main(reps: int) -> Section:
     s = Section("Adaptive chunks: 200 items of 10 ms, count=2", "within 10 % of 1 s on 2 cores")
-    ours = median_time(lambda: Pipeline(range(N)).task(work, count=2).wait_for_result(), reps)
+    ours = median_time(
+        lambda: Pipeline(range(N), start_method="fork").task(work, count=2).wait_for_result(), reps
+    )
 
     def pool_run() -> None:
         with mp.get_context("fork").Pool(2) as pool:

@@ -53,17 +53,32 @@ def main(reps: int) -> Section:
     )
     r = max(1, reps // 2)
     limit = ceiling(reps)
-    two = median_time(lambda: Pipeline(range(N)).task(burn_2ms).task(burn_2ms).wait_for_result(), r)
+    two = median_time(
+        lambda: Pipeline(range(N), start_method="fork").task(burn_2ms).task(burn_2ms).wait_for_result(), r
+    )
     speedup = (N * 0.004) / two
     s.row("parallel ceiling (2 loops in 2 processes)", f"{limit:.2f}x")
     s.row("olympipe 2 stages x 2 ms", f"{speedup:.2f}x serial", f"{speedup / limit:.2f} of ceiling")
     three = median_time(
-        lambda: Pipeline(range(N)).task(burn_half).task(burn_3ms).task(burn_half).wait_for_result(), r
+        lambda: (
+            Pipeline(range(N), start_method="fork")
+            .task(burn_half)
+            .task(burn_3ms)
+            .task(burn_half)
+            .wait_for_result()
+        ),
+        r,
     )
     bound = N * 0.003
     s.row("olympipe 0.5/3/0.5 ms", f"{N / three:.0f} items/s", f"{bound / three:.2f} of slow-stage bound")
     lifted = median_time(
-        lambda: Pipeline(range(N)).task(burn_half).task(burn_3ms, count=2).task(burn_half).wait_for_result(),
+        lambda: (
+            Pipeline(range(N), start_method="fork")
+            .task(burn_half)
+            .task(burn_3ms, count=2)
+            .task(burn_half)
+            .wait_for_result()
+        ),
         r,
     )
     s.row("same, count=2 on the slow stage", f"{N / lifted:.0f} items/s", f"{three / lifted:.2f}x faster")

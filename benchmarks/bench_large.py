@@ -46,7 +46,10 @@ def main(reps: int) -> Section:
         ">= 2x olympipe 2.2.0's throughput; segments bounded and never leaked",
     )
     data = arrays()
-    ours = median_time(lambda: Pipeline(data).task(ident).task(ident).task(ident).wait_for_result(), reps)
+    ours = median_time(
+        lambda: Pipeline(data, start_method="fork").task(ident).task(ident).task(ident).wait_for_result(),
+        reps,
+    )
     ours_gbps = N * MB / 1024 / ours
 
     def pool_run() -> None:

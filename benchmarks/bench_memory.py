@@ -45,7 +45,7 @@ def main(reps: int) -> Section:
     s = Section("Memory: infinite generator, 2 stages, limit(100,000)", "peak RSS <= 2x Pool.imap's")
 
     def ours() -> None:
-        for _ in Pipeline(itertools.count()).task(inc).task(inc).limit(N):
+        for _ in Pipeline(itertools.count(), start_method="fork").task(inc).task(inc).limit(N):
             pass
 
     def pool() -> None:

@@ -15,7 +15,7 @@ BATCH = 1000
 
 
 def olympipe_run() -> None:
-    out = Pipeline(range(N)).task(inc).task(inc).task(inc).wait_for_result()
+    out = Pipeline(range(N), start_method="fork").task(inc).task(inc).task(inc).wait_for_result()
     assert out[-1] == N + 2
 
 

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).parent
+# olympipe's default start method is fork only while the caller has a single thread; a
+# baseline such as mpire leaves tqdm's monitor thread running, which would switch later
+# runs to forkserver. Every benchmark therefore names the start method, as it does for Pool.
 OLYMPIPE2_PYTHON = HERE / "_venv_olympipe2" / "bin" / "python"
 
 

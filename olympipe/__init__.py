@@ -10,6 +10,8 @@ from olympipe.errors import PipelineExecutionError as PipelineExecutionError
 from olympipe.errors import RemoteTraceback as RemoteTraceback
 from olympipe.errors import WorkerDied as WorkerDied
 from olympipe.pipeline import Pipeline as Pipeline
+from olympipe.stats import RunStats as RunStats
+from olympipe.stats import StageStats as StageStats
 
 __version__ = "3.0.0.dev0"
 
@@ -18,6 +20,8 @@ __all__ = [
     "PipelineError",
     "PipelineExecutionError",
     "RemoteTraceback",
+    "RunStats",
+    "StageStats",
     "WorkerDied",
     "__version__",
 ]

@@ -8,6 +8,7 @@ hands it to a :class:`~olympipe._runtime.supervisor.Run`.
 from __future__ import annotations
 
 import inspect
+import os
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
@@ -16,6 +17,7 @@ from olympipe._graph import Endpoint, Node, SourceSpec, plan_for
 from olympipe._runtime.context import check_start_method
 from olympipe._runtime.supervisor import Run, RunOptions
 from olympipe._stages.base import StageSpec
+from olympipe._stages.cache import CachedTaskSpec, fingerprint
 from olympipe._stages.mapping import ClassTaskSpec, DebugSpec, ExplodeSpec, FilterSpec, TaskSpec
 from olympipe._stages.split import SplitSpec
 from olympipe._stages.stateful import (
@@ -26,6 +28,7 @@ from olympipe._stages.stateful import (
     TemporalBatchSpec,
     TimeoutSpec,
 )
+from olympipe.stats import RunStats
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,6 +86,7 @@ class Pipeline(Generic[T]):
         self._options = RunOptions(start_method=start_method, queue_size=queue_size)
         self._progress = progress
         self._run: Run | None = None
+        self._last_run: Run | None = None
 
     @classmethod
     def _derive(cls, parent: Pipeline[Any], endpoint: Endpoint) -> Pipeline[Any]:
@@ -91,6 +95,7 @@ class Pipeline(Generic[T]):
         pipe._options = parent._options
         pipe._progress = parent._progress
         pipe._run = None
+        pipe._last_run = None
         return pipe
 
     def _then(self, spec: StageSpec, *others: Pipeline[Any]) -> Pipeline[Any]:
@@ -150,6 +155,34 @@ class Pipeline(Generic[T]):
             ordered=ordered,
         )
         return self._then(spec)
+
+    def cached_task(
+        self,
+        task: Callable[[T], R],
+        cache_dir: str | os.PathLike[str],
+        count: int = 1,
+        *,
+        name: str | None = None,
+    ) -> Pipeline[R]:
+        """Like :meth:`task`, with each result kept in ``cache_dir``, keyed by the function's
+        code and the item: a rerun does not call ``task`` for items already computed, and
+        editing the function invalidates its entries."""
+        _check_callable(task, "task")
+        _check_positive_int(count, "count")
+        if not isinstance(cache_dir, (str, os.PathLike)):
+            raise TypeError(f"cache_dir must be a path, got {type(cache_dir).__name__}")
+        spec = CachedTaskSpec(
+            name=name or _name_of(task, "cached_task"),
+            fn=task,
+            cache_dir=os.fspath(cache_dir),
+            key=fingerprint(task)[:24],
+            workers=count,
+        )
+        return self._then(spec)
+
+    def uncache(self) -> Pipeline[T]:
+        """Compatibility with olympipe 2.x: ``cached_task`` already yields plain values."""
+        return self
 
     def class_task(
         self,
@@ -262,8 +295,19 @@ class Pipeline(Generic[T]):
     def _take_run(self, pipes: Sequence[Pipeline[Any]]) -> Run:
         if self._run is not None and len(pipes) == 1:
             run, self._run = self._run, None
-            return run
-        return Run(plan_for([p._endpoint for p in pipes]), self._options)
+        else:
+            run = Run(plan_for([p._endpoint for p in pipes]), self._options)
+        for pipe in pipes:
+            pipe._last_run = run
+        return run
+
+    def stats(self) -> RunStats:
+        """Per-stage figures of this pipeline's latest run (also during it, from another
+        thread), with the bottleneck named; ``print()`` it for a table."""
+        run = self._run or self._last_run
+        if run is None:
+            raise RuntimeError("stats() needs a run: call a terminal method such as wait_for_result() first")
+        return run.stats()
 
     def wait_for_result(self) -> list[T]:
         """Run the pipeline and return its outputs, in order."""

@@ -16,7 +16,10 @@ ERRORS = 2
 BUSY = 3  # seconds inside the stage's code
 WAIT_IN = 4  # seconds waiting for input
 BLOCKED_OUT = 5  # seconds blocked writing output
-FIELDS = 6
+CPU = 6  # CPU seconds of the worker process (user + system)
+PEAK_RSS_MB = 7  # the worker's peak resident memory
+STARTED = 8  # time.time() at which the worker started its loop
+FIELDS = 9
 
 
 class Counters:

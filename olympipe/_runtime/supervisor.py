@@ -39,7 +39,19 @@ from typing import Any
 
 from olympipe._graph import Plan, SourceSpec
 from olympipe._runtime.context import get_context, resolve_start_method
-from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
+from olympipe._runtime.counters import (
+    BLOCKED_OUT,
+    BUSY,
+    CPU,
+    ERRORS,
+    FIELDS,
+    ITEMS_IN,
+    ITEMS_OUT,
+    PEAK_RSS_MB,
+    STARTED,
+    WAIT_IN,
+    Counters,
+)
 from olympipe._runtime.feeder import MAX_ITEMS, Feeder
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
@@ -50,6 +62,7 @@ from olympipe._transport import shm
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, decode_frame, dumps_definition
 from olympipe.errors import PipelineError, RemoteTraceback, WorkerDied
+from olympipe.stats import RunStats, StageStats, pick_bottleneck
 
 log = logging.getLogger("olympipe")
 
@@ -89,6 +102,8 @@ class Run:
         self._closed = False
         self._channels: dict[int, Channel] = {}
         self._sink_channels: list[Channel] = []
+        self._started_at = 0.0
+        self._ended_at = 0.0
         self._lifeline: Any = None  # forkserver: the caller's end of every worker's lifeline
         self.stage_workers: dict[int, list[int]] = {}
         self.shm_prefix: str | None = f"olympipe-{uuid.uuid4().hex[:12]}" if shm.available() else None
@@ -101,6 +116,7 @@ class Run:
         if self._started:
             return
         self._started = True
+        self._started_at = time.time()
         ctx = self._ctx
         plan = self.plan
         control_producers = sum(n.spec.count for n in plan.nodes)
@@ -306,6 +322,50 @@ class Run:
             worker.process.join()
             raise WorkerDied(stage=worker.label, exitcode=worker.process.exitcode)
 
+    # -- seeing inside -----------------------------------------------------------------------
+
+    def stats(self) -> RunStats:
+        """The run's figures so far (or final, once it is over)."""
+        now = time.time()
+        end = self._ended_at or now
+        rows = []
+        table = self.counters
+        for node in self.plan.stages:
+            workers = self.stage_workers.get(node.id, [])
+            if not workers:
+                continue
+            total = dict.fromkeys(range(FIELDS), 0.0)
+            shares = {BUSY: 0.0, WAIT_IN: 0.0, BLOCKED_OUT: 0.0, CPU: 0.0}
+            for w in workers:
+                row = table.row(w)
+                for f in range(FIELDS):
+                    total[f] += row[f]
+                wall = max(end - row[STARTED], 1e-9) if row[STARTED] else 0.0
+                for f in shares:
+                    shares[f] += 100 * row[f] / wall if wall else 0.0
+            n = len(workers)
+            rows.append(
+                StageStats(
+                    name=node.spec.name,
+                    workers=n,
+                    items_in=int(total[ITEMS_IN]),
+                    items_out=int(total[ITEMS_OUT]),
+                    errors=int(total[ERRORS]),
+                    busy_pct=min(100.0, shares[BUSY] / n),
+                    wait_in_pct=min(100.0, shares[WAIT_IN] / n),
+                    blocked_out_pct=min(100.0, shares[BLOCKED_OUT] / n),
+                    peak_rss_mb=max(table.row(w)[PEAK_RSS_MB] for w in workers),
+                    cpu_pct=shares[CPU] / n,
+                )
+            )
+        rows_t = tuple(rows)
+        return RunStats(
+            rows=rows_t,
+            bottleneck=pick_bottleneck(rows_t),
+            wall_seconds=end - self._started_at if self._started_at else 0.0,
+            source_items=sum(f.items for f in self._feeders),
+        )
+
     # -- teardown ---------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -313,6 +373,7 @@ class Run:
         if self._closed:
             return
         self._closed = True
+        self._ended_at = time.time()
         self._stop.set()
         for feeder in self._feeders:
             feeder.wake()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import signal
 import threading
 import time
@@ -26,7 +27,18 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from olympipe._runtime.counters import BLOCKED_OUT, BUSY, FIELDS, ITEMS_IN, ITEMS_OUT, WAIT_IN, Counters
+from olympipe._runtime.counters import (
+    BLOCKED_OUT,
+    BUSY,
+    CPU,
+    FIELDS,
+    ITEMS_IN,
+    ITEMS_OUT,
+    PEAK_RSS_MB,
+    STARTED,
+    WAIT_IN,
+    Counters,
+)
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
@@ -128,9 +140,14 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
                 send_encoded(channel, port, out_seq, encoded, prefix)
             counters[row + BLOCKED_OUT] += clock() - t0
 
+    counters[row + STARTED] = time.time()
     exhausted = False
+    next_usage = 0.0
     while True:
         t0 = clock()
+        if t0 > next_usage:  # a getrusage call every 0.2 s, not per chunk
+            _record_usage(counters, row)
+            next_usage = t0 + 0.2
         if has_deadline and not exhausted:
             deadline = stage.deadline()
             if deadline is not None:
@@ -172,6 +189,14 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
             _end_outputs_early(plan)
     if not exhausted and spec.ordered_input:
         emit(None, stage.finish())
+    _record_usage(counters, row)
+
+
+def _record_usage(counters: Any, row: int) -> None:
+    """CPU seconds and peak RSS of this process, for stats()."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    counters[row + CPU] = usage.ru_utime + usage.ru_stime
+    counters[row + PEAK_RSS_MB] = usage.ru_maxrss / 1024  # Linux reports KiB
 
 
 def _release(windows: dict[int, Any], port: int) -> None:

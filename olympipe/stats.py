@@ -1,0 +1,101 @@
+"""What a run did, stage by stage, and which stage limited it.
+
+``Pipeline.stats()`` returns a :class:`RunStats` built from the per-worker counters that
+workers keep in shared memory (no message is needed to read them, so it also works during
+a run, from another thread). A stage whose workers were busy most of the time while the
+others waited is the bottleneck; when no stage was busy most of the time, the stages were
+waiting for the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Below this share of busy time, no stage limits the run: the source does.
+BUSY_BOTTLENECK_PCT = 50.0
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """One stage's figures, summed over its workers (percentages averaged over them)."""
+
+    name: str
+    workers: int
+    items_in: int
+    items_out: int
+    errors: int
+    busy_pct: float
+    wait_in_pct: float
+    blocked_out_pct: float
+    peak_rss_mb: float
+    cpu_pct: float
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """The stages of a run in graph order, and the one that limits throughput."""
+
+    rows: tuple[StageStats, ...]
+    bottleneck: str
+    wall_seconds: float
+    source_items: int
+
+    @property
+    def hint(self) -> str:
+        """One sentence on what limits the run and what would help."""
+        if self.bottleneck == "source":
+            return "the source is the bottleneck: the stages spend most of their time waiting for input"
+        row = next(r for r in self.rows if r.name == self.bottleneck)
+        plural = "worker" if row.workers == 1 else "workers"
+        advice = f"; count={row.workers + 1} would help" if row.busy_pct >= 80 else ""
+        busy = f"{row.busy_pct:.0f} %"
+        return f"stage {row.name!r} is busy {busy} of the time with {row.workers} {plural}{advice}"
+
+    def __str__(self) -> str:
+        header = (
+            "stage",
+            "workers",
+            "in",
+            "out",
+            "errors",
+            "busy%",
+            "wait-in%",
+            "blocked%",
+            "peak MB",
+            "cpu%",
+        )
+        lines = [header]
+        for r in self.rows:
+            mark = " <" if r.name == self.bottleneck else ""
+            lines.append(
+                (
+                    r.name + mark,
+                    str(r.workers),
+                    f"{r.items_in:,}",
+                    f"{r.items_out:,}",
+                    str(r.errors),
+                    f"{r.busy_pct:.0f}",
+                    f"{r.wait_in_pct:.0f}",
+                    f"{r.blocked_out_pct:.0f}",
+                    f"{r.peak_rss_mb:.0f}",
+                    f"{r.cpu_pct:.0f}",
+                )
+            )
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        text = [
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
+            for line in lines
+        ]
+        text.append(f"{self.source_items:,} items from the source in {self.wall_seconds:.2f} s; {self.hint}")
+        return "\n".join(text)
+
+
+def pick_bottleneck(rows: tuple[StageStats, ...] | list[StageStats]) -> str:
+    """The busiest stage, or ``"source"`` when no stage was busy most of the time."""
+    if not rows:
+        return "source"
+    busiest = max(rows, key=lambda r: r.busy_pct)
+    return busiest.name if busiest.busy_pct >= BUSY_BOTTLENECK_PCT else "source"

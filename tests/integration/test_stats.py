@@ -1,0 +1,53 @@
+"""stats(): per-stage figures from the shared counters, and the bottleneck named."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from olympipe import Pipeline, RunStats
+
+
+def quick(x: int) -> int:
+    return x
+
+
+def slow_stage(x: int) -> int:
+    time.sleep(0.01)
+    return x
+
+
+def test_stats_name_the_slow_stage() -> None:
+    p = Pipeline(range(60)).task(quick).task(slow_stage).filter(lambda x: x % 2 == 0, name="evens")
+    assert p.wait_for_result() == list(range(0, 60, 2))
+    stats = p.stats()
+    assert isinstance(stats, RunStats)
+    assert [r.name for r in stats.rows] == ["quick", "slow_stage", "evens"]
+    by_name = {r.name: r for r in stats.rows}
+    assert by_name["quick"].items_in == 60
+    assert by_name["evens"].items_out == 30
+    assert stats.bottleneck == "slow_stage"
+    assert by_name["slow_stage"].busy_pct > 60
+    assert by_name["quick"].busy_pct < 20  # done early: neither busy nor blocked
+    assert by_name["slow_stage"].peak_rss_mb > 1
+    text = str(stats)
+    assert "slow_stage <" in text
+    assert "busy" in text
+
+
+def test_source_bottleneck() -> None:
+    def trickle():  # type: ignore[no-untyped-def]
+        for i in range(20):
+            time.sleep(0.01)
+            yield i
+
+    p = Pipeline(trickle()).task(quick)
+    p.wait_for_result()
+    assert p.stats().bottleneck == "source"
+    assert "source" in p.stats().hint
+
+
+def test_stats_before_any_run() -> None:
+    with pytest.raises(RuntimeError):
+        Pipeline([1]).task(quick).stats()
