@@ -109,3 +109,47 @@ def plan_for(endpoints: Sequence[Endpoint]) -> Plan:
     for index, (node, slot) in enumerate(sinks):
         consumers[node.id][slot].append(Consumer(port=0, sink=index))
     return Plan(nodes=nodes, sinks=sinks, consumers=consumers)
+
+
+def describe(node: Node) -> str:
+    """One line for a node: its name, workers and kind."""
+    spec = node.spec
+    if isinstance(spec, SourceSpec):
+        kind = type(spec.iterable).__name__
+        try:
+            size = f", {len(spec.iterable):,} items"  # type: ignore[arg-type]
+        except TypeError:
+            size = ""
+        return f"source ({kind}{size})"
+    workers = f" x{spec.count}" if spec.count > 1 else ""
+    return f"{spec.name}{workers} [{type(spec).__name__.removesuffix('Spec').lower()}]"
+
+
+def render(plan: Plan) -> str:
+    """The plan as an ASCII tree from each source; a node reached twice (gather) is shown once."""
+    lines: list[str] = []
+    shown: set[int] = set()
+
+    def walk(node: Node, prefix: str, last: bool, root: bool, slot_label: str) -> None:
+        branch = "" if root else ("`-- " if last else "|-- ")
+        again = node.id in shown
+        text = describe(node) + (" (see above)" if again else "")
+        lines.append(f"{prefix}{branch}{slot_label}{text}")
+        if again:
+            return
+        shown.add(node.id)
+        children: list[tuple[Consumer, str]] = []
+        for slot, consumers in enumerate(plan.consumers[node.id]):
+            label = f"[{slot}] " if node.spec.output_slots > 1 else ""
+            children.extend((c, label) for c in consumers)
+        child_prefix = prefix + ("" if root else ("    " if last else "|   "))
+        for i, (consumer, label) in enumerate(children):
+            is_last = i == len(children) - 1
+            if consumer.node is not None:
+                walk(consumer.node, child_prefix, is_last, False, label)
+            else:
+                lines.append(f"{child_prefix}{'`-- ' if is_last else '|-- '}{label}=> result {consumer.sink}")
+
+    for source in plan.sources:
+        walk(source, "", True, True, "")
+    return "\n".join(lines)

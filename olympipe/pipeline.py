@@ -11,9 +11,10 @@ import inspect
 import os
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Generic, TypeVar, overload
 
-from olympipe._graph import Endpoint, Node, SourceSpec, plan_for
+from olympipe._graph import Endpoint, Node, SourceSpec, plan_for, render
 from olympipe._runtime.context import check_start_method
 from olympipe._runtime.supervisor import Run, RunOptions
 from olympipe._stages.base import StageSpec
@@ -83,7 +84,7 @@ class Pipeline(Generic[T]):
             _check_positive_int(queue_size, "queue_size")
         check_start_method(start_method)
         self._endpoint: Endpoint = (Node(SourceSpec(datas)), 0)
-        self._options = RunOptions(start_method=start_method, queue_size=queue_size)
+        self._options = RunOptions(start_method=start_method, queue_size=queue_size, progress=progress)
         self._progress = progress
         self._run: Run | None = None
         self._last_run: Run | None = None
@@ -286,20 +287,29 @@ class Pipeline(Generic[T]):
 
     # -- running ----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, progress: bool | None = None) -> None:
         """Start the run now (idempotent); a later terminal call on this pipeline collects it."""
         if self._run is None:
-            self._run = Run(plan_for([self._endpoint]), self._options)
+            self._run = Run(plan_for([self._endpoint]), self._run_options(progress))
             self._run.start()
 
-    def _take_run(self, pipes: Sequence[Pipeline[Any]]) -> Run:
+    def _run_options(self, progress: bool | None) -> RunOptions:
+        wanted = self._progress if progress is None else progress
+        return replace(self._options, progress=bool(wanted))
+
+    def _take_run(self, pipes: Sequence[Pipeline[Any]], progress: bool | None = None) -> Run:
         if self._run is not None and len(pipes) == 1:
             run, self._run = self._run, None
         else:
-            run = Run(plan_for([p._endpoint for p in pipes]), self._options)
+            run = Run(plan_for([p._endpoint for p in pipes]), self._run_options(progress))
         for pipe in pipes:
             pipe._last_run = run
         return run
+
+    def graph(self, other_pipes: Sequence[Pipeline[Any]] | None = None) -> str:
+        """The plan a terminal call on this pipeline (and ``other_pipes``) would run, as an
+        ASCII tree: stages, worker counts, branches, and where results come out."""
+        return render(plan_for([self._endpoint, *(p._endpoint for p in other_pipes or [])]))
 
     def stats(self) -> RunStats:
         """Per-stage figures of this pipeline's latest run (also during it, from another
@@ -309,26 +319,30 @@ class Pipeline(Generic[T]):
             raise RuntimeError("stats() needs a run: call a terminal method such as wait_for_result() first")
         return run.stats()
 
-    def wait_for_result(self) -> list[T]:
+    def wait_for_result(self, progress: bool | None = None) -> list[T]:
         """Run the pipeline and return its outputs, in order."""
-        return self.wait_for_results()[0]
+        return self.wait_for_results(progress=progress)[0]
 
-    def wait_for_results(self, other_pipes: Sequence[Pipeline[Any]] | None = None) -> list[list[Any]]:
+    def wait_for_results(
+        self, other_pipes: Sequence[Pipeline[Any]] | None = None, progress: bool | None = None
+    ) -> list[list[Any]]:
         """Run this pipeline with ``other_pipes`` as one graph; one list per pipeline."""
         pipes = [self, *(other_pipes or [])]
-        return _collect(self._take_run(pipes), pipes)
+        return _collect(self._take_run(pipes, progress), pipes)
 
     @staticmethod
-    def wait_for_all_results(pipes: Sequence[Pipeline[Any]]) -> list[list[Any]]:
+    def wait_for_all_results(pipes: Sequence[Pipeline[Any]], progress: bool | None = None) -> list[list[Any]]:
         """Run all ``pipes`` as one graph; one list of outputs per pipeline."""
         if not pipes:
             return []
-        return pipes[0].wait_for_results(list(pipes[1:]))
+        return pipes[0].wait_for_results(list(pipes[1:]), progress=progress)
 
-    def wait_for_completion(self, other_pipes: Sequence[Pipeline[Any]] | None = None) -> None:
+    def wait_for_completion(
+        self, other_pipes: Sequence[Pipeline[Any]] | None = None, progress: bool | None = None
+    ) -> None:
         """Run this pipeline (with ``other_pipes``) and discard the outputs."""
         pipes = [self, *(other_pipes or [])]
-        run = self._take_run(pipes)
+        run = self._take_run(pipes, progress)
         try:
             for _ in run.events():
                 pass
@@ -336,14 +350,16 @@ class Pipeline(Generic[T]):
             run.close()
 
     @staticmethod
-    def wait_for_all_completions(pipes: Sequence[Pipeline[Any]]) -> None:
+    def wait_for_all_completions(pipes: Sequence[Pipeline[Any]], progress: bool | None = None) -> None:
         """Run all ``pipes`` as one graph and discard the outputs."""
         if pipes:
-            pipes[0].wait_for_completion(list(pipes[1:]))
+            pipes[0].wait_for_completion(list(pipes[1:]), progress=progress)
 
-    def wait_and_reduce(self, accumulator: A, reducer: Callable[[T, A], A]) -> A:
+    def wait_and_reduce(
+        self, accumulator: A, reducer: Callable[[T, A], A], progress: bool | None = None
+    ) -> A:
         """Run the pipeline and fold its outputs with ``reducer(item, acc)``."""
-        result: A = self.reduce(accumulator, reducer).wait_for_result()[0]
+        result: A = self.reduce(accumulator, reducer).wait_for_result(progress=progress)[0]
         return result
 
     def __iter__(self) -> Iterator[T]:

@@ -38,6 +38,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from olympipe._graph import Plan, SourceSpec
+from olympipe._progress import Progress
 from olympipe._runtime.context import get_context, resolve_start_method
 from olympipe._runtime.counters import (
     BLOCKED_OUT,
@@ -57,7 +58,8 @@ from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
 from olympipe._runtime.worker import WorkerPlan, worker_main
 from olympipe._stages.base import StageSpec
-from olympipe._stages.mapping import ClassTaskSpec, TaskSpec
+from olympipe._stages.cache import CachedTaskSpec
+from olympipe._stages.mapping import ClassTaskSpec, DebugSpec, TaskSpec
 from olympipe._transport import shm
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, decode_frame, dumps_definition
@@ -75,6 +77,7 @@ class RunOptions:
 
     start_method: str | None = None
     queue_size: int | None = None
+    progress: bool = False
 
 
 @dataclass
@@ -104,8 +107,10 @@ class Run:
         self._sink_channels: list[Channel] = []
         self._started_at = 0.0
         self._ended_at = 0.0
+        self._progress: Progress | None = None
         self._lifeline: Any = None  # forkserver: the caller's end of every worker's lifeline
         self.stage_workers: dict[int, list[int]] = {}
+        self.labels = _unique_labels(plan)
         self.shm_prefix: str | None = f"olympipe-{uuid.uuid4().hex[:12]}" if shm.available() else None
         self.counters = Counters(self._ctx, sum(n.spec.count for n in plan.stages))
 
@@ -154,7 +159,7 @@ class Run:
                 for _ in range(spec.count):
                     worker_plan = WorkerPlan(
                         index=index,
-                        label=spec.name,
+                        label=self.labels[node.id],
                         inbox=self._channels[node.id],
                         ports=len(node.inputs),
                         outputs=self._outputs_of(node.id),
@@ -172,7 +177,7 @@ class Run:
                         daemon=True,
                     )
                     process.start()
-                    self._workers.append(_Worker(index, spec.name, process))
+                    self._workers.append(_Worker(index, self.labels[node.id], process))
                     self.stage_workers[node.id].append(index)
                     index += 1
         finally:
@@ -193,6 +198,9 @@ class Run:
             )
             self._feeders.append(feeder)
             feeder.start()
+        if self.options.progress:
+            self._progress = Progress(self.stats, self._bar_totals())
+            self._progress.start()
 
     def _outputs_of(self, node_id: int) -> list[list[tuple[Channel, int]]]:
         out: list[list[tuple[Channel, int]]] = []
@@ -273,10 +281,10 @@ class Run:
                     self._raise_for_dead_worker(by_sentinel)
                     continue
                 except DecodeError as exc:
-                    node = self.plan.sinks[index][0]
+                    label = self.labels.get(self.plan.sinks[index][0].id, "source")
                     raise PipelineError(
-                        f"the output of stage {node.spec.name!r} could not be unpickled: {exc}",
-                        stage=node.spec.name,
+                        f"the output of stage {label!r} could not be unpickled: {exc}",
+                        stage=label,
                     ) from exc
                 if kind == KIND_END:
                     del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
@@ -324,6 +332,25 @@ class Run:
 
     # -- seeing inside -----------------------------------------------------------------------
 
+    def _bar_totals(self) -> dict[str, int | None]:
+        """Each stage's expected item count: the source's length while every stage on the
+        way maps one item to one item, else unknown."""
+        one_to_one = (TaskSpec, ClassTaskSpec, CachedTaskSpec, DebugSpec)
+        known: dict[int, int | None] = {}
+        totals: dict[str, int | None] = {}
+        for node in self.plan.nodes:
+            if isinstance(node.spec, SourceSpec):
+                try:
+                    known[node.id] = len(node.spec.iterable)  # type: ignore[arg-type]
+                except TypeError:
+                    known[node.id] = None
+                continue
+            upstream = [known.get(n.id) for n, _slot in node.inputs]
+            total = upstream[0] if len(upstream) == 1 else None
+            totals[self.labels[node.id]] = total
+            known[node.id] = total if isinstance(node.spec, one_to_one) else None
+        return totals
+
     def stats(self) -> RunStats:
         """The run's figures so far (or final, once it is over)."""
         now = time.time()
@@ -346,7 +373,7 @@ class Run:
             n = len(workers)
             rows.append(
                 StageStats(
-                    name=node.spec.name,
+                    name=self.labels[node.id],
                     workers=n,
                     items_in=int(total[ITEMS_IN]),
                     items_out=int(total[ITEMS_OUT]),
@@ -374,6 +401,8 @@ class Run:
             return
         self._closed = True
         self._ended_at = time.time()
+        if self._progress is not None:
+            self._progress.close()
         self._stop.set()
         for feeder in self._feeders:
             feeder.wake()
@@ -416,6 +445,17 @@ class Run:
         if self.shm_prefix is not None:
             # Only now is every process that could write or map a segment dead.
             shm.remove_all(self.shm_prefix)
+
+
+def _unique_labels(plan: Plan) -> dict[int, str]:
+    """Stage names made unique (``name``, ``name#2``, ...) for bars, stats and errors."""
+    seen: dict[str, int] = {}
+    labels = {}
+    for node in plan.stages:
+        name = node.spec.name
+        seen[name] = seen.get(name, 0) + 1
+        labels[node.id] = name if seen[name] == 1 else f"{name}#{seen[name]}"
+    return labels
 
 
 def _to_error(failure: Failure) -> PipelineError:

@@ -51,3 +51,14 @@ def test_source_bottleneck() -> None:
 def test_stats_before_any_run() -> None:
     with pytest.raises(RuntimeError):
         Pipeline([1]).task(quick).stats()
+
+
+def test_graph_shows_stages_workers_and_branches() -> None:
+    p = Pipeline(range(10))
+    left, right = p.task(quick, count=3).split(lambda x: (x, -x), n=2)
+    text = left.gather(right.task(slow_stage)).graph([p.filter(None)])
+    assert text.splitlines()[0] == "source (range, 10 items)"
+    assert "quick x3 [task]" in text
+    assert "[0] gather [gather]" in text
+    assert "(see above)" in text
+    assert text.count("=> result") == 2

@@ -1,0 +1,106 @@
+"""Progress display: one tqdm bar per stage, drawn by one parent thread from shared counters.
+
+Workers never touch a bar; they only add to their counters. A thread of the caller reads
+the counters every :data:`REFRESH_SECONDS` and moves the bars, so the cost to the pipeline
+is a few memory reads per refresh. When stderr is not a terminal (a log file, CI) the bars
+give way to a log line every :data:`LOG_SECONDS`.
+
+The bars use a tqdm subclass with ``monitor_interval = 0``: tqdm's own monitor thread would
+otherwise outlive the run, and a caller with a live thread no longer forks by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from olympipe.stats import RunStats
+
+log = logging.getLogger("olympipe")
+
+REFRESH_SECONDS = 0.2
+LOG_SECONDS = 5.0
+
+
+class _Bar(tqdm):  # type: ignore[type-arg]
+    monitor_interval = 0
+
+
+class Progress:
+    """Bars (or log lines) for the stages of one run."""
+
+    def __init__(self, read: Callable[[], RunStats], totals: dict[str, int | None]) -> None:
+        self._read = read
+        self._totals = totals
+        self._stop = threading.Event()
+        self._bars: dict[str, Any] = {}
+        self._as_log = not _is_terminal()
+        self._thread = threading.Thread(target=self._loop, name="olympipe-progress", daemon=True)
+
+    def start(self) -> None:
+        """Start refreshing."""
+        if not self._as_log:
+            for position, (name, total) in enumerate(self._totals.items()):
+                # A terminal that reports no size (a bare pty) would hide every bar.
+                size = shutil.get_terminal_size((100, 20))
+                self._bars[name] = _Bar(
+                    total=total,
+                    desc=name,
+                    unit="it",
+                    position=position,
+                    leave=True,
+                    ncols=size.columns or 100,
+                    nrows=max(size.lines, len(self._totals) + 1),
+                )
+        self._thread.start()
+
+    def close(self) -> None:
+        """A last refresh, then close the bars; idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._refresh(final=True)
+        for bar in self._bars.values():
+            bar.close()
+
+    def _loop(self) -> None:
+        last_log = time.monotonic()
+        while not self._stop.wait(REFRESH_SECONDS):
+            if self._as_log:
+                if time.monotonic() - last_log >= LOG_SECONDS:
+                    last_log = time.monotonic()
+                    self._refresh(final=False)
+            else:
+                self._refresh(final=False)
+
+    def _refresh(self, final: bool) -> None:
+        stats = self._read()
+        if self._as_log:
+            parts = [f"{r.name}: {r.items_in:,} in" for r in stats.rows]
+            log.info("%s%s | bottleneck: %s", "done: " if final else "", ", ".join(parts), stats.bottleneck)
+            return
+        for row in stats.rows:
+            bar = self._bars.get(row.name)
+            if bar is None:
+                continue
+            bar.n = row.items_in
+            bar.set_postfix_str("bottleneck" if row.name == stats.bottleneck else "", refresh=False)
+            bar.refresh()
+
+
+def _is_terminal() -> bool:
+    if "ipykernel" in sys.modules:  # tqdm.auto draws notebook widgets there
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
