@@ -9,7 +9,7 @@ import psutil
 import pytest
 from hypothesis import settings
 
-settings.register_profile("default", max_examples=25, deadline=None)
+settings.register_profile("default", max_examples=50, deadline=None)
 settings.register_profile("long", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

@@ -156,6 +156,8 @@ class Run:
                 assert isinstance(spec, StageSpec)
                 definition: StageSpec | bytes = spec if self.method == "fork" else dumps_definition(spec)
                 self.stage_workers[node.id] = []
+                unordered = isinstance(spec, TaskSpec) and not spec.ordered and not spec.ordered_input
+                renumber = ctx.Value("q", 0) if unordered else None
                 for _ in range(spec.count):
                     worker_plan = WorkerPlan(
                         index=index,
@@ -169,6 +171,7 @@ class Run:
                         parent_pid=parent_pid,
                         lifeline=lifeline,
                         shm_prefix=self.shm_prefix,
+                        renumber=renumber,
                     )
                     process = ctx.Process(  # type: ignore[attr-defined]
                         target=worker_main,

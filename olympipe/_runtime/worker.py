@@ -74,6 +74,7 @@ class WorkerPlan:
     parent_pid: int
     lifeline: Connection | None = None  # forkserver only: EOF when the caller is gone
     shm_prefix: str | None = None  # where large buffers go; None: always inline
+    renumber: Any = None  # ordered=False: a shared counter; output numbered as it completes
 
 
 def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
@@ -119,6 +120,7 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     clock = time.perf_counter
     has_deadline = type(stage).deadline is not Stage.deadline
     prefix = plan.shm_prefix
+    renumber = plan.renumber
 
     def emit(seq: int | None, produced: Any) -> None:
         chunks = produced if spec.output_slots > 1 else (produced,)
@@ -136,8 +138,17 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
                 continue
             encoded = encode_chunk(chunk, prefix is not None)
             t0 = clock()
-            for channel, port in consumers:
-                send_encoded(channel, port, out_seq, encoded, prefix)
+            if renumber is None:
+                for channel, port in consumers:
+                    send_encoded(channel, port, out_seq, encoded, prefix)
+            else:
+                # Take the next number and send under one lock, so numbers reach the
+                # consumer in order and its reorder buffer never waits.
+                with renumber.get_lock():
+                    out_seq = renumber.value
+                    renumber.value += 1
+                    for channel, port in consumers:
+                        send_encoded(channel, port, out_seq, encoded, prefix)
             counters[row + BLOCKED_OUT] += clock() - t0
 
     counters[row + STARTED] = time.time()

@@ -156,3 +156,16 @@ def test_batch_edge_cases(size: int) -> None:
     assert Pipeline(xs).batch(size).wait_for_result() == [xs[i : i + size] for i in range(0, 10, size)]
     assert Pipeline([]).batch(size).wait_for_result() == []
     assert Pipeline([[1, 2]]).batch(size).wait_for_result() == [[[1, 2]]]
+
+
+def late_for_small(x: int) -> int:
+    time.sleep(0.05 if x < 4 else 0.0)
+    return x
+
+
+def test_unordered_task_yields_in_completion_order_and_loses_nothing() -> None:
+    got = Pipeline(range(200)).task(late_for_small, count=2, ordered=False).wait_for_result()
+    assert sorted(got) == list(range(200))
+    assert got != list(range(200)), "slow early items no longer hold the others back"
+    ordered = Pipeline(range(200)).task(late_for_small, count=2).wait_for_result()
+    assert ordered == list(range(200))
