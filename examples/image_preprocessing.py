@@ -120,9 +120,8 @@ def main() -> None:
     print(f"{n} photos -> {len(got)} images (each with its mirror)")
     print(f"serial loop : {n / t_serial:7.1f} photos/s ({t_serial:.2f} s)")
     print(f"olympipe    : {n / t_pipe:7.1f} photos/s ({t_pipe:.2f} s), {t_serial / t_pipe:.2f}x")
-    stats = getattr(p, "stats", None)
-    if callable(stats):
-        print(stats())
+    print()
+    print(p.stats())
 
 
 if __name__ == "__main__":

@@ -20,17 +20,17 @@ class Reorder:
         self._next = [0] * ports
         self._pending: list[dict[int, list[Any]]] = [{} for _ in range(ports)]
 
-    def push(self, port: int, seq: int, items: list[Any]) -> list[list[Any]]:
-        """Accept chunk ``seq`` of ``port``; return the chunks now ready, in order."""
+    def push(self, port: int, seq: int, items: list[Any]) -> list[tuple[int, list[Any]]]:
+        """Accept chunk ``seq`` of ``port``; return ``(seq, chunk)`` for those now ready, in order."""
         expected = self._next[port]
         if seq != expected:
             self._pending[port][seq] = items
             return []
-        ready = [items]
+        ready = [(seq, items)]
         expected += 1
         pending = self._pending[port]
         while pending and expected in pending:
-            ready.append(pending.pop(expected))
+            ready.append((expected, pending.pop(expected)))
             expected += 1
         self._next[port] = expected
         return ready

@@ -292,7 +292,7 @@ class Run:
                 if kind == KIND_END:
                     del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
                     continue
-                for chunk in reorders[index].push(0, seq, items):
+                for _seq, chunk in reorders[index].push(0, seq, items):
                     yield index, chunk
             for obj in ready:
                 worker = by_sentinel.get(obj)  # type: ignore[call-overload,unused-ignore]

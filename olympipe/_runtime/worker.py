@@ -112,7 +112,12 @@ def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
 
 def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     inbox = plan.inbox
-    reorder = Reorder(plan.ports) if spec.ordered_input else None
+    # A single worker sees its input in order, also behind a count=N stage, so that side
+    # effects (a writer, a zip file) happen in source order; stateful stages need it too.
+    # Several workers of one stage cannot share an order; ordered=False asks for none.
+    in_order = spec.ordered_input or (spec.count == 1 and plan.renumber is None)
+    reorder = Reorder(plan.ports) if in_order else None
+    keeps_numbers = not spec.ordered_input  # map stages: output chunk k for input chunk k
     own_seq = [0] * len(plan.outputs)  # stateful stages number their own output
     windows = plan.windows
     counters = plan.counters.array
@@ -186,12 +191,12 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
             counters[row + ITEMS_IN] += len(items)
             emit(seq, out)
         else:
-            for ready in reorder.push(port, seq, items):
+            for ready_seq, ready in reorder.push(port, seq, items):
                 t1 = clock()
                 out = stage.process(ready)
                 counters[row + BUSY] += clock() - t1
                 counters[row + ITEMS_IN] += len(ready)
-                emit(None, out)
+                emit(ready_seq if keeps_numbers else None, out)
                 if stage.exhausted:
                     exhausted = True
                     break

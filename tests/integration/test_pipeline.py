@@ -162,3 +162,17 @@ def test_class_task_end_to_end(tmp_path: object) -> None:
 
     got = Pipeline(range(20)).class_task(Scaler, Scaler.apply, [3], class_kwargs={"offset": 1}, count=2)
     assert got.wait_for_result() == [x * 3 + 1 for x in range(20)]
+
+
+def test_single_worker_stage_sees_items_in_order_behind_parallel_workers(tmp_path: object) -> None:
+    import pathlib
+
+    log = pathlib.Path(str(tmp_path)) / "seen"
+
+    def record(x: int) -> int:  # a side effect: the order it happens in is what a writer sees
+        with log.open("a") as f:
+            f.write(f"{x}\n")
+        return x
+
+    Pipeline(range(300)).task(jitter, count=4).task(record).wait_for_result()
+    assert [int(v) for v in log.read_text().split()] == list(range(300))

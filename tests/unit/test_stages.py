@@ -169,6 +169,6 @@ def test_reorder_releases_in_sequence(order: list[int]) -> None:
     reorder = Reorder(1)
     out: list[list[Any]] = []
     for seq in order:
-        out.extend(reorder.push(0, seq, [seq]))
+        out.extend(chunk for _, chunk in reorder.push(0, seq, [seq]))
     assert out == [[i] for i in range(12)]
     assert reorder.buffered == 0
