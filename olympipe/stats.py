@@ -9,6 +9,7 @@ waiting for the source.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 #: Below this share of busy time, no stage limits the run: the source does.
@@ -47,7 +48,13 @@ class RunStats:
             return "the source is the bottleneck: the stages spend most of their time waiting for input"
         row = next(r for r in self.rows if r.name == self.bottleneck)
         plural = "worker" if row.workers == 1 else "workers"
-        advice = f"; count={row.workers + 1} would help" if row.busy_pct >= 80 else ""
+        cores = os.cpu_count() or 1
+        if row.busy_pct < 80:
+            advice = ""
+        elif row.workers < cores:
+            advice = f"; count={row.workers + 1} would help"
+        else:
+            advice = f"; it already has as many workers as the machine has cores ({cores})"
         busy = f"{row.busy_pct:.0f} %"
         return f"stage {row.name!r} is busy {busy} of the time with {row.workers} {plural}{advice}"
 
