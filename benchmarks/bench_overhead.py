@@ -14,9 +14,51 @@ N = 200_000
 BATCH = 1000
 
 
-def olympipe_run() -> None:
-    out = Pipeline(range(N), start_method="fork").task(inc).task(inc).task(inc).wait_for_result()
-    assert out[-1] == N + 2
+N_BARS = 2_000_000  # long enough for the bars to refresh several times
+
+
+def olympipe_run(n: int = N) -> None:
+    out = Pipeline(range(n), start_method="fork").task(inc).task(inc).task(inc).wait_for_result()
+    assert out[-1] == n + 2
+
+
+def olympipe_with_bars(n: int = N_BARS) -> None:
+    """The same run with progress bars drawn (to /dev/null, as if stderr were a terminal)."""
+    import contextlib
+    import os
+
+    import olympipe._progress as progress
+
+    real = progress._is_terminal
+    progress._is_terminal = lambda: True
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+            out = (
+                Pipeline(range(n), start_method="fork", progress=True)
+                .task(inc)
+                .task(inc)
+                .task(inc)
+                .wait_for_result()
+            )
+    finally:
+        progress._is_terminal = real
+    assert out[-1] == n + 2
+
+
+def bars_cost(reps: int) -> float:
+    """Median ratio of run times with and without bars, runs alternated (shared machine)."""
+    import statistics
+    import time
+
+    ratios = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        olympipe_run(N_BARS)
+        plain = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        olympipe_with_bars(N_BARS)
+        ratios.append((time.perf_counter() - t0) / plain)
+    return statistics.median(ratios)
 
 
 def pool_run() -> None:
@@ -81,10 +123,12 @@ def main(reps: int) -> Section:
     )
     serial = median_time(lambda: [inc(inc(inc(x))) for x in range(N)], reps)
     ours = median_time(olympipe_run, reps)
+    bars = bars_cost(max(3, reps // 2))
     pool = median_time(pool_run, reps)
     raw = median_time(raw_pipes_run, reps)
     s.row("serial loop", f"{N / serial:,.0f} items/s")
     s.row("olympipe", f"{N / ours:,.0f} items/s", f"{pool / ours:.2f}x Pool")
+    s.row("olympipe with progress bars (2,000,000 items)", f"{bars:.3f}x the time without")
     s.row("multiprocessing.Pool.imap x3", f"{N / pool:,.0f} items/s", "1.00x Pool")
     try:
         mp_time = median_time(mpire_run, reps)

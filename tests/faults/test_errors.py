@@ -145,3 +145,16 @@ def test_close_method_runs_after_error(tmp_path: object) -> None:
     with pytest.raises(PipelineError):
         Pipeline(range(10)).class_task(Res, Res.work, close_method=Res.close).wait_for_result()
     assert marker.read_text() == "yes"
+
+
+def test_exception_in_close_method_fails_the_run() -> None:
+    class Res:
+        def work(self, x: int) -> int:
+            return x
+
+        def close(self) -> None:
+            raise RuntimeError("could not flush")
+
+    with pytest.raises(PipelineError) as info:
+        Pipeline(range(10)).class_task(Res, Res.work, close_method=Res.close).wait_for_result()
+    assert "could not flush" in str(info.value)

@@ -169,3 +169,29 @@ def test_unordered_task_yields_in_completion_order_and_loses_nothing() -> None:
     assert got != list(range(200)), "slow early items no longer hold the others back"
     ordered = Pipeline(range(200)).task(late_for_small, count=2).wait_for_result()
     assert ordered == list(range(200))
+
+
+class SleepyModel:
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def predict(self, x: int) -> int:
+        time.sleep(self.delay)
+        return x * 10
+
+
+def test_class_task_with_threads() -> None:
+    t0 = time.monotonic()
+    got = (
+        Pipeline(range(60))
+        .class_task(SleepyModel, SleepyModel.predict, [0.05], concurrency=20)
+        .wait_for_result()
+    )
+    assert got == [x * 10 for x in range(60)]
+    assert time.monotonic() - t0 < 1.5  # 60 x 50 ms would take 3 s one at a time
+
+
+@pytest.mark.parametrize("xs", [[], [7], [None, None], [[1], [2, 3]]])
+def test_edge_sources_through_every_stateless_operator(xs: list[object]) -> None:
+    got = Pipeline(xs).task(lambda x: x).filter(lambda x: True).explode(lambda x: [x]).wait_for_result()
+    assert got == xs
