@@ -24,6 +24,7 @@ class SourceSpec:
 
     iterable: Iterable[Any]
     name: str = "source"
+    one_item_chunks: bool = False  # every item its own chunk (a server's requests)
 
     @property
     def count(self) -> int:

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar, overload
 from olympipe._graph import Endpoint, Node, SourceSpec, plan_for, render
 from olympipe._runtime.context import check_start_method
 from olympipe._runtime.supervisor import Run, RunOptions
+from olympipe._server import ServerSource
 from olympipe._stages.base import StageSpec
 from olympipe._stages.cache import CachedTaskSpec, fingerprint
 from olympipe._stages.mapping import ClassTaskSpec, DebugSpec, ExplodeSpec, FilterSpec, TaskSpec
@@ -88,6 +89,37 @@ class Pipeline(Generic[T]):
         self._progress = progress
         self._run: Run | None = None
         self._last_run: Run | None = None
+
+    @classmethod
+    def server(
+        cls,
+        route_handlers: Sequence[tuple[str, str, Callable[[Any], Any]]],
+        port: int = 8000,
+        host: str = "localhost",
+        inactivity_timeout: float | None = None,
+        *,
+        start_method: str | None = None,
+        progress: bool = False,
+    ) -> Pipeline[Any]:
+        """An HTTP/1.1 server as a source: each request matching a ``(method, path, parse)``
+        route becomes the item ``parse(json_body)``, and what reaches the end of the pipeline
+        for it is sent back as JSON. The socket is bound now (``port=0``: a free one, see
+        :attr:`port`); requests wait until the pipeline runs."""
+        source = ServerSource(route_handlers, host, port, inactivity_timeout)
+        pipe: Pipeline[Any] = cls(start_method=start_method, progress=progress)
+        pipe._endpoint = (Node(SourceSpec(source, name="server", one_item_chunks=True)), 0)
+        return pipe
+
+    @property
+    def port(self) -> int:
+        """The port of the HTTP server this pipeline reads from."""
+        stack = [self._endpoint[0]]
+        while stack:
+            node = stack.pop()
+            if isinstance(node.spec, SourceSpec) and isinstance(node.spec.iterable, ServerSource):
+                return node.spec.iterable.port
+            stack.extend(n for n, _slot in node.inputs)
+        raise AttributeError("this pipeline does not read from Pipeline.server(...)")
 
     @classmethod
     def _derive(cls, parent: Pipeline[Any], endpoint: Endpoint) -> Pipeline[Any]:

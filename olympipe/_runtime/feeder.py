@@ -56,8 +56,10 @@ class Feeder:
         stop: threading.Event,
         cost: Callable[[], tuple[float | None, int]],
         shm_prefix: str | None = None,
+        one_item_chunks: bool = False,
     ) -> None:
         self._prefix = shm_prefix
+        self._one_item_chunks = one_item_chunks
         self._iterable = iterable
         self._outputs = outputs
         self._window = window
@@ -214,6 +216,8 @@ class Feeder:
         self.items += len(chunk)
 
     def _next_target(self, gap: float) -> int:
+        if self._one_item_chunks:
+            return 1
         cost, at_least = self._cost()
         by_size = MAX_CHUNK_BYTES / max(self._item_bytes, 1.0)
         if cost is None:

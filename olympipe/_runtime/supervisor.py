@@ -57,9 +57,10 @@ from olympipe._runtime.feeder import MAX_ITEMS, Feeder
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
 from olympipe._runtime.worker import WorkerPlan, worker_main
+from olympipe._server import ServerSource
 from olympipe._stages.base import StageSpec
 from olympipe._stages.cache import CachedTaskSpec
-from olympipe._stages.mapping import ClassTaskSpec, DebugSpec, TaskSpec
+from olympipe._stages.mapping import ClassTaskSpec, DebugSpec, ExplodeSpec, FilterSpec, TaskSpec
 from olympipe._transport import shm
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, decode_frame, dumps_definition
@@ -111,6 +112,7 @@ class Run:
         self._lifeline: Any = None  # forkserver: the caller's end of every worker's lifeline
         self.stage_workers: dict[int, list[int]] = {}
         self.labels = _unique_labels(plan)
+        self._server = _server_of(plan)
         self.shm_prefix: str | None = f"olympipe-{uuid.uuid4().hex[:12]}" if shm.available() else None
         self.counters = Counters(self._ctx, sum(n.spec.count for n in plan.stages))
 
@@ -172,6 +174,7 @@ class Run:
                         lifeline=lifeline,
                         shm_prefix=self.shm_prefix,
                         renumber=renumber,
+                        isolate_errors=self._server is not None,
                     )
                     process = ctx.Process(  # type: ignore[attr-defined]
                         target=worker_main,
@@ -198,6 +201,7 @@ class Run:
                 self._stop,
                 self._cost_reader(),
                 self.shm_prefix,
+                node.spec.one_item_chunks,
             )
             self._feeders.append(feeder)
             feeder.start()
@@ -293,6 +297,8 @@ class Run:
                     del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
                     continue
                 for _seq, chunk in reorders[index].push(0, seq, items):
+                    if self._server is not None and index == 0:
+                        self._server.respond(chunk)
                     yield index, chunk
             for obj in ready:
                 worker = by_sentinel.get(obj)  # type: ignore[call-overload,unused-ignore]
@@ -407,6 +413,8 @@ class Run:
         if self._progress is not None:
             self._progress.close()
         self._stop.set()
+        if self._server is not None:
+            self._server.stop()
         for feeder in self._feeders:
             feeder.wake()
         for window, size in self._windows:
@@ -448,6 +456,31 @@ class Run:
         if self.shm_prefix is not None:
             # Only now is every process that could write or map a segment dead.
             shm.remove_all(self.shm_prefix)
+
+
+_PER_ITEM_SPECS = (TaskSpec, ClassTaskSpec, CachedTaskSpec, DebugSpec, FilterSpec, ExplodeSpec)
+
+
+def _server_of(plan: Plan) -> ServerSource | None:
+    """The plan's HTTP server source, after checking that every stage maps request to answer."""
+    servers = [
+        n.spec.iterable
+        for n in plan.sources
+        if isinstance(n.spec, SourceSpec) and isinstance(n.spec.iterable, ServerSource)
+    ]
+    if not servers:
+        return None
+    if len(plan.sources) > 1:
+        servers[0].close()
+        raise TypeError("a server pipeline cannot be gathered with another source")
+    for node in plan.stages:
+        if not isinstance(node.spec, _PER_ITEM_SPECS):
+            servers[0].close()
+            raise TypeError(
+                f"a server pipeline takes per-item stages only (task, class_task, cached_task,"
+                f" filter, explode, debug); {node.spec.name!r} is a {type(node.spec).__name__}"
+            )
+    return servers[0]
 
 
 def _unique_labels(plan: Plan) -> dict[int, str]:
