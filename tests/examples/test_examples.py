@@ -53,3 +53,48 @@ def test_etl_csv(tmp_path: Path) -> None:
 def test_email_phone() -> None:
     result = email_phone.main()
     assert result == {"invalid_email": 200, "invalid_phone": 267, "ok": 533}
+
+
+def test_socket_lines() -> None:
+    import socket_lines
+
+    assert socket_lines.main(["--messages", "400"])["sensors"] == 4
+
+
+def test_camera_latency_is_reported() -> None:
+    import camera
+
+    result = camera.main(["--frames", "20", "--fps", "50"])
+    assert result["frames"] == 20
+    assert result["p50_ms"] < 50
+
+
+def test_http_model_serves_requests() -> None:
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import http_model
+
+    p = http_model.build(0, 0.5)
+    p.start()
+    answers: list[tuple[int, object]] = []
+
+    def client() -> None:
+        for body in ({"features": [1, 2, 3]}, {"features": [1]}):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{p.port}/predict", data=json.dumps(body).encode(), method="POST"
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    answers.append((r.status, json.loads(r.read())))
+            except urllib.error.HTTPError as err:
+                answers.append((err.code, json.loads(err.read())))
+
+    t = threading.Thread(target=client)
+    t.start()
+    p.wait_for_completion()
+    t.join()
+    assert answers[0][0] == 200
+    assert answers[1][0] == 500

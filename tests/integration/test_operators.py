@@ -195,3 +195,28 @@ def test_class_task_with_threads() -> None:
 def test_edge_sources_through_every_stateless_operator(xs: list[object]) -> None:
     got = Pipeline(xs).task(lambda x: x).filter(lambda x: True).explode(lambda x: [x]).wait_for_result()
     assert got == xs
+
+
+@pytest.mark.parametrize("how", ["break", "error"])
+def test_source_generator_is_closed_however_the_run_ends(how: str) -> None:
+    closed: list[bool] = []
+
+    def source() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append(True)
+
+    def fail_at_500(x: int) -> int:
+        if x == 500:
+            raise ValueError("stop here")
+        return x
+
+    if how == "break":
+        for x in Pipeline(source()).task(plus_one):
+            if x == 100:
+                break
+    else:
+        with pytest.raises(PipelineError):
+            Pipeline(source()).task(fail_at_500).wait_for_result()
+    assert closed == [True]
