@@ -65,7 +65,7 @@ class ServerSource:
         self._timeout = inactivity_timeout
         self._requests: queue.Queue[Any] = queue.Queue()
         self._order: deque[_Request] = deque()  # requests sent down the pipeline, in order
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._httpd = _Server((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
         # A server pipeline that is never run still releases its port when collected.
         self._finalizer = weakref.finalize(self, self._httpd.server_close)
@@ -137,6 +137,12 @@ class ServerSource:
             return 404, None
         parse = methods.get(method)
         return (200, parse) if parse is not None else (405, None)
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of concurrent clients would see
+    # connections reset before a thread accepts them.
+    request_queue_size = 128
 
 
 def _handler_for(source: ServerSource) -> type[BaseHTTPRequestHandler]:
