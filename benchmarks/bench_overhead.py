@@ -123,7 +123,7 @@ def main(reps: int) -> Section:
     )
     serial = median_time(lambda: [inc(inc(inc(x))) for x in range(N)], reps)
     ours = median_time(olympipe_run, reps)
-    bars = bars_cost(max(3, reps // 2))
+    bars = bars_cost(max(7, reps))
     pool = median_time(pool_run, reps)
     raw = median_time(raw_pipes_run, reps)
     s.row("serial loop", f"{N / serial:,.0f} items/s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import psutil
@@ -25,7 +26,8 @@ def _shm_entries() -> set[str]:
 
 @pytest.fixture(autouse=True)
 def no_leftovers() -> Iterator[None]:
-    """Fail a test that leaves a worker process or an olympipe shm segment behind."""
+    """Fail a test that leaves a worker process, a thread or an olympipe shm segment behind."""
+    threads_before = set(threading.enumerate())
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     shm_before = _shm_entries()
@@ -41,6 +43,11 @@ def no_leftovers() -> Iterator[None]:
     for p in alive:
         p.kill()
     assert not alive, f"leaked processes: {alive}"
+    new_threads = [t for t in threading.enumerate() if t not in threads_before]
+    for t in new_threads:
+        t.join(timeout=2)  # an HTTP handler thread may still be writing its last response
+    left = [t.name for t in new_threads if t.is_alive()]
+    assert not left, f"leaked threads: {left}"
     assert not leaked_shm, f"leaked shared memory: {leaked_shm}"
 
 

@@ -16,6 +16,7 @@ it counted itself out, no data frame can follow an END.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import struct
 from multiprocessing.connection import Connection
@@ -104,13 +105,7 @@ class Channel:
 
     def producer_done(self) -> None:
         """Count one producer out; the last one writes one END frame per consumer."""
-        if self._wlock is None:
-            self._remaining.value -= 1
-            if self._remaining.value == 0:
-                for _ in range(self.consumers):
-                    self._writer.send_bytes(END_FRAME)
-            return
-        with self._wlock:
+        with self._wlock if self._wlock is not None else contextlib.nullcontext():
             self._remaining.value -= 1
             if self._remaining.value == 0:
                 for _ in range(self.consumers):
