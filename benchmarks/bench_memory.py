@@ -6,33 +6,24 @@ import itertools
 import multiprocessing as mp
 import threading
 
-import psutil
-from common import Section, inc
+from common import Section, inc, tree_pss_mb
 
 from olympipe import Pipeline
 
 N = 100_000
 
 
-def peak_rss_mb(fn: object) -> float:
+def peak_pss_mb(fn: object) -> float:
     """Peak memory of this process plus its children while ``fn`` runs (sampled every 10 ms).
 
-    PSS, not RSS: forked children share their parent's pages, and summing RSS would count
-    those pages once per process."""
-    me = psutil.Process()
+    See common.tree_pss_mb for why PSS."""
     peak = 0.0
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while True:
-            total = me.memory_full_info().pss
-            for child in me.children(recursive=True):
-                try:
-                    total += child.memory_full_info().pss
-                except psutil.Error:
-                    pass
-            peak = max(peak, total / 2**20)
+            peak = max(peak, tree_pss_mb())
             if done.wait(0.01):
                 return
 
@@ -58,8 +49,8 @@ def main(reps: int) -> Section:
             for _ in p.imap(inc, p.imap(inc, itertools.islice(itertools.count(), N), 1000), 1000):
                 pass
 
-    ours_mb = peak_rss_mb(ours)
-    pool_mb = peak_rss_mb(pool)
+    ours_mb = peak_pss_mb(ours)
+    pool_mb = peak_pss_mb(pool)
     s.row("olympipe peak PSS (parent + workers)", f"{ours_mb:.0f} MB", f"{ours_mb / pool_mb:.2f}x Pool")
     s.row("Pool.imap x2 peak PSS", f"{pool_mb:.0f} MB")
     s.note("Pool.imap's task feeder reads its input ahead without bound; ours is pulled as drained")

@@ -41,6 +41,21 @@ def inc(x: int) -> int:
     return x + 1
 
 
+def tree_pss_mb() -> float:
+    """PSS of this process and all its children, in MB. PSS, not RSS: forked children share
+    their parent's pages, and summing RSS would count those pages once per process."""
+    import psutil
+
+    me = psutil.Process()
+    total = me.memory_full_info().pss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_full_info().pss
+        except psutil.Error:
+            pass
+    return float(total) / 2**20
+
+
 def machine() -> str:
     system = f"{platform.system()} {platform.machine()}"
     return f"{os.cpu_count()} cores, Python {platform.python_version()}, {system}"

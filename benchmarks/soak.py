@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import psutil
+from common import tree_pss_mb
 
 from olympipe import Pipeline
 
@@ -48,14 +49,9 @@ class Sampler:
     def _run(self) -> None:
         me = psutil.Process()
         while not self._done.wait(0.2):
-            pss = me.memory_full_info().pss
-            for child in me.children(recursive=True):
-                try:
-                    pss += child.memory_full_info().pss
-                except psutil.Error:
-                    pass
+            pss = tree_pss_mb()
             shm = len([e for e in os.listdir("/dev/shm") if e.startswith("olympipe")])
-            self.samples.append((time.monotonic(), pss / 2**20, me.num_fds(), shm))
+            self.samples.append((time.monotonic(), pss, me.num_fds(), shm))
 
     def __enter__(self) -> Sampler:
         self._thread.start()

@@ -19,7 +19,8 @@ START_METHODS = ["fork", "forkserver", "spawn"]
 
 def _shm_entries() -> set[str]:
     try:
-        return {e for e in os.listdir("/dev/shm") if e.startswith("olympipe")}
+        # Only this process's runs: another olympipe program on the machine is not our leak.
+        return {e for e in os.listdir("/dev/shm") if e.startswith(f"olympipe-{os.getpid()}-")}
     except FileNotFoundError:  # pragma: no cover
         return set()
 

@@ -113,7 +113,9 @@ class Run:
         self.stage_workers: dict[int, list[int]] = {}
         self.labels = _unique_labels(plan)
         self._server = _server_of(plan)
-        self.shm_prefix: str | None = f"olympipe-{uuid.uuid4().hex[:12]}" if shm.available() else None
+        # The caller's pid first: whose segments these are, for people and for leak checks.
+        token = f"olympipe-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.shm_prefix: str | None = token if shm.available() else None
         self.counters = Counters(self._ctx, sum(n.spec.count for n in plan.stages))
 
     # -- starting ---------------------------------------------------------------------------

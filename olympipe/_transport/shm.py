@@ -6,7 +6,7 @@ instead: the producer writes it once, the consumer maps it and unlinks it at onc
 numpy array (or the pickle) it rebuilds reads the mapping directly and the memory is
 freed when the last reference goes.
 
-Segments are plain files named ``olympipe-<run token>-<pid>-<n>``: no resource tracker is
+Segments are plain files named ``olympipe-<caller pid>-<run token>-<writer pid>-<n>``: no resource tracker is
 involved, and the supervisor removes whatever is left under the run's prefix once every
 process that could touch them is dead, also after a crash.
 """

@@ -14,8 +14,11 @@ from olympipe._transport import shm
 pytestmark = pytest.mark.faults
 
 
+PREFIX = f"olympipe-{os.getpid()}-"  # this test process's runs (workers inherit the value)
+
+
 def _segments() -> list[str]:
-    return [e for e in os.listdir(shm.SHM_DIR) if e.startswith("olympipe")]
+    return [e for e in os.listdir(shm.SHM_DIR) if e.startswith(PREFIX)]
 
 
 def test_arrays_and_bytes_roundtrip() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 
 import pytest
@@ -127,28 +125,6 @@ def test_break_out_of_iteration_cleans_up() -> None:
         if len(seen) == 100:
             break
     assert seen == list(range(1, 101))
-
-
-def test_seed_email_phone_graph() -> None:
-    data = [
-        "john@example.com 555-123-4567",
-        "no-email 555-123-4567",
-        "jane@example.org not-a-phone",
-        "bob@example.net (555) 987-6543",
-    ]
-    email_regex = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]+\b")
-    phone_regex = re.compile(r"[\(]?[0-9]{3}[\)]?[-\s\.]?[0-9]{3}[-\s\.]?[0-9]{4,6}$")
-    pipe = Pipeline(json.loads(json.dumps(data)))
-    email_missing = pipe.filter(lambda x: not bool(email_regex.match(x)))
-    email_valid = pipe.filter(lambda x: bool(email_regex.match(x)))
-    phone_missing = email_valid.filter(lambda x: not bool(phone_regex.search(x)))
-    all_info_ok = email_valid.filter(lambda x: bool(phone_regex.search(x)))
-    res_invalid_email, res_invalid_phone, res_ok = Pipeline.wait_for_all_results(
-        [email_missing, phone_missing, all_info_ok]
-    )
-    assert res_invalid_email == [data[1]]
-    assert res_invalid_phone == [data[2]]
-    assert res_ok == [data[0], data[3]]
 
 
 def test_class_task_end_to_end(tmp_path: object) -> None:
