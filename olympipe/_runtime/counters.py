@@ -10,6 +10,8 @@ from __future__ import annotations
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from olympipe.stats import StageStats
+
 ITEMS_IN = 0
 ITEMS_OUT = 1
 ERRORS = 2
@@ -38,3 +40,27 @@ class Counters:
         """The sum of one field over some workers."""
         array = self.array
         return float(sum(array[w * FIELDS + field] for w in workers))
+
+    def stage_stats(self, name: str, workers: list[int], end: float) -> StageStats:
+        """One stage's figures at time ``end`` (``time.time()``): sums over its workers, and
+        each percentage averaged over them, relative to each worker's own running time."""
+        rows = [self.row(w) for w in workers]
+        shares = dict.fromkeys((BUSY, WAIT_IN, BLOCKED_OUT, CPU), 0.0)
+        for row in rows:
+            wall = end - row[STARTED] if row[STARTED] else 0.0
+            if wall > 0:
+                for f in shares:
+                    shares[f] += 100 * row[f] / wall
+        n = len(rows)
+        return StageStats(
+            name=name,
+            workers=n,
+            items_in=int(sum(r[ITEMS_IN] for r in rows)),
+            items_out=int(sum(r[ITEMS_OUT] for r in rows)),
+            errors=int(sum(r[ERRORS] for r in rows)),
+            busy_pct=min(100.0, shares[BUSY] / n),
+            wait_in_pct=min(100.0, shares[WAIT_IN] / n),
+            blocked_out_pct=min(100.0, shares[BLOCKED_OUT] / n),
+            peak_rss_mb=max(r[PEAK_RSS_MB] for r in rows),
+            cpu_pct=shares[CPU] / n,
+        )

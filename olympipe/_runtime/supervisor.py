@@ -40,19 +40,7 @@ from typing import Any
 from olympipe._graph import Plan, SourceSpec
 from olympipe._progress import Progress
 from olympipe._runtime.context import get_context, resolve_start_method
-from olympipe._runtime.counters import (
-    BLOCKED_OUT,
-    BUSY,
-    CPU,
-    ERRORS,
-    FIELDS,
-    ITEMS_IN,
-    ITEMS_OUT,
-    PEAK_RSS_MB,
-    STARTED,
-    WAIT_IN,
-    Counters,
-)
+from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
 from olympipe._runtime.feeder import MAX_ITEMS, Feeder
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
@@ -65,7 +53,7 @@ from olympipe._transport import shm
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, decode_frame, dumps_definition
 from olympipe.errors import PipelineError, RemoteTraceback, WorkerDied
-from olympipe.stats import RunStats, StageStats, pick_bottleneck
+from olympipe.stats import RunStats, pick_bottleneck
 
 log = logging.getLogger("olympipe")
 
@@ -308,31 +296,28 @@ class Run:
                     del by_sentinel[obj]
                     self._worker_exited(worker)
 
-    def _drain_control(self) -> None:
-        control = self._control.channel
-        while control.poll(0):
-            message = self._control.recv()
-            if isinstance(message, Done):
-                self._workers[message.worker].done = True
-            elif isinstance(message, Failure):
-                raise _to_error(message)
+    def _drain_control(self, *, raise_failures: bool = True) -> None:
+        """Read every queued report: mark finished workers, raise the first failure.
 
-    def _raise_for_dead_worker(self, by_sentinel: dict[Any, _Worker]) -> None:
-        while by_sentinel:
-            for sentinel in wait(list(by_sentinel)):
-                self._worker_exited(by_sentinel.pop(sentinel))  # raises for the dead one
-        raise PipelineError("a sink channel closed without an end of stream", stage="sink")
-
-    def _note_finished_workers(self) -> None:
-        """Read the Done reports still queued, so finished workers are not terminated."""
+        Teardown reads without raising, so finished workers are not terminated, and a
+        report cut short by a dying worker does not stop the teardown."""
         control = self._control.channel
         try:
             while control.poll(0):
                 message = self._control.recv()
                 if isinstance(message, Done):
                     self._workers[message.worker].done = True
-        except (OSError, EOFError):  # a worker died mid-write: teardown goes on regardless
-            pass
+                elif isinstance(message, Failure) and raise_failures:
+                    raise _to_error(message)
+        except (OSError, EOFError):
+            if raise_failures:
+                raise
+
+    def _raise_for_dead_worker(self, by_sentinel: dict[Any, _Worker]) -> None:
+        while by_sentinel:
+            for sentinel in wait(list(by_sentinel)):
+                self._worker_exited(by_sentinel.pop(sentinel))  # raises for the dead one
+        raise PipelineError("a sink channel closed without an end of stream", stage="sink")
 
     def _worker_exited(self, worker: _Worker) -> None:
         worker.exited = True
@@ -364,42 +349,15 @@ class Run:
 
     def stats(self) -> RunStats:
         """The run's figures so far (or final, once it is over)."""
-        now = time.time()
-        end = self._ended_at or now
-        rows = []
-        table = self.counters
-        for node in self.plan.stages:
-            workers = self.stage_workers.get(node.id, [])
-            if not workers:
-                continue
-            total = dict.fromkeys(range(FIELDS), 0.0)
-            shares = {BUSY: 0.0, WAIT_IN: 0.0, BLOCKED_OUT: 0.0, CPU: 0.0}
-            for w in workers:
-                row = table.row(w)
-                for f in range(FIELDS):
-                    total[f] += row[f]
-                wall = max(end - row[STARTED], 1e-9) if row[STARTED] else 0.0
-                for f in shares:
-                    shares[f] += 100 * row[f] / wall if wall else 0.0
-            n = len(workers)
-            rows.append(
-                StageStats(
-                    name=self.labels[node.id],
-                    workers=n,
-                    items_in=int(total[ITEMS_IN]),
-                    items_out=int(total[ITEMS_OUT]),
-                    errors=int(total[ERRORS]),
-                    busy_pct=min(100.0, shares[BUSY] / n),
-                    wait_in_pct=min(100.0, shares[WAIT_IN] / n),
-                    blocked_out_pct=min(100.0, shares[BLOCKED_OUT] / n),
-                    peak_rss_mb=max(table.row(w)[PEAK_RSS_MB] for w in workers),
-                    cpu_pct=shares[CPU] / n,
-                )
-            )
-        rows_t = tuple(rows)
+        end = self._ended_at or time.time()
+        rows = tuple(
+            self.counters.stage_stats(self.labels[node.id], self.stage_workers[node.id], end)
+            for node in self.plan.stages
+            if self.stage_workers.get(node.id)
+        )
         return RunStats(
-            rows=rows_t,
-            bottleneck=pick_bottleneck(rows_t),
+            rows=rows,
+            bottleneck=pick_bottleneck(rows),
             wall_seconds=end - self._started_at if self._started_at else 0.0,
             source_items=sum(f.items for f in self._feeders),
         )
@@ -425,7 +383,7 @@ class Run:
         for channel in [*self._channels.values(), *self._sink_channels]:
             channel.unblock_producers()
         if self._started:
-            self._note_finished_workers()
+            self._drain_control(raise_failures=False)
         working = [w for w in self._workers if not w.done and w.process.exitcode is None]
         for worker in working:
             worker.process.terminate()

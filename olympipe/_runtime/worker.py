@@ -41,6 +41,7 @@ from olympipe._runtime.counters import (
 )
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
+from olympipe._server import RequestFailed
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import (
@@ -227,8 +228,6 @@ def _record_usage(counters: Any, row: int) -> None:
 
 def _process_isolated(stage: Stage, items: list[Any]) -> Any:
     """A server's request: its error becomes a marker for its own response, not the run's end."""
-    from olympipe._server import RequestFailed
-
     if items and isinstance(items[0], RequestFailed):
         return items  # failed upstream: carried to the end untouched
     try:

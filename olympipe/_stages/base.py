@@ -80,3 +80,14 @@ class StageSpec:
     def make(self) -> Stage:
         """Build the stage; called inside the worker."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ParallelSpec(StageSpec):
+    """A stateless spec that may run in several workers (``count=``)."""
+
+    workers: int = 1
+
+    @property
+    def count(self) -> int:
+        return self.workers

@@ -21,7 +21,7 @@ from typing import Any
 
 import dill
 
-from olympipe._stages.base import ItemFailed, Stage, StageSpec
+from olympipe._stages.base import ItemFailed, ParallelSpec, Stage
 
 
 def fingerprint(fn: Callable[..., Any]) -> str:
@@ -99,17 +99,12 @@ class CachedTaskStage(Stage):
 
 
 @dataclass(frozen=True)
-class CachedTaskSpec(StageSpec):
+class CachedTaskSpec(ParallelSpec):
     """``cached_task(task, cache_dir, count)``."""
 
     fn: Callable[[Any], Any] = field(default=lambda x: x)
     cache_dir: str = ""
     key: str = ""
-    workers: int = 1
-
-    @property
-    def count(self) -> int:
-        return self.workers
 
     def make(self) -> Stage:
         return CachedTaskStage(self)

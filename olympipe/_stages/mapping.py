@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from olympipe._stages.base import ItemFailed, Stage, StageSpec
+from olympipe._stages.base import ItemFailed, ParallelSpec, Stage, StageSpec
 
 _DROP = object()  # what an item becomes when on_error asks for it to be dropped
 
@@ -112,18 +112,13 @@ class TaskStage(Stage):
 
 
 @dataclass(frozen=True)
-class TaskSpec(StageSpec):
+class TaskSpec(ParallelSpec):
     """``task(fn, count, on_error, concurrency, ordered)``."""
 
     fn: Callable[[Any], Any] = field(default=lambda x: x)
-    workers: int = 1
     on_error: Callable[[Any, Exception], Any] | None = None
     concurrency: int = 1
     ordered: bool = True
-
-    @property
-    def count(self) -> int:
-        return self.workers
 
     def make(self) -> Stage:
         return TaskStage(self)
@@ -161,7 +156,7 @@ class ClassTaskStage(Stage):
 
 
 @dataclass(frozen=True)
-class ClassTaskSpec(StageSpec):
+class ClassTaskSpec(ParallelSpec):
     """``class_task(constructor, method, args, close_method, kwargs, count)``."""
 
     constructor: Callable[..., Any] = field(default=object)
@@ -169,12 +164,7 @@ class ClassTaskSpec(StageSpec):
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     close_method: Callable[[Any], Any] | None = None
-    workers: int = 1
     concurrency: int = 1
-
-    @property
-    def count(self) -> int:
-        return self.workers
 
     def make(self) -> Stage:
         return ClassTaskStage(self)
