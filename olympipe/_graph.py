@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from olympipe._stages.base import StageSpec
 
@@ -25,6 +25,13 @@ class SourceSpec:
     iterable: Iterable[Any]
     name: str = "source"
     one_item_chunks: bool = False  # every item its own chunk (a server's requests)
+
+    # The facts engines read off a stage spec, so that a node's spec answers either way.
+    ordered_input: ClassVar[bool] = False
+    per_item: ClassVar[bool] = False
+    one_to_one: ClassVar[bool] = True
+    parallelism: ClassVar[int] = 1
+    renumbers_output: ClassVar[bool] = False
 
     @property
     def count(self) -> int:
@@ -63,6 +70,16 @@ class Consumer:
     sink: int | None = None
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out, beyond what the graph says: set on ``Pipeline(...)`` and
+    per terminal call."""
+
+    start_method: str | None = None
+    queue_size: int | None = None
+    progress: bool = False
+
+
 @dataclass
 class Plan:
     """The sub-graph needed by some sinks: nodes in topological order and their edges."""
@@ -70,6 +87,30 @@ class Plan:
     nodes: list[Node]
     sinks: list[Endpoint]
     consumers: dict[int, list[list[Consumer]]]  # node id -> per slot -> consumers
+    labels: dict[int, str] = field(default_factory=dict)  # stage node id -> unique name
+
+    def __post_init__(self) -> None:
+        # Stage names made unique (``name``, ``name#2``, ...) for bars, stats and errors.
+        seen: dict[str, int] = {}
+        for node in self.stages:
+            name = node.spec.name
+            seen[name] = seen.get(name, 0) + 1
+            self.labels[node.id] = name if seen[name] == 1 else f"{name}#{seen[name]}"
+
+    def sink_of(self, endpoint: Endpoint) -> int:
+        """The index of the sink that collects ``endpoint``."""
+        for index, (node, slot) in enumerate(self.sinks):
+            if node is endpoint[0] and slot == endpoint[1]:
+                return index
+        raise KeyError("this pipeline is not a sink of the plan")
+
+    def source_length(self, node: Node) -> int | None:
+        """How many items a source node yields, when its iterable says."""
+        assert isinstance(node.spec, SourceSpec)
+        try:
+            return len(node.spec.iterable)  # type: ignore[arg-type]
+        except TypeError:
+            return None
 
     @property
     def stages(self) -> list[Node]:
@@ -84,6 +125,19 @@ class Plan:
     def producers(self, node: Node) -> int:
         """How many processes (or feeders) write into ``node``'s inbox."""
         return sum(upstream.spec.count for upstream, _slot in node.inputs)
+
+
+def sources_of(endpoints: Iterable[Endpoint]) -> list[Node]:
+    """The source nodes the given endpoints read from, in id order."""
+    seen: dict[int, Node] = {}
+    stack = [node for node, _slot in endpoints]
+    while stack:
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        seen[node.id] = node
+        stack.extend(upstream for upstream, _slot in node.inputs)
+    return sorted((n for n in seen.values() if n.is_source), key=lambda n: n.id)
 
 
 def plan_for(endpoints: Sequence[Endpoint]) -> Plan:

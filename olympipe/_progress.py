@@ -21,6 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from olympipe._graph import Plan
 from olympipe.stats import RunStats
 
 log = logging.getLogger("olympipe")
@@ -104,3 +105,19 @@ def _is_terminal() -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def bar_totals(plan: Plan) -> dict[str, int | None]:
+    """Each stage's expected item count: the source's length while every stage on the way
+    maps one item to one item, else unknown."""
+    known: dict[int, int | None] = {}
+    totals: dict[str, int | None] = {}
+    for node in plan.nodes:
+        if node.is_source:
+            known[node.id] = plan.source_length(node)
+            continue
+        upstream = [known.get(n.id) for n, _slot in node.inputs]
+        total = upstream[0] if len(upstream) == 1 else None
+        totals[plan.labels[node.id]] = total
+        known[node.id] = total if node.spec.one_to_one else None
+    return totals

@@ -77,12 +77,41 @@ def describe_exitcode(exitcode: int | None) -> str:
 
 
 class WorkerDied(PipelineError):
-    """A worker process exited without finishing its stream (a signal, ``os._exit``, OOM)."""
+    """A worker process exited without finishing its stream (a signal, ``os._exit``, OOM).
 
-    def __init__(self, *, stage: str, exitcode: int | None) -> None:
+    ``exitcode`` is the process's exit code where the engine knows it (``None`` on Ray,
+    whose ``detail`` says what Ray reported)."""
+
+    def __init__(self, *, stage: str, exitcode: int | None, detail: str | None = None) -> None:
+        how = describe_exitcode(exitcode) if detail is None else detail
         super().__init__(
-            f"a worker of stage {stage!r} died unexpectedly with {describe_exitcode(exitcode)}"
+            f"a worker of stage {stage!r} died unexpectedly with {how}"
             " (killed, os._exit, a crash in native code, or out of memory?)",
             stage=stage,
         )
         self.exitcode = exitcode
+
+
+def stage_error(
+    stage: str,
+    message: str,
+    item_repr: str | None,
+    remote_traceback: str,
+    cause: BaseException | None,
+) -> PipelineError:
+    """The error a terminal call raises for a stage's failure, whichever engine ran it.
+
+    ``cause`` (the original exception, rebuilt in the caller) becomes ``__cause__``, with
+    the worker's traceback chained under it so that Python prints both."""
+    if cause is not None and cause.__cause__ is None and cause.__traceback__ is None:
+        cause.__cause__ = RemoteTraceback(remote_traceback)
+    where = f"stage {stage!r}" if stage != "source" else "the source"
+    on_item = f" on item {item_repr}" if item_repr is not None else ""
+    error = PipelineError(
+        f"{where} failed{on_item}: {message}",
+        stage=stage,
+        item_repr=item_repr,
+        remote_traceback=remote_traceback,
+    )
+    error.__cause__ = cause if cause is not None else RemoteTraceback(remote_traceback)
+    return error

@@ -2,7 +2,7 @@
 
 Each stage method returns a new ``Pipeline`` over a new graph node; nothing runs until a
 terminal call (``wait_for_result``, iteration, ...) plans the sub-graph its sinks need and
-hands it to a :class:`~olympipe._runtime.supervisor.Run`.
+hands it to an engine (``olympipe/_engines``): local processes by default.
 """
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ from __future__ import annotations
 import inspect
 import os
 import typing
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar, overload
 
-from olympipe._graph import Endpoint, Node, SourceSpec, plan_for, render
+from olympipe._engines.base import Engine, Execution, check_engine, resolve_engine
+from olympipe._graph import Endpoint, Node, Plan, RunOptions, SourceSpec, plan_for, render, sources_of
 from olympipe._runtime.context import check_start_method
-from olympipe._runtime.supervisor import Run, RunOptions
-from olympipe._server import ServerSource
+from olympipe._server import ServerSource, check_server_stage
 from olympipe._stages.base import StageSpec
 from olympipe._stages.cache import CachedTaskSpec, fingerprint
 from olympipe._stages.mapping import ClassTaskSpec, DebugSpec, ExplodeSpec, FilterSpec, TaskSpec
@@ -61,6 +62,18 @@ def _check_seconds(value: object, what: str) -> None:
         raise ValueError(f"{what} must be > 0, got {value}")
 
 
+EngineChoice = str | Engine | None
+
+
+@dataclass(frozen=True)
+class _Builder:
+    """Everything a pipeline is, besides the run it may have started."""
+
+    endpoint: Endpoint
+    options: RunOptions
+    engine: EngineChoice = None
+
+
 class Pipeline(Generic[T]):
     """A stream of items flowing through stages, each stage in its own worker process(es).
 
@@ -76,6 +89,7 @@ class Pipeline(Generic[T]):
         queue_size: int | None = None,
         start_method: str | None = None,
         progress: bool = False,
+        engine: EngineChoice = None,
     ) -> None:
         if datas is None:
             datas = []
@@ -84,11 +98,18 @@ class Pipeline(Generic[T]):
         if queue_size is not None:
             _check_positive_int(queue_size, "queue_size")
         check_start_method(start_method)
-        self._endpoint: Endpoint = (Node(SourceSpec(datas)), 0)
-        self._options = RunOptions(start_method=start_method, queue_size=queue_size, progress=progress)
-        self._progress = progress
-        self._run: Run | None = None
-        self._last_run: Run | None = None
+        check_engine(engine)
+        options = RunOptions(start_method=start_method, queue_size=queue_size, progress=progress)
+        self._set_state(_Builder((Node(SourceSpec(datas)), 0), options, engine))
+
+    def _set_state(self, builder: _Builder) -> None:
+        self._b = builder
+        self._run: Execution | None = None
+        self._last_run: Execution | None = None
+
+    @property
+    def _endpoint(self) -> Endpoint:
+        return self._b.endpoint
 
     @classmethod
     def server(
@@ -107,7 +128,8 @@ class Pipeline(Generic[T]):
         :attr:`port`); requests wait until the pipeline runs."""
         source = ServerSource(route_handlers, host, port, inactivity_timeout)
         pipe: Pipeline[Any] = cls(start_method=start_method, progress=progress)
-        pipe._endpoint = (Node(SourceSpec(source, name="server", one_item_chunks=True)), 0)
+        node = Node(SourceSpec(source, name="server", one_item_chunks=True))
+        pipe._set_state(replace(pipe._b, endpoint=(node, 0)))
         return pipe
 
     @property
@@ -121,19 +143,19 @@ class Pipeline(Generic[T]):
             stack.extend(n for n, _slot in node.inputs)
         raise AttributeError("this pipeline does not read from Pipeline.server(...)")
 
-    @classmethod
-    def _derive(cls, parent: Pipeline[Any], endpoint: Endpoint) -> Pipeline[Any]:
-        pipe: Pipeline[Any] = cls.__new__(cls)
-        pipe._endpoint = endpoint
-        pipe._options = parent._options
-        pipe._progress = parent._progress
-        pipe._run = None
-        pipe._last_run = None
+    def _derive(self, endpoint: Endpoint) -> Pipeline[Any]:
+        pipe: Pipeline[Any] = Pipeline.__new__(Pipeline)
+        pipe._set_state(replace(self._b, endpoint=endpoint))
         return pipe
 
-    def _then(self, spec: StageSpec, *others: Pipeline[Any]) -> Pipeline[Any]:
+    def _node(self, spec: StageSpec, *others: Pipeline[Any]) -> Node:
         inputs = (self._endpoint, *(o._endpoint for o in others))
-        return Pipeline._derive(self, (Node(spec, inputs), 0))
+        sources = [n.spec.iterable for n in sources_of(inputs) if isinstance(n.spec, SourceSpec)]
+        check_server_stage(spec, sources)
+        return Node(spec, inputs)
+
+    def _then(self, spec: StageSpec, *others: Pipeline[Any]) -> Pipeline[Any]:
+        return self._derive((self._node(spec, *others), 0))
 
     # -- stages -----------------------------------------------------------------------------
 
@@ -281,10 +303,8 @@ class Pipeline(Generic[T]):
         if n is None:
             n = _tuple_arity(split_function)
         _check_positive_int(n, "n")
-        node = Node(
-            SplitSpec(name=_name_of(split_function, "split"), fn=split_function, n=n), (self._endpoint,)
-        )
-        return tuple(Pipeline._derive(self, (node, i)) for i in range(n))
+        node = self._node(SplitSpec(name=_name_of(split_function, "split"), fn=split_function, n=n))
+        return tuple(self._derive((node, i)) for i in range(n))
 
     def gather(self, *others: Pipeline[Any]) -> Pipeline[Any]:
         """Merge this pipeline with ``others``; each keeps its own relative order."""
@@ -319,21 +339,32 @@ class Pipeline(Generic[T]):
 
     # -- running ----------------------------------------------------------------------------
 
-    def start(self, progress: bool | None = None) -> None:
-        """Start the run now (idempotent); a later terminal call on this pipeline collects it."""
+    def start(self, progress: bool | None = None, *, engine: EngineChoice = None) -> Pipeline[T]:
+        """Start the run now (idempotent) and return this pipeline; a later terminal call on
+        this same pipeline collects it."""
         if self._run is None:
-            self._run = Run(plan_for([self._endpoint]), self._run_options(progress))
+            self._run = self._execute([self], progress, engine)
             self._run.start()
+            _claim_sources(self._run)
+        return self
 
-    def _run_options(self, progress: bool | None) -> RunOptions:
-        wanted = self._progress if progress is None else progress
-        return replace(self._options, progress=bool(wanted))
+    def _execute(
+        self, pipes: Sequence[Pipeline[Any]], progress: bool | None, engine: EngineChoice
+    ) -> Execution:
+        check_engine(engine)
+        plan = plan_for([p._endpoint for p in pipes])
+        _check_sources_free(plan)
+        wanted = self._b.options.progress if progress is None else progress
+        options = replace(self._b.options, progress=bool(wanted))
+        return resolve_engine(engine if engine is not None else self._b.engine).execute(plan, options)
 
-    def _take_run(self, pipes: Sequence[Pipeline[Any]], progress: bool | None = None) -> Run:
+    def _take_run(
+        self, pipes: Sequence[Pipeline[Any]], progress: bool | None = None, engine: EngineChoice = None
+    ) -> Execution:
         if self._run is not None and len(pipes) == 1:
             run, self._run = self._run, None
         else:
-            run = Run(plan_for([p._endpoint for p in pipes]), self._run_options(progress))
+            run = self._execute(pipes, progress, engine)
         for pipe in pipes:
             pipe._last_run = run
         return run
@@ -343,6 +374,13 @@ class Pipeline(Generic[T]):
         ASCII tree: stages, worker counts, branches, and where results come out."""
         return render(plan_for([self._endpoint, *(p._endpoint for p in other_pipes or [])]))
 
+    def print_graph(
+        self, path: str | os.PathLike[str], other_pipes: Sequence[Pipeline[Any]] | None = None
+    ) -> None:
+        """Write :meth:`graph` to ``path`` (the olympipe 2.x name)."""
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(self.graph(other_pipes) + "\n")
+
     def stats(self) -> RunStats:
         """Per-stage figures of this pipeline's latest run (also during it, from another
         thread), with the bottleneck named; ``print()`` it for a table."""
@@ -351,30 +389,56 @@ class Pipeline(Generic[T]):
             raise RuntimeError("stats() needs a run: call a terminal method such as wait_for_result() first")
         return run.stats()
 
-    def wait_for_result(self, progress: bool | None = None) -> list[T]:
-        """Run the pipeline and return its outputs, in order."""
-        return self.wait_for_results(progress=progress)[0]
+    def cleanup(self) -> None:
+        """Stop a run started with :meth:`start` and never collected, releasing its workers."""
+        run, self._run = self._run, None
+        if run is not None:
+            run.close()
+
+    def wait_for_result(
+        self,
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
+        debug_graph: str | os.PathLike[str] | None = None,
+    ) -> list[T]:
+        """Run the pipeline and return its outputs, in order. ``debug_graph``: a path to
+        write the plan to first (olympipe 2.x)."""
+        return self.wait_for_results(progress=progress, engine=engine, debug_graph=debug_graph)[0]
 
     def wait_for_results(
-        self, other_pipes: Sequence[Pipeline[Any]] | None = None, progress: bool | None = None
+        self,
+        other_pipes: Sequence[Pipeline[Any]] | None = None,
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
+        debug_graph: str | os.PathLike[str] | None = None,
     ) -> list[list[Any]]:
         """Run this pipeline with ``other_pipes`` as one graph; one list per pipeline."""
         pipes = [self, *(other_pipes or [])]
-        return _collect(self._take_run(pipes, progress), pipes)
+        if debug_graph is not None:
+            self.print_graph(debug_graph, other_pipes)
+        return _collect(self._take_run(pipes, progress, engine), pipes)
 
     @staticmethod
-    def wait_for_all_results(pipes: Sequence[Pipeline[Any]], progress: bool | None = None) -> list[list[Any]]:
+    def wait_for_all_results(
+        pipes: Sequence[Pipeline[Any]], progress: bool | None = None, *, engine: EngineChoice = None
+    ) -> list[list[Any]]:
         """Run all ``pipes`` as one graph; one list of outputs per pipeline."""
         if not pipes:
             return []
-        return pipes[0].wait_for_results(list(pipes[1:]), progress=progress)
+        return pipes[0].wait_for_results(list(pipes[1:]), progress=progress, engine=engine)
 
     def wait_for_completion(
-        self, other_pipes: Sequence[Pipeline[Any]] | None = None, progress: bool | None = None
+        self,
+        other_pipes: Sequence[Pipeline[Any]] | None = None,
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
     ) -> None:
         """Run this pipeline (with ``other_pipes``) and discard the outputs."""
         pipes = [self, *(other_pipes or [])]
-        run = self._take_run(pipes, progress)
+        run = self._take_run(pipes, progress, engine)
         try:
             for _ in run.events():
                 pass
@@ -382,16 +446,23 @@ class Pipeline(Generic[T]):
             run.close()
 
     @staticmethod
-    def wait_for_all_completions(pipes: Sequence[Pipeline[Any]], progress: bool | None = None) -> None:
+    def wait_for_all_completions(
+        pipes: Sequence[Pipeline[Any]], progress: bool | None = None, *, engine: EngineChoice = None
+    ) -> None:
         """Run all ``pipes`` as one graph and discard the outputs."""
         if pipes:
-            pipes[0].wait_for_completion(list(pipes[1:]), progress=progress)
+            pipes[0].wait_for_completion(list(pipes[1:]), progress=progress, engine=engine)
 
     def wait_and_reduce(
-        self, accumulator: A, reducer: Callable[[T, A], A], progress: bool | None = None
+        self,
+        accumulator: A,
+        reducer: Callable[[T, A], A],
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
     ) -> A:
         """Run the pipeline and fold its outputs with ``reducer(item, acc)``."""
-        result: A = self.reduce(accumulator, reducer).wait_for_result(progress=progress)[0]
+        result: A = self.reduce(accumulator, reducer).wait_for_result(progress=progress, engine=engine)[0]
         return result
 
     def __iter__(self) -> Iterator[T]:
@@ -405,17 +476,44 @@ class Pipeline(Generic[T]):
             run.close()
 
 
-def _collect(run: Run, pipes: Sequence[Pipeline[Any]]) -> list[list[Any]]:
+# Sources that a run started with start() is consuming: another run of them would
+# silently miss what that run takes, so it is refused instead.
+_claimed: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
+
+
+def _claim_sources(run: Execution) -> None:
+    for node in run.plan.sources:
+        assert isinstance(node.spec, SourceSpec)
+        if _consumable(node.spec.iterable):
+            _claimed[node.id] = node
+
+
+def _check_sources_free(plan: Plan) -> None:
+    for node in plan.sources:
+        if _claimed.get(node.id) is node:
+            raise RuntimeError(
+                "this pipeline's source is an iterator already being consumed by a run started"
+                " with start(); run the started pipeline itself, or build the whole graph before"
+                " start() (items would otherwise be missing)"
+            )
+
+
+def _consumable(iterable: object) -> bool:
+    """Whether iterating ``iterable`` uses it up (an iterator or generator, not a list)."""
+    try:
+        return iter(iterable) is iterable  # type: ignore[call-overload]
+    except TypeError:
+        return False
+
+
+def _collect(run: Execution, pipes: Sequence[Pipeline[Any]]) -> list[list[Any]]:
     try:
         outputs: list[list[Any]] = [[] for _ in run.plan.sinks]
         for index, chunk in run.events():
             outputs[index].extend(chunk)
     finally:
         run.close()
-    where = {}
-    for i, (node, slot) in enumerate(run.plan.sinks):
-        where[(node.id, slot)] = i
-    return [list(outputs[where[(p._endpoint[0].id, p._endpoint[1])]]) for p in pipes]
+    return [list(outputs[run.plan.sink_of(p._endpoint)]) for p in pipes]
 
 
 def _tuple_arity(fn: Callable[..., Any]) -> int:

@@ -27,9 +27,10 @@ FIELDS = 9
 class Counters:
     """The counter table of one run: ``workers`` rows of :data:`FIELDS` doubles."""
 
-    def __init__(self, ctx: BaseContext, workers: int) -> None:
-        self.workers = workers
-        self.array: Any = ctx.RawArray("d", max(1, workers) * FIELDS)
+    def __init__(self, ctx: BaseContext | None, workers: int) -> None:
+        size = max(1, workers) * FIELDS
+        # Shared memory between processes; a plain list when every stage runs in this one.
+        self.array: Any = ctx.RawArray("d", size) if ctx is not None else [0.0] * size
 
     def row(self, worker: int) -> list[float]:
         """A copy of one worker's row."""

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
 from olympipe._runtime.messages import Control, Failure
 from olympipe._transport.channel import Channel
 from olympipe._transport.codec import EncodeError, encode_chunk, send_encoded
@@ -226,3 +227,28 @@ class Feeder:
         if gap > 0:
             target = min(target, HOLD_SECONDS / gap)
         return int(min(max(target, at_least), MAX_ITEMS))
+
+
+def cost_reader(
+    counters: Counters, stages: list[tuple[list[int], int]]
+) -> Callable[[], tuple[float | None, int]]:
+    """A function giving the feeder the costliest stage's seconds per item and the least
+    chunk size that keeps every stage's workers busy.
+
+    ``stages`` lists, per stage, its worker rows in ``counters`` and how many items one
+    worker works on at once."""
+
+    def cost() -> tuple[float | None, int]:
+        if not stages:  # the source feeds the caller directly: nothing to balance
+            return None, MAX_ITEMS
+        worst: float | None = None
+        at_least = 1
+        for workers, parallel in stages:
+            at_least = max(at_least, parallel)
+            items = counters.total(workers, ITEMS_IN)
+            if items:
+                per_item = counters.total(workers, BUSY) / items / parallel
+                worst = per_item if worst is None else max(worst, per_item)
+        return worst, at_least
+
+    return cost

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
 import threading
 import time
@@ -37,36 +36,25 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from olympipe._graph import Plan, SourceSpec
-from olympipe._progress import Progress
+from olympipe._graph import Plan, RunOptions, SourceSpec
+from olympipe._progress import Progress, bar_totals
 from olympipe._runtime.context import get_context, resolve_start_method
-from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
-from olympipe._runtime.feeder import MAX_ITEMS, Feeder
+from olympipe._runtime.counters import Counters
+from olympipe._runtime.feeder import Feeder, cost_reader
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
 from olympipe._runtime.worker import WorkerPlan, worker_main
-from olympipe._server import ServerSource
+from olympipe._server import RequestStageSpec, ServerSource
 from olympipe._stages.base import StageSpec
-from olympipe._stages.cache import CachedTaskSpec
-from olympipe._stages.mapping import ClassTaskSpec, DebugSpec, ExplodeSpec, FilterSpec, TaskSpec
 from olympipe._transport import shm
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, decode_frame, dumps_definition
-from olympipe.errors import PipelineError, RemoteTraceback, WorkerDied
+from olympipe.errors import PipelineError, WorkerDied
 from olympipe.stats import RunStats, pick_bottleneck
 
 log = logging.getLogger("olympipe")
 
 GRACE_SECONDS = 0.5  # how long a terminated worker may take to run its close() before SIGKILL
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Settings of a run taken from ``Pipeline(...)``."""
-
-    start_method: str | None = None
-    queue_size: int | None = None
-    progress: bool = False
 
 
 @dataclass
@@ -99,7 +87,7 @@ class Run:
         self._progress: Progress | None = None
         self._lifeline: Any = None  # forkserver: the caller's end of every worker's lifeline
         self.stage_workers: dict[int, list[int]] = {}
-        self.labels = _unique_labels(plan)
+        self.labels = plan.labels
         self._server = _server_of(plan)
         # The caller's pid first: whose segments these are, for people and for leak checks.
         token = f"olympipe-{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -146,10 +134,11 @@ class Run:
             for node in plan.stages:
                 spec = node.spec
                 assert isinstance(spec, StageSpec)
+                if self._server is not None:
+                    spec = RequestStageSpec(name=spec.name, inner=spec)
                 definition: StageSpec | bytes = spec if self.method == "fork" else dumps_definition(spec)
                 self.stage_workers[node.id] = []
-                unordered = isinstance(spec, TaskSpec) and not spec.ordered and not spec.ordered_input
-                renumber = ctx.Value("q", 0) if unordered else None
+                renumber = ctx.Value("q", 0) if node.spec.renumbers_output else None
                 for _ in range(spec.count):
                     worker_plan = WorkerPlan(
                         index=index,
@@ -164,7 +153,6 @@ class Run:
                         lifeline=lifeline,
                         shm_prefix=self.shm_prefix,
                         renumber=renumber,
-                        isolate_errors=self._server is not None,
                     )
                     process = ctx.Process(  # type: ignore[attr-defined]
                         target=worker_main,
@@ -181,6 +169,7 @@ class Run:
         if lifeline is not None:
             lifeline.close()
         self._close_unused_ends(source_outputs)
+        stages = plan.stages
         for node in plan.sources:
             assert isinstance(node.spec, SourceSpec)
             feeder = Feeder(
@@ -189,14 +178,14 @@ class Run:
                 source_windows.get(node.id),
                 self._control,
                 self._stop,
-                self._cost_reader(),
+                cost_reader(self.counters, [(self.stage_workers[n.id], n.spec.parallelism) for n in stages]),
                 self.shm_prefix,
                 node.spec.one_item_chunks,
             )
             self._feeders.append(feeder)
             feeder.start()
         if self.options.progress:
-            self._progress = Progress(self.stats, self._bar_totals())
+            self._progress = Progress(self.stats, bar_totals(plan))
             self._progress.start()
 
     def _outputs_of(self, node_id: int) -> list[list[tuple[Channel, int]]]:
@@ -222,30 +211,6 @@ class Run:
         for channel in self._sink_channels:
             if id(channel) not in fed:
                 channel.close_writer()
-
-    def _cost_reader(self) -> Any:
-        """A function giving the feeder the costliest stage's seconds per item."""
-        stages = []
-        for node in self.plan.stages:
-            spec = node.spec
-            parallel = spec.concurrency if isinstance(spec, (TaskSpec, ClassTaskSpec)) else 1
-            stages.append((self.stage_workers[node.id], parallel))
-        counters = self.counters
-
-        def cost() -> tuple[float | None, int]:
-            if not stages:  # the source feeds the caller directly: nothing to balance
-                return None, MAX_ITEMS
-            worst: float | None = None
-            at_least = 1
-            for workers, parallel in stages:
-                at_least = max(at_least, parallel)
-                items = counters.total(workers, ITEMS_IN)
-                if items:
-                    per_item = counters.total(workers, BUSY) / items / parallel
-                    worst = per_item if worst is None else max(worst, per_item)
-            return worst, at_least
-
-        return cost
 
     # -- running ----------------------------------------------------------------------------
 
@@ -308,7 +273,7 @@ class Run:
                 if isinstance(message, Done):
                     self._workers[message.worker].done = True
                 elif isinstance(message, Failure) and raise_failures:
-                    raise _to_error(message)
+                    raise message.to_error()
         except (OSError, EOFError):
             if raise_failures:
                 raise
@@ -327,25 +292,6 @@ class Run:
             raise WorkerDied(stage=worker.label, exitcode=worker.process.exitcode)
 
     # -- seeing inside -----------------------------------------------------------------------
-
-    def _bar_totals(self) -> dict[str, int | None]:
-        """Each stage's expected item count: the source's length while every stage on the
-        way maps one item to one item, else unknown."""
-        one_to_one = (TaskSpec, ClassTaskSpec, CachedTaskSpec, DebugSpec)
-        known: dict[int, int | None] = {}
-        totals: dict[str, int | None] = {}
-        for node in self.plan.nodes:
-            if isinstance(node.spec, SourceSpec):
-                try:
-                    known[node.id] = len(node.spec.iterable)  # type: ignore[arg-type]
-                except TypeError:
-                    known[node.id] = None
-                continue
-            upstream = [known.get(n.id) for n, _slot in node.inputs]
-            total = upstream[0] if len(upstream) == 1 else None
-            totals[self.labels[node.id]] = total
-            known[node.id] = total if isinstance(node.spec, one_to_one) else None
-        return totals
 
     def stats(self) -> RunStats:
         """The run's figures so far (or final, once it is over)."""
@@ -418,58 +364,9 @@ class Run:
             shm.remove_all(self.shm_prefix)
 
 
-_PER_ITEM_SPECS = (TaskSpec, ClassTaskSpec, CachedTaskSpec, DebugSpec, FilterSpec, ExplodeSpec)
-
-
 def _server_of(plan: Plan) -> ServerSource | None:
-    """The plan's HTTP server source, after checking that every stage maps request to answer."""
-    servers = [
-        n.spec.iterable
-        for n in plan.sources
-        if isinstance(n.spec, SourceSpec) and isinstance(n.spec.iterable, ServerSource)
-    ]
-    if not servers:
-        return None
-    if len(plan.sources) > 1:
-        servers[0].close()
-        raise TypeError("a server pipeline cannot be gathered with another source")
-    for node in plan.stages:
-        if not isinstance(node.spec, _PER_ITEM_SPECS):
-            servers[0].close()
-            raise TypeError(
-                f"a server pipeline takes per-item stages only (task, class_task, cached_task,"
-                f" filter, explode, debug); {node.spec.name!r} is a {type(node.spec).__name__}"
-            )
-    return servers[0]
-
-
-def _unique_labels(plan: Plan) -> dict[int, str]:
-    """Stage names made unique (``name``, ``name#2``, ...) for bars, stats and errors."""
-    seen: dict[str, int] = {}
-    labels = {}
-    for node in plan.stages:
-        name = node.spec.name
-        seen[name] = seen.get(name, 0) + 1
-        labels[node.id] = name if seen[name] == 1 else f"{name}#{seen[name]}"
-    return labels
-
-
-def _to_error(failure: Failure) -> PipelineError:
-    cause: BaseException | None = None
-    if failure.exception is not None:
-        try:
-            cause = pickle.loads(failure.exception)
-        except Exception:
-            cause = None
-    if isinstance(cause, BaseException):
-        cause.__cause__ = RemoteTraceback(failure.traceback)
-    where = f"stage {failure.stage!r}" if failure.stage != "source" else "the source"
-    on_item = f" on item {failure.item_repr}" if failure.item_repr is not None else ""
-    error = PipelineError(
-        f"{where} failed{on_item}: {failure.message}",
-        stage=failure.stage,
-        item_repr=failure.item_repr,
-        remote_traceback=failure.traceback,
-    )
-    error.__cause__ = cause if cause is not None else RemoteTraceback(failure.traceback)
-    return error
+    """The plan's HTTP server source (the builder has checked the stages around it)."""
+    for node in plan.sources:
+        if isinstance(node.spec, SourceSpec) and isinstance(node.spec.iterable, ServerSource):
+            return node.spec.iterable
+    return None

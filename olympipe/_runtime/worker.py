@@ -41,7 +41,6 @@ from olympipe._runtime.counters import (
 )
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
-from olympipe._server import RequestFailed
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import (
@@ -76,7 +75,6 @@ class WorkerPlan:
     lifeline: Connection | None = None  # forkserver only: EOF when the caller is gone
     shm_prefix: str | None = None  # where large buffers go; None: always inline
     renumber: Any = None  # ordered=False: a shared counter; output numbered as it completes
-    isolate_errors: bool = False  # server pipelines: an error fails its own request only
 
 
 def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
@@ -128,9 +126,6 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     has_deadline = type(stage).deadline is not Stage.deadline
     prefix = plan.shm_prefix
     renumber = plan.renumber
-    isolate = plan.isolate_errors
-    if isolate:
-        reorder = None  # one request per chunk, numbers kept: order is the sink's business
 
     def emit(seq: int | None, produced: Any) -> None:
         chunks = produced if spec.output_slots > 1 else (produced,)
@@ -189,13 +184,7 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
             continue
         # items_in and busy move together, after the work: the feeder divides one by the
         # other, and an item counted before its time would read as free.
-        if isolate:
-            t1 = clock()
-            out = _process_isolated(stage, items)
-            counters[row + BUSY] += clock() - t1
-            counters[row + ITEMS_IN] += len(items)
-            emit(seq, out)
-        elif reorder is None:
+        if reorder is None:
             t1 = clock()
             out = stage.process(items)
             counters[row + BUSY] += clock() - t1
@@ -224,17 +213,6 @@ def _record_usage(counters: Any, row: int) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     counters[row + CPU] = usage.ru_utime + usage.ru_stime
     counters[row + PEAK_RSS_MB] = usage.ru_maxrss / 1024  # Linux reports KiB
-
-
-def _process_isolated(stage: Stage, items: list[Any]) -> Any:
-    """A server's request: its error becomes a marker for its own response, not the run's end."""
-    if items and isinstance(items[0], RequestFailed):
-        return items  # failed upstream: carried to the end untouched
-    try:
-        return stage.process(items)
-    except ItemFailed as exc:
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        return [RequestFailed(f"{type(cause).__name__}: {cause}")]
 
 
 def _release(windows: dict[int, Any], port: int) -> None:

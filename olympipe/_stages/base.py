@@ -57,15 +57,23 @@ class Stage:
 class StageSpec:
     """The build-time description of an operator, sent to each of its workers.
 
-    ``ordered_input`` stages (stateful: batch, reduce, limit, ...) run in one worker, read
-    chunks in sequence order and number their own output; the others map chunk ``k`` to
-    chunk ``k`` and may run in several workers.
+    Engines read what they need to know about an operator from these facts, never from
+    its class:
+
+    * ``ordered_input``: stateful (batch, reduce, limit, ...): one worker reads chunks in
+      sequence order and numbers its own output. Otherwise chunk ``k`` maps to chunk ``k``.
+    * ``per_item``: each item is handled on its own (task, filter, explode, ...): allowed in
+      a server pipeline, and an engine may fuse neighbouring such stages into one call.
+    * ``one_to_one``: exactly one output per input (progress totals carry through).
+    * ``parallelism``: items in flight in one worker (``concurrency``).
+    * ``renumbers_output``: outputs are numbered as they complete (``ordered=False``).
     """
 
     name: str
 
     ordered_input: ClassVar[bool] = False
-    slots: ClassVar[int] = 1
+    per_item: ClassVar[bool] = False
+    one_to_one: ClassVar[bool] = False
 
     @property
     def count(self) -> int:
@@ -75,7 +83,17 @@ class StageSpec:
     @property
     def output_slots(self) -> int:
         """How many separate output streams the stage has."""
-        return self.slots
+        return 1
+
+    @property
+    def parallelism(self) -> int:
+        """How many items one worker works on at once."""
+        return 1
+
+    @property
+    def renumbers_output(self) -> bool:
+        """Whether outputs are numbered in completion order rather than input order."""
+        return False
 
     def make(self) -> Stage:
         """Build the stage; called inside the worker."""

@@ -17,7 +17,7 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dill
 
@@ -105,6 +105,9 @@ class CachedTaskSpec(ParallelSpec):
     fn: Callable[[Any], Any] = field(default=lambda x: x)
     cache_dir: str = ""
     key: str = ""
+
+    per_item: ClassVar[bool] = True
+    one_to_one: ClassVar[bool] = True
 
     def make(self) -> Stage:
         return CachedTaskStage(self)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from olympipe._stages.base import ItemFailed, ParallelSpec, Stage, StageSpec
 
@@ -120,6 +120,17 @@ class TaskSpec(ParallelSpec):
     concurrency: int = 1
     ordered: bool = True
 
+    per_item: ClassVar[bool] = True
+    one_to_one: ClassVar[bool] = True
+
+    @property
+    def parallelism(self) -> int:
+        return self.concurrency
+
+    @property
+    def renumbers_output(self) -> bool:
+        return not self.ordered
+
     def make(self) -> Stage:
         return TaskStage(self)
 
@@ -166,6 +177,13 @@ class ClassTaskSpec(ParallelSpec):
     close_method: Callable[[Any], Any] | None = None
     concurrency: int = 1
 
+    per_item: ClassVar[bool] = True
+    one_to_one: ClassVar[bool] = True
+
+    @property
+    def parallelism(self) -> int:
+        return self.concurrency
+
     def make(self) -> Stage:
         return ClassTaskStage(self)
 
@@ -198,6 +216,8 @@ class FilterSpec(StageSpec):
 
     pred: Callable[[Any], Any] | None = None
 
+    per_item: ClassVar[bool] = True
+
     def make(self) -> Stage:
         return FilterStage(self.pred)
 
@@ -225,6 +245,8 @@ class ExplodeSpec(StageSpec):
 
     fn: Callable[[Any], Iterable[Any]] | None = None
 
+    per_item: ClassVar[bool] = True
+
     def make(self) -> Stage:
         return ExplodeStage(self.fn)
 
@@ -246,6 +268,9 @@ class DebugStage(Stage):
 @dataclass(frozen=True)
 class DebugSpec(StageSpec):
     """``debug()``."""
+
+    per_item: ClassVar[bool] = True
+    one_to_one: ClassVar[bool] = True
 
     def make(self) -> Stage:
         return DebugStage(self.name)

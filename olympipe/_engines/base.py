@@ -1,0 +1,80 @@
+"""The engine protocol: what ``Pipeline`` needs from whatever runs a plan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
+
+from olympipe._graph import Plan, RunOptions
+from olympipe.stats import RunStats
+
+
+class Execution(Protocol):
+    """One run of a plan on an engine.
+
+    ``start`` is idempotent; ``events`` yields ``(sink index, chunk)`` in order per sink
+    until every sink has ended and raises the run's first failure; ``stats`` may be called
+    from another thread during the run; ``close`` releases everything on every exit path
+    and is idempotent.
+    """
+
+    plan: Plan
+
+    def start(self) -> None:
+        """Start the run now."""
+
+    def events(self) -> Iterator[tuple[int, list[Any]]]:
+        """``(sink index, chunk)`` in order per sink."""
+        ...
+
+    def stats(self) -> RunStats:
+        """Per-stage figures so far."""
+        ...
+
+    def close(self) -> None:
+        """Stop and release everything."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Something that runs plans: ``engine.execute(plan, options)`` returns an
+    :class:`Execution` that has not started yet."""
+
+    name: str
+
+    def execute(self, plan: Plan, options: RunOptions) -> Execution:
+        """Prepare a run of ``plan``."""
+        ...
+
+
+ENGINE_NAMES = ("local", "inline", "ray")
+
+
+def check_engine(engine: object) -> None:
+    """Reject an unknown engine at build time."""
+    if engine is None or isinstance(engine, Engine):
+        return
+    if isinstance(engine, str):
+        if engine not in ENGINE_NAMES:
+            raise ValueError(f"engine must be one of {ENGINE_NAMES} or an engine object, got {engine!r}")
+        return
+    raise TypeError(f"engine must be a name or an engine object, got {type(engine).__name__}")
+
+
+def resolve_engine(engine: str | Engine | None) -> Engine:
+    """The engine object for a name (``None`` is ``"local"``) or the engine itself."""
+    check_engine(engine)
+    if engine is None or engine == "local":
+        from olympipe._engines.local import LocalEngine
+
+        return LocalEngine()
+    if engine == "inline":
+        from olympipe._engines.inline import InlineEngine
+
+        return InlineEngine()
+    if engine == "ray":
+        from olympipe._engines.ray import RayEngine
+
+        return RayEngine()
+    assert isinstance(engine, Engine)
+    return engine

@@ -1,0 +1,251 @@
+"""The inline engine: every stage in the caller's thread, one item at a time.
+
+No process, no pickling, no thread: a breakpoint in a stage function stops there, and a
+test runs in microseconds. Each source item is pushed through the whole graph before the
+next one is pulled, so every stage sees its input in source order; sources of a ``gather``
+are pulled in turn. Stateful stages are flushed in graph order once their inputs end.
+
+Time-driven stages are checked between items: ``timeout`` ends its stream when the next
+item comes later than its deadline, but cannot interrupt a source blocked in ``next()``
+(nothing else runs in the caller's thread meanwhile).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+from olympipe._graph import Node, Plan, RunOptions, SourceSpec
+from olympipe._progress import Progress, bar_totals
+from olympipe._runtime.counters import BUSY, FIELDS, ITEMS_IN, ITEMS_OUT, STARTED, Counters
+from olympipe._runtime.messages import short_repr
+from olympipe._server import ServerSource
+from olympipe._stages.base import ItemFailed, Stage, StageSpec
+from olympipe.errors import PipelineError, stage_error
+from olympipe.stats import RunStats, pick_bottleneck
+
+
+class InlineEngine:
+    """Runs every stage in the caller's thread, item by item (``engine="inline"``)."""
+
+    name = "inline"
+
+    def execute(self, plan: Plan, options: RunOptions) -> InlineRun:
+        """A not yet started inline run of ``plan``."""
+        for node in plan.sources:
+            if isinstance(node.spec, SourceSpec) and isinstance(node.spec.iterable, ServerSource):
+                raise TypeError("a server pipeline runs on the local engine only")
+        return InlineRun(plan, options)
+
+
+def error_from(label: str, exc: BaseException) -> PipelineError:
+    """The :class:`PipelineError` for an exception raised by a stage in this process."""
+    item_repr: str | None = None
+    cause = exc
+    if isinstance(exc, ItemFailed):
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        item_repr = short_repr(exc.item) if exc.has_item else None
+    text = "".join(traceback.format_exception(cause))
+    return stage_error(label, f"{type(cause).__name__}: {cause}", item_repr, text, cause)
+
+
+class InlineRun:
+    """One inline execution of a plan."""
+
+    def __init__(self, plan: Plan, options: RunOptions) -> None:
+        self.plan = plan
+        self.options = options
+        self._rows = {node.id: row for row, node in enumerate(plan.stages)}
+        self.counters = Counters(None, len(plan.stages))
+        self._stages: dict[int, Stage] = {}
+        self._timed: list[Node] = []
+        self._ended: set[int] = set()  # nodes whose output stream has ended
+        self._events: list[tuple[int, list[Any]]] = []
+        self._iterators: dict[int, Iterator[Any]] = {}
+        self._progress: Progress | None = None
+        self._started_at = 0.0
+        self._ended_at = 0.0
+        self._source_items = 0
+        self._started = False
+        self._closed = False
+
+    def start(self) -> None:
+        """Build and open every stage, in graph order."""
+        if self._started:
+            return
+        self._started = True
+        self._started_at = time.time()
+        for node in self.plan.stages:
+            assert isinstance(node.spec, StageSpec)
+            label = self.plan.labels[node.id]
+            try:
+                stage = node.spec.make()
+                stage.open()
+            except BaseException as exc:
+                raise error_from(label, exc) from None
+            self._stages[node.id] = stage
+            if stage.exhausted:  # limit(0)
+                self._ended.add(node.id)
+            if type(stage).deadline is not Stage.deadline:
+                self._timed.append(node)
+            self.counters.array[self._rows[node.id] * FIELDS + STARTED] = time.time()
+        if self.options.progress:
+            self._progress = Progress(self.stats, bar_totals(self.plan))
+            self._progress.start()
+
+    def events(self) -> Iterator[tuple[int, list[Any]]]:
+        """``(sink index, chunk)`` as each source item comes out of the graph."""
+        self.start()
+        for node in self.plan.sources:
+            assert isinstance(node.spec, SourceSpec)
+            try:
+                self._iterators[node.id] = iter(node.spec.iterable)
+            except Exception as exc:
+                raise error_from("source", exc) from None
+        self._settle()
+        yield from self._drain()
+        while self._iterators:
+            for node_id in list(self._iterators):
+                if not self._wanted(node_id):
+                    self._end_source(node_id)
+                    continue
+                self._tick_deadlines()
+                try:
+                    item = next(self._iterators[node_id])
+                except StopIteration:
+                    self._end_source(node_id)
+                    continue
+                except Exception as exc:
+                    raise error_from("source", exc) from None
+                self._source_items += 1
+                self._push(node_id, 0, [item])
+                yield from self._drain()
+        self._settle()
+        yield from self._drain()
+        self._finish_stages()
+
+    def _drain(self) -> Iterator[tuple[int, list[Any]]]:
+        events, self._events = self._events, []
+        yield from events
+
+    def _push(self, node_id: int, slot: int, chunk: list[Any]) -> None:
+        """Hand ``chunk`` from output ``slot`` of a node to everything that reads it."""
+        for consumer in self.plan.consumers[node_id][slot]:
+            if consumer.sink is not None:
+                if chunk:
+                    self._events.append((consumer.sink, chunk))
+                continue
+            assert consumer.node is not None
+            if consumer.node.id not in self._ended:
+                self._process(consumer.node, chunk)
+
+    def _process(self, node: Node, chunk: list[Any]) -> None:
+        stage = self._stages[node.id]
+        row = self._rows[node.id] * FIELDS
+        array = self.counters.array
+        t0 = time.perf_counter()
+        try:
+            out = stage.process(chunk)
+        except BaseException as exc:
+            raise error_from(self.plan.labels[node.id], exc) from None
+        array[row + BUSY] += time.perf_counter() - t0
+        array[row + ITEMS_IN] += len(chunk)
+        self._emit(node, out)
+        if stage.exhausted:
+            self._ended.add(node.id)
+            self._settle()
+
+    def _emit(self, node: Node, produced: Any) -> None:
+        chunks = produced if node.spec.output_slots > 1 else (produced,)
+        for slot, out in enumerate(chunks):
+            self.counters.array[self._rows[node.id] * FIELDS + ITEMS_OUT] += len(out)
+            if out:
+                self._push(node.id, slot, out)
+
+    def _tick_deadlines(self) -> None:
+        now = time.monotonic()
+        for node in self._timed:
+            if node.id in self._ended:
+                continue
+            stage = self._stages[node.id]
+            deadline = stage.deadline()
+            if deadline is not None and now >= deadline:
+                self._emit(node, stage.tick(now))
+                if stage.exhausted:
+                    self._ended.add(node.id)
+                    self._settle()
+
+    def _end_source(self, node_id: int) -> None:
+        iterator = self._iterators.pop(node_id)
+        close = getattr(iterator, "close", None)
+        if callable(close):
+            close()
+        self._ended.add(node_id)
+
+    def _settle(self) -> None:
+        """Flush and end, in graph order, every stage whose inputs have all ended."""
+        for node in self.plan.stages:
+            if node.id in self._ended or not all(up.id in self._ended for up, _slot in node.inputs):
+                continue
+            stage = self._stages[node.id]
+            try:
+                out = stage.finish()
+            except BaseException as exc:
+                raise error_from(self.plan.labels[node.id], exc) from None
+            self._ended.add(node.id)
+            self._emit(node, out)
+
+    def _wanted(self, node_id: int) -> bool:
+        """Whether some sink still needs what ``node_id`` produces."""
+        if node_id in self._ended:
+            return False
+        for slot in self.plan.consumers[node_id]:
+            for consumer in slot:
+                if consumer.sink is not None:
+                    return True
+                assert consumer.node is not None
+                if self._wanted(consumer.node.id):
+                    return True
+        return False
+
+    def _finish_stages(self) -> None:
+        """Close every stage after a clean end; an error in a close fails the run."""
+        stages, self._stages = self._stages, {}
+        for node_id, stage in stages.items():
+            try:
+                stage.close()
+            except BaseException as exc:
+                raise error_from(self.plan.labels[node_id], exc) from None
+
+    def stats(self) -> RunStats:
+        """The run's figures so far (or final, once it is over)."""
+        end = self._ended_at or time.time()
+        rows = tuple(
+            self.counters.stage_stats(self.plan.labels[node.id], [self._rows[node.id]], end)
+            for node in self.plan.stages
+        )
+        return RunStats(
+            rows=rows,
+            bottleneck=pick_bottleneck(rows),
+            wall_seconds=end - self._started_at if self._started_at else 0.0,
+            source_items=self._source_items,
+        )
+
+    def close(self) -> None:
+        """Close what is still open (stages, source generators); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ended_at = time.time()
+        for node_id in list(self._iterators):
+            self._end_source(node_id)
+        for stage in self._stages.values():
+            try:
+                stage.close()
+            except Exception:  # the run already failed; its first error is the one reported
+                pass
+        self._stages = {}
+        if self._progress is not None:
+            self._progress.close()
