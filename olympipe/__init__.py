@@ -5,6 +5,7 @@
 [0, 2, 4, 6, 8]
 """
 
+from olympipe._engines.ray import RayEngine as RayEngine
 from olympipe.errors import PipelineError as PipelineError
 from olympipe.errors import PipelineExecutionError as PipelineExecutionError
 from olympipe.errors import RemoteTraceback as RemoteTraceback
@@ -19,6 +20,7 @@ __all__ = [
     "Pipeline",
     "PipelineError",
     "PipelineExecutionError",
+    "RayEngine",
     "RemoteTraceback",
     "RunStats",
     "StageStats",

@@ -1,14 +1,23 @@
-"""Shared fixtures: every test must leave no child process and no shared memory behind."""
+"""Shared fixtures: every test must leave no child process and no shared memory behind.
+
+Ray is started once per session, on first use (``ray_engine``), with what its workers need
+to import the test modules. Its own processes (raylet, GCS, idle workers) are not leaks;
+an olympipe actor still alive after a test is.
+"""
 
 from __future__ import annotations
 
 import os
+import pathlib
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import psutil
 import pytest
 from hypothesis import settings
+
+from olympipe import RayEngine
 
 settings.register_profile("default", max_examples=50, deadline=None)
 settings.register_profile("long", max_examples=300, deadline=None)
@@ -26,8 +35,12 @@ def _shm_entries() -> set[str]:
 
 
 @pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[None]:
+def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves a worker process, a thread or an olympipe shm segment behind."""
+    callspec = getattr(request.node, "callspec", None)
+    on_ray = callspec is not None and callspec.params.get("engine") == "ray"
+    if "ray_engine" in request.fixturenames or on_ray:
+        request.getfixturevalue("ray_engine")  # Ray's own threads and processes come first
     threads_before = set(threading.enumerate())
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
@@ -37,14 +50,21 @@ def no_leftovers() -> Iterator[None]:
     # The forkserver process is shared by all runs of the session; it is not a leak.
     # nor is the resource tracker that spawn and forkserver start once. A zombie has exited
     # and waits for its parent (the fork server) to reap it.
-    new = [p for p in new if not (p.ppid() == me.pid and _is_helper(p))]
+    new = [p for p in new if not (p.ppid() == me.pid and _is_helper(p)) and not _is_ray_system(p)]
     _, alive = psutil.wait_procs(new, timeout=5)
     alive = [p for p in alive if not _is_zombie(p)]
     leaked_shm = _shm_entries() - shm_before
     for p in alive:
         p.kill()
     assert not alive, f"leaked processes: {alive}"
-    new_threads = [t for t in threading.enumerate() if t not in threads_before]
+    actors = _olympipe_actors(me)
+    _, actors = psutil.wait_procs(actors, timeout=10)
+    assert not actors, f"leaked Ray actors: {actors}"
+    new_threads = [
+        t
+        for t in threading.enumerate()
+        if t not in threads_before and not isinstance(t, threading._DummyThread)  # type: ignore[attr-defined]
+    ]
     for t in new_threads:
         t.join(timeout=2)  # an HTTP handler thread may still be writing its last response
     left = [t.name for t in new_threads if t.is_alive()]
@@ -65,3 +85,59 @@ def _is_zombie(proc: psutil.Process) -> bool:
         return proc.status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
         return True
+
+
+def _cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def _is_ray_system(proc: psutil.Process) -> bool:
+    cmd = _cmdline(proc)
+    return ("ray" in cmd and ("/ray/" in cmd or "raylet" in cmd or "gcs_server" in cmd)) or cmd.startswith("ray::")
+
+
+def _olympipe_actors(me: psutil.Process) -> list[psutil.Process]:
+    found = []
+    for proc in me.children(recursive=True):
+        cmd = _cmdline(proc)
+        if cmd.startswith("ray::StageActor") and not _is_zombie(proc):
+            found.append(proc)
+    return found
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def ray_engine() -> Iterator[RayEngine]:
+    """A RayEngine on a local 2-CPU Ray started once for the session (5-10 s)."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray's workers are started by the raylet, not forked from pytest: they import the
+    # functions of test modules by name.
+    paths = [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=256 * 1024 * 1024,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    yield RayEngine()
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(params=["local", "inline", "ray"])
+def engine(request: pytest.FixtureRequest) -> Any:
+    """Each engine in turn: a test using it must give the same results on all three."""
+    if request.param == "ray":
+        return request.getfixturevalue("ray_engine")
+    return request.param

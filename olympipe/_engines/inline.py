@@ -84,7 +84,7 @@ class InlineRun:
                 stage = node.spec.make()
                 stage.open()
             except BaseException as exc:
-                raise error_from(label, exc) from None
+                raise error_from(label, exc)
             self._stages[node.id] = stage
             if stage.exhausted:  # limit(0)
                 self._ended.add(node.id)
@@ -103,7 +103,7 @@ class InlineRun:
             try:
                 self._iterators[node.id] = iter(node.spec.iterable)
             except Exception as exc:
-                raise error_from("source", exc) from None
+                raise error_from("source", exc)
         self._settle()
         yield from self._drain()
         while self._iterators:
@@ -118,7 +118,7 @@ class InlineRun:
                     self._end_source(node_id)
                     continue
                 except Exception as exc:
-                    raise error_from("source", exc) from None
+                    raise error_from("source", exc)
                 self._source_items += 1
                 self._push(node_id, 0, [item])
                 yield from self._drain()
@@ -149,7 +149,7 @@ class InlineRun:
         try:
             out = stage.process(chunk)
         except BaseException as exc:
-            raise error_from(self.plan.labels[node.id], exc) from None
+            raise error_from(self.plan.labels[node.id], exc)
         array[row + BUSY] += time.perf_counter() - t0
         array[row + ITEMS_IN] += len(chunk)
         self._emit(node, out)
@@ -193,7 +193,7 @@ class InlineRun:
             try:
                 out = stage.finish()
             except BaseException as exc:
-                raise error_from(self.plan.labels[node.id], exc) from None
+                raise error_from(self.plan.labels[node.id], exc)
             self._ended.add(node.id)
             self._emit(node, out)
 
@@ -217,7 +217,7 @@ class InlineRun:
             try:
                 stage.close()
             except BaseException as exc:
-                raise error_from(self.plan.labels[node_id], exc) from None
+                raise error_from(self.plan.labels[node_id], exc)
 
     def stats(self) -> RunStats:
         """The run's figures so far (or final, once it is over)."""

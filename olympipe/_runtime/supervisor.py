@@ -77,6 +77,7 @@ class Run:
         self._workers: list[_Worker] = []
         self._feeders: list[Feeder] = []
         self._windows: list[tuple[Any, int]] = []
+        self._shared: list[Any] = []  # shared objects workers open by name: kept for the run
         self._stop = threading.Event()
         self._started = False
         self._closed = False
@@ -139,6 +140,8 @@ class Run:
                 definition: StageSpec | bytes = spec if self.method == "fork" else dumps_definition(spec)
                 self.stage_workers[node.id] = []
                 renumber = ctx.Value("q", 0) if node.spec.renumbers_output else None
+                # Held until close: spawned children open its semaphore by name, after start().
+                self._shared.append(renumber)
                 for _ in range(spec.count):
                     worker_plan = WorkerPlan(
                         index=index,

@@ -67,6 +67,7 @@ class StageSpec:
     * ``one_to_one``: exactly one output per input (progress totals carry through).
     * ``parallelism``: items in flight in one worker (``concurrency``).
     * ``renumbers_output``: outputs are numbered as they complete (``ordered=False``).
+    * ``idle_timeout``: the stream ends after that many seconds without input (``timeout``).
     """
 
     name: str
@@ -94,6 +95,11 @@ class StageSpec:
     def renumbers_output(self) -> bool:
         """Whether outputs are numbered in completion order rather than input order."""
         return False
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds without input after which the stage ends its stream (``timeout``)."""
+        return None
 
     def make(self) -> Stage:
         """Build the stage; called inside the worker."""

@@ -146,6 +146,10 @@ class TimeoutSpec(OrderedSpec):
 
     seconds: float = 0.0
 
+    @property
+    def idle_timeout(self) -> float | None:
+        return self.seconds
+
     def make(self) -> Stage:
         return TimeoutStage(self.seconds)
 

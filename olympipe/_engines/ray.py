@@ -1,0 +1,593 @@
+"""The Ray engine: each stage worker is a Ray actor; the driver orchestrates.
+
+For each chunk of source items the driver calls the first stage's actor, hands the
+returned object refs to the next stage's actor, and so on: data moves from actor to actor
+through Ray's object store and never through the driver. Per chunk, the driver keeps the
+refs of what reaches each sink in a deque, popped in submission order: that deque is both
+the order (chunk ``k`` before chunk ``k + 1``) and the backpressure (at most
+``max_in_flight`` chunks submitted and not yet collected).
+
+Stateful stages (batch, reduce, limit, ...) are one actor; one caller's calls to one actor
+run in submission order, so they see their input in order. Adjacent per-item stages with the
+same worker count and no branch between them are fused into one actor call (an actor call
+costs about a millisecond of CPU), unless ``RayEngine(fuse=False)``.
+
+Decisions that differ from the local engine (see docs/API.md):
+
+* ``timeout`` is judged by the driver: the stream ends when nothing is in flight and the
+  source has given nothing for that long.
+* ``temporal_batch`` closes a window when the next chunk reaches it, or at the end.
+* A dead actor of fused stages is reported under the first of them; the message names all.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from olympipe._engines.inline import error_from
+from olympipe._engines.ray_actor import Meta, StageActor, StageFailed
+from olympipe._graph import Node, Plan, RunOptions, SourceSpec
+from olympipe._progress import Progress, bar_totals
+from olympipe._runtime.counters import BUSY, FIELDS, ITEMS_IN, Counters
+from olympipe._server import ServerSource
+from olympipe._stages.base import StageSpec
+from olympipe._transport.codec import dumps_definition
+from olympipe.errors import PipelineError, WorkerDied
+from olympipe.stats import RunStats, pick_bottleneck
+
+INSTALL_HINT = 'the Ray engine needs Ray: pip install "olympipe[ray]"'
+TARGET_SECONDS = 0.01  # work per chunk at the costliest stage: an actor call costs ~1 ms
+MAX_ITEMS = 1024
+MAX_CHUNK_BYTES = 8 << 20
+HOLD_SECONDS = 0.005  # how long a partial chunk waits for more items while others are in flight
+
+
+class RayEngine:
+    """Runs the pipeline on a Ray cluster: ``Pipeline(...).wait_for_result(engine=RayEngine())``.
+
+    ``address``: the cluster (``"auto"``, ``"ray://head:10001"``; ``None``: ``RAY_ADDRESS``, a
+    Ray already initialised in this process, or a local Ray started for the run and shut
+    down after it). ``runtime_env`` and ``init_kwargs`` go to ``ray.init``;
+    ``stage_options`` maps a stage name to Ray actor options (``num_gpus``, ``resources``,
+    ``scheduling_strategy``, ...). ``chunk_size`` fixes the items per actor call (default:
+    adaptive), ``max_in_flight`` the chunks submitted and not yet collected.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        runtime_env: dict[str, Any] | None = None,
+        init_kwargs: dict[str, Any] | None = None,
+        stage_options: dict[str, dict[str, Any]] | None = None,
+        chunk_size: int | None = None,
+        max_in_flight: int | None = None,
+        fuse: bool = True,
+    ) -> None:
+        if importlib.util.find_spec("ray") is None:
+            raise ImportError(INSTALL_HINT)
+        for value, what in ((chunk_size, "chunk_size"), (max_in_flight, "max_in_flight")):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{what} must be an int >= 1, got {value!r}")
+        self.address = address
+        self.runtime_env = runtime_env
+        self.init_kwargs = dict(init_kwargs or {})
+        self.stage_options = dict(stage_options or {})
+        self.chunk_size = chunk_size
+        self.max_in_flight = max_in_flight
+        self.fuse = fuse
+
+    def execute(self, plan: Plan, options: RunOptions) -> RayRun:
+        """A not yet started run of ``plan`` on Ray."""
+        for node in plan.sources:
+            if isinstance(node.spec, SourceSpec) and isinstance(node.spec.iterable, ServerSource):
+                raise TypeError("a server pipeline runs on the local engine only")
+        unknown = set(self.stage_options) - set(plan.labels.values())
+        if unknown:
+            raise ValueError(f"stage_options names no stage of this pipeline: {sorted(unknown)}")
+        return RayRun(self, plan, options)
+
+
+@dataclass
+class _Group:
+    """Stages that run together in the same actors: one, or a fused per-item chain."""
+
+    nodes: list[Node]
+    labels: list[str]
+    count: int
+    slots: int
+    timeout: float | None = None  # a timeout stage: judged by the driver
+    actors: list[Any] = field(default_factory=list)
+    outstanding: list[int] = field(default_factory=list)
+    rows: list[list[int]] = field(default_factory=list)  # per actor, per node: counter row
+
+    @property
+    def head(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def tail(self) -> Node:
+        return self.nodes[-1]
+
+
+def plan_groups(plan: Plan, fuse: bool, pinned: Iterable[str]) -> list[_Group]:
+    """The plan's stages grouped into actors, in graph order."""
+    pinned = set(pinned)
+    groups: list[_Group] = []
+    group_of: dict[int, _Group] = {}
+    for node in plan.stages:
+        spec = node.spec
+        assert isinstance(spec, StageSpec)
+        upstream_group = group_of.get(node.inputs[0][0].id) if len(node.inputs) == 1 else None
+        if fuse and upstream_group is not None and _fuses_into(plan, upstream_group, node, pinned):
+            upstream_group.nodes.append(node)
+            upstream_group.labels.append(plan.labels[node.id])
+            upstream_group.slots = spec.output_slots
+            group_of[node.id] = upstream_group
+            continue
+        group = _Group([node], [plan.labels[node.id]], spec.count, spec.output_slots, spec.idle_timeout)
+        groups.append(group)
+        group_of[node.id] = group
+    return groups
+
+
+def _fusable(plan: Plan, node: Node, pinned: set[str]) -> bool:
+    return node.spec.per_item and not node.spec.renumbers_output and plan.labels[node.id] not in pinned
+
+
+def _fuses_into(plan: Plan, group: _Group, node: Node, pinned: set[str]) -> bool:
+    """Whether ``node`` can run in the same call as ``group``, its only input: both
+    per-item, same worker count, and nothing else reads the group's output."""
+    upstream = group.tail
+    return (
+        node.inputs[0][0] is upstream
+        and _fusable(plan, node, pinned)
+        and _fusable(plan, upstream, pinned)
+        and group.count == node.spec.count
+        and upstream.spec.output_slots == 1
+        and len(plan.consumers[upstream.id][0]) == 1
+    )
+
+
+@dataclass
+class _InFlight:
+    """One submission: the refs each sink collects, and every call's meta ref."""
+
+    sinks: list[tuple[int, Any]]
+    metas: list[tuple[_Group, int, Any]]  # (group, actor index, meta ref)
+
+
+_END = object()
+
+
+class _SourceError:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _Puller:
+    """Pulls one source in a thread of the caller into a bounded queue."""
+
+    def __init__(self, node: Node, size: int) -> None:
+        assert isinstance(node.spec, SourceSpec)
+        self.node = node
+        self.queue: queue.Queue[Any] = queue.Queue(size)
+        self.done = False  # the driver has taken the end marker
+        self._stop = threading.Event()
+        self._iterable = node.spec.iterable
+        self._thread = threading.Thread(target=self._pull, name="olympipe-source", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _pull(self) -> None:
+        iterator: Any = None
+        try:
+            iterator = iter(self._iterable)
+            for item in iterator:
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except BaseException as exc:
+            self._put(_SourceError(exc))
+        finally:
+            if inspect.isgenerator(iterator):
+                iterator.close()
+
+    def _put(self, value: Any) -> bool:
+        # stop() drains the queue after setting the flag, so a put blocked on a full
+        # queue always gets room and this thread then sees the flag.
+        if self._stop.is_set():
+            return False
+        self.queue.put(value)
+        return True
+
+    def stop(self) -> None:
+        """Stop pulling: wake a blocked ``put`` by draining the queue."""
+        self._stop.set()
+        try:
+            while True:
+                self.queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class RayRun:
+    """One execution of a plan on Ray."""
+
+    def __init__(self, engine: RayEngine, plan: Plan, options: RunOptions) -> None:
+        import ray
+
+        self._ray = ray
+        self.engine = engine
+        self.plan = plan
+        self.options = options
+        self.groups = plan_groups(plan, engine.fuse, engine.stage_options)
+        self._group_of = {n.id: g for g in self.groups for n in g.nodes}
+        rows = itertools.count()
+        for group in self.groups:
+            group.rows = [[next(rows) for _ in group.nodes] for _ in range(group.count)]
+        self.counters = Counters(None, sum(g.count * len(g.nodes) for g in self.groups))
+        self._ended: set[int] = set()
+        self._inflight: deque[_InFlight] = deque()
+        self._pullers: list[_Puller] = []
+        self._rr = itertools.count()
+        self._progress: Progress | None = None
+        self._started_ray = False
+        self._started = False
+        self._closed = False
+        self._clean = False
+        self._started_at = 0.0
+        self._ended_at = 0.0
+        self._source_items = 0
+        self._target = engine.chunk_size or 1
+        self._last_activity = 0.0
+        most = max((g.count for g in self.groups), default=1)
+        self._max_in_flight = engine.max_in_flight or 2 * most + 2
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect to (or start) Ray, create every actor and wait until they are built."""
+        if self._started:
+            return
+        self._started = True
+        self._started_at = time.time()
+        ray = self._ray
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False}
+            kwargs.update(self.engine.init_kwargs)
+            if self.engine.runtime_env is not None:
+                kwargs["runtime_env"] = self.engine.runtime_env
+            ray.init(address=self.engine.address, **kwargs)
+            self._started_ray = True
+        actor_class = ray.remote(StageActor)
+        for group in self.groups:
+            specs = [n.spec for n in group.nodes]
+            definition = dumps_definition(specs)
+            options: dict[str, Any] = {"num_cpus": 0, "scheduling_strategy": "SPREAD", "max_restarts": 0}
+            for label in group.labels:
+                options.update(self.engine.stage_options.get(label, {}))
+            for _ in range(group.count):
+                group.actors.append(actor_class.options(**options).remote(definition, group.labels))
+                group.outstanding.append(0)
+        try:
+            ray.get([a.ready.remote() for g in self.groups for a in g.actors])
+        except Exception as exc:
+            raise self._translate(exc)
+        if self.options.progress:
+            self._progress = Progress(self.stats, bar_totals(self.plan))
+            self._progress.start()
+
+    # -- running ----------------------------------------------------------------------------
+
+    def events(self) -> Iterator[tuple[int, list[Any]]]:
+        """``(sink index, chunk)`` in order per sink; raises the run's first failure."""
+        self.start()
+        for node in self.plan.sources:
+            puller = _Puller(node, max(2 * MAX_ITEMS, 64))
+            self._pullers.append(puller)
+            puller.start()
+        self._last_activity = time.monotonic()
+        self._settle()
+        while True:
+            self._submit_available()
+            if not self._inflight:
+                if not self._pullers:
+                    break
+                continue
+            yield from self._collect_oldest()
+        self._settle()
+        while self._inflight:
+            yield from self._collect_oldest()
+        self._close_actors()
+        self._clean = True
+
+    def _submit_available(self) -> None:
+        """Submit chunks from the sources while there is room in flight."""
+        while self._pullers and len(self._inflight) < self._max_in_flight:
+            for puller in list(self._pullers):
+                if not self._wanted(puller.node.id):
+                    self._end_source(puller)
+                    continue
+                chunk, ended = self._take(puller, block=not self._inflight)
+                if chunk:
+                    self._submit_chunk(puller.node, chunk)
+                if ended:
+                    self._end_source(puller)
+            if self._inflight and not any(p.queue.qsize() for p in self._pullers):
+                return
+
+    def _take(self, puller: _Puller, block: bool) -> tuple[list[Any], bool]:
+        """Up to the target number of items from one source, and whether it has ended.
+        Blocks for the first item only when nothing is in flight (until a ``timeout``
+        stage's deadline, if any)."""
+        items: list[Any] = []
+        try:
+            first = puller.queue.get(timeout=self._deadline_left()) if block else puller.queue.get_nowait()
+        except queue.Empty:
+            if block:
+                self._expire_timeouts()
+            return items, False
+        hold_until = time.monotonic() + HOLD_SECONDS
+        value = first
+        ended = False
+        while True:
+            if value is _END:
+                ended = True
+                break
+            if isinstance(value, _SourceError):
+                raise error_from("source", value.exc)
+            items.append(value)
+            if len(items) >= self._target or _nbytes(value) * len(items) >= MAX_CHUNK_BYTES:
+                break
+            try:
+                left = hold_until - time.monotonic()
+                value = puller.queue.get(timeout=left) if left > 0 else puller.queue.get_nowait()
+            except queue.Empty:
+                break
+        if items:
+            self._source_items += len(items)
+            self._last_activity = time.monotonic()
+        return items, ended
+
+    def _deadline_left(self) -> float | None:
+        timeouts = [g.timeout for g in self.groups if g.timeout is not None and g.head.id not in self._ended]
+        if not timeouts:
+            return None
+        return max(0.0, self._last_activity + min(timeouts) - time.monotonic())
+
+    def _expire_timeouts(self) -> None:
+        now = time.monotonic()
+        for group in self.groups:
+            idle = group.timeout is not None and now >= self._last_activity + group.timeout
+            if idle and group.head.id not in self._ended:
+                self._ended.add(group.head.id)
+        self._settle()
+
+    def _submit_chunk(self, source: Node, chunk: list[Any]) -> None:
+        first: Any = chunk
+        if sum(len(c) for c in self.plan.consumers[source.id]) > 1:
+            first = self._ray.put(chunk)  # one copy in the store for every branch
+        self._submit({(source.id, 0): [first]}, finishing=None)
+
+    def _submit(self, refs: dict[tuple[int, int], list[Any]], finishing: _Group | None) -> None:
+        """Call every group that has input in ``refs`` (or ``finishing``'s flush), in graph
+        order, chaining the returned refs; record what the sinks get."""
+        entry = _InFlight([], [])
+        for group in self.groups:
+            calls: list[tuple[Any, ...]] = []
+            if group is finishing:
+                calls.append(())
+            elif group.head.id not in self._ended:
+                for upstream, slot in group.head.inputs:
+                    calls.extend((ref,) for ref in refs.get((upstream.id, slot), []))
+            for args in calls:
+                index = self._pick(group)
+                actor = group.actors[index]
+                method = actor.finish if not args else actor.process
+                out = method.options(num_returns=group.slots + 1).remote(*args)
+                group.outstanding[index] += 1
+                entry.metas.append((group, index, out[-1]))
+                for slot in range(group.slots):
+                    refs.setdefault((group.tail.id, slot), []).append(out[slot])
+        for sink, (node, slot) in enumerate(self.plan.sinks):
+            for ref in refs.get((node.id, slot), []):
+                if not node.is_source:
+                    entry.sinks.append((sink, ref))
+        # A sink fed straight by a source gets the items without any call.
+        for sink, (node, slot) in enumerate(self.plan.sinks):
+            if node.is_source and (node.id, slot) in refs:
+                entry.sinks.extend((sink, ref) for ref in refs[(node.id, slot)])
+        if entry.sinks or entry.metas:
+            self._inflight.append(entry)
+
+    def _pick(self, group: _Group) -> int:
+        """The actor of ``group`` with the fewest calls outstanding (round robin on ties)."""
+        if group.count == 1:
+            return 0
+        start = next(self._rr) % group.count
+        order = [(start + i) % group.count for i in range(group.count)]
+        return min(order, key=lambda i: group.outstanding[i])
+
+    def _collect_oldest(self) -> Iterator[tuple[int, list[Any]]]:
+        entry = self._inflight.popleft()
+        ray = self._ray
+        refs = [ref for _sink, ref in entry.sinks] + [meta for _g, _i, meta in entry.metas]
+        values = [r if not isinstance(r, ray.ObjectRef) else None for r in refs]
+        pending = [i for i, r in enumerate(refs) if isinstance(r, ray.ObjectRef)]
+        try:
+            got = ray.get([refs[i] for i in pending])
+        except Exception as exc:
+            raise self._translate(exc)
+        for i, value in zip(pending, got, strict=True):
+            values[i] = value
+        chunks = values[: len(entry.sinks)]
+        exhausted = False
+        for (group, index, _ref), meta in zip(entry.metas, values[len(entry.sinks) :], strict=True):
+            exhausted |= self._account(group, index, meta)  # type: ignore[arg-type]
+        self._last_activity = time.monotonic()
+        self._adapt_target()
+        if exhausted:
+            self._settle()
+        for (sink, _ref), chunk in zip(entry.sinks, chunks, strict=True):
+            if chunk:
+                yield sink, chunk
+
+    def _account(self, group: _Group, index: int, meta: Meta) -> bool:
+        group.outstanding[index] -= 1
+        stage_exhausted, rows = meta
+        array = self.counters.array
+        for row_index, row in zip(group.rows[index], rows, strict=True):
+            array[row_index * FIELDS : (row_index + 1) * FIELDS] = row
+        if stage_exhausted and group.tail.id not in self._ended:
+            self._ended.add(group.tail.id)
+            return True
+        return False
+
+    def _adapt_target(self) -> None:
+        """About :data:`TARGET_SECONDS` of work per call at the costliest stage."""
+        if self.engine.chunk_size is not None:
+            return
+        worst = 0.0
+        for group in self.groups:
+            for position in range(len(group.nodes)):
+                rows = [r[position] for r in group.rows]
+                items = self.counters.total(rows, ITEMS_IN)
+                if items:
+                    parallel = group.nodes[position].spec.parallelism
+                    worst = max(worst, self.counters.total(rows, BUSY) / items / parallel)
+        if worst > 0:
+            self._target = int(min(max(TARGET_SECONDS / worst, 1), MAX_ITEMS))
+
+    # -- ending -----------------------------------------------------------------------------
+
+    def _end_source(self, puller: _Puller) -> None:
+        puller.stop()
+        self._pullers.remove(puller)
+        self._ended.add(puller.node.id)
+        self._settle()
+
+    def _settle(self) -> None:
+        """End, in graph order, every group whose inputs have all ended: stateful ones are
+        flushed first (the flush is queued behind their last chunk)."""
+        for group in self.groups:
+            if group.head.id in self._ended:
+                continue
+            if not all(up.id in self._ended for up, _slot in group.head.inputs):
+                continue
+            if group.tail.spec.ordered_input:
+                self._submit({}, finishing=group)
+            self._ended.update(n.id for n in group.nodes)
+
+    def _wanted(self, node_id: int) -> bool:
+        """Whether some sink still needs what ``node_id`` produces."""
+        if node_id in self._ended:
+            return False
+        for slot in self.plan.consumers[node_id]:
+            for consumer in slot:
+                if consumer.sink is not None:
+                    return True
+                assert consumer.node is not None
+                if self._wanted(consumer.node.id):
+                    return True
+        return False
+
+    def _translate(self, exc: BaseException) -> PipelineError:
+        """A Ray error as the error the local engine would raise."""
+        ray = self._ray
+        cause = getattr(exc, "cause", None)
+        if not isinstance(cause, StageFailed) and type(exc) is StageFailed:
+            cause = exc
+        if isinstance(cause, StageFailed):
+            return cause.failure.to_error()
+        if isinstance(exc, ray.exceptions.RayActorError):
+            actor_id = getattr(exc, "actor_id", None)
+            for group in self.groups:
+                for actor in group.actors:
+                    if actor_id is not None and actor._actor_id.hex() == actor_id:
+                        return _died(group, exc)
+            return _died(self.groups[0], exc) if self.groups else PipelineError(str(exc), stage="ray")
+        if isinstance(exc, PipelineError):
+            return exc
+        return error_from("ray", exc)
+
+    def stats(self) -> RunStats:
+        """The run's figures so far, from the counters each call returned."""
+        end = self._ended_at or time.time()
+        rows = []
+        for group in self.groups:
+            for position, node in enumerate(group.nodes):
+                workers = [r[position] for r in group.rows]
+                rows.append(self.counters.stage_stats(self.plan.labels[node.id], workers, end))
+        order = {n.id: i for i, n in enumerate(self.plan.stages)}
+        labels = {self.plan.labels[n.id]: order[n.id] for n in self.plan.stages}
+        rows.sort(key=lambda r: labels[r.name])
+        return RunStats(
+            rows=tuple(rows),
+            bottleneck=pick_bottleneck(rows),
+            wall_seconds=end - self._started_at if self._started_at else 0.0,
+            source_items=self._source_items,
+        )
+
+    def _close_actors(self) -> None:
+        """After a clean end: close every stage (``close_method`` runs), then the actors go."""
+        try:
+            self._ray.get([a.close.remote() for g in self.groups for a in g.actors])
+        except Exception as exc:
+            raise self._translate(exc)
+
+    def close(self) -> None:
+        """Kill every actor (their CPUs are free again) and stop the sources; a Ray started
+        for this run is shut down. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ended_at = time.time()
+        if self._progress is not None:
+            self._progress.close()
+        for puller in self._pullers:
+            puller.stop()
+        ray = self._ray
+        for group in self.groups:
+            for actor in group.actors:
+                try:
+                    ray.kill(actor, no_restart=True)
+                except Exception:  # already dead
+                    pass
+        self._inflight.clear()
+        for puller in self._pullers:
+            puller.join(1.0)
+        if self._started_ray:
+            ray.shutdown()
+
+
+def _died(group: _Group, exc: BaseException) -> WorkerDied:
+    names = ", ".join(repr(label) for label in group.labels)
+    detail = f"a Ray actor death (running {names}): {str(exc).splitlines()[0] if str(exc) else exc!r}"
+    return WorkerDied(stage=group.labels[0], exitcode=None, detail=detail)
+
+
+def _nbytes(value: Any) -> int:
+    """A cheap size estimate of an item, for chunks of large arrays and buffers."""
+    size = getattr(value, "nbytes", None)
+    if isinstance(size, int):
+        return size
+    if isinstance(value, (bytes, bytearray, str)):
+        return len(value)
+    return 64

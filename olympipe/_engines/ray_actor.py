@@ -1,0 +1,119 @@
+"""The body of a Ray actor that runs one stage worker (or several fused per-item stages).
+
+Plain Python, no Ray import: the driver turns :class:`StageActor` into an actor class with
+``ray.remote`` at run time, so ``import olympipe`` never needs Ray.
+
+Every call returns the output chunks (one per output slot) followed by a *meta* tuple
+``(exhausted, rows)``: whether the stage has nothing more to say (``limit`` reached) and the
+cumulative counter row of each of its stages. Small return values come back to the driver
+that owns them, so stats and progress need no call of their own.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+from olympipe._runtime.counters import BUSY, CPU, FIELDS, ITEMS_IN, ITEMS_OUT, PEAK_RSS_MB, STARTED
+from olympipe._runtime.messages import Failure
+from olympipe._stages.base import ItemFailed, Stage, StageSpec
+from olympipe._transport.codec import loads_definition
+
+Meta = tuple[bool, list[list[float]]]
+
+
+class StageFailed(Exception):
+    """User code failed in an actor; carries the :class:`Failure` the driver raises from."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StageFailed, (self.failure,))
+
+
+def _failure(label: str, exc: BaseException) -> StageFailed:
+    if isinstance(exc, ItemFailed):
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        return StageFailed(Failure.capture(label, cause, exc.item, exc.has_item))
+    return StageFailed(Failure.capture(label, exc))
+
+
+class StageActor:
+    """A chain of stages (one, or several fused per-item ones) applied to each chunk."""
+
+    def __init__(self, definition: bytes, labels: list[str]) -> None:
+        specs: list[StageSpec] = loads_definition(definition)
+        self._labels = labels
+        self._slots = specs[-1].output_slots
+        self._stages: list[Stage] = []
+        self._rows = [[0.0] * FIELDS for _ in specs]
+        now = time.time()
+        for spec, label, row in zip(specs, labels, self._rows, strict=True):
+            try:
+                stage = spec.make()
+                stage.open()
+            except BaseException as exc:
+                self.close_quietly()
+                raise _failure(label, exc)
+            self._stages.append(stage)
+            row[STARTED] = now
+
+    def ready(self) -> bool:
+        """Answers once the stages are built (the driver waits for it at start)."""
+        return True
+
+    def process(self, chunk: list[Any]) -> tuple[Any, ...]:
+        """Run ``chunk`` through the stages: the output chunks, then the meta tuple."""
+        out: Any = chunk
+        for index, stage in enumerate(self._stages):
+            out = self._apply(index, stage.process, out)
+        return self._result(out)
+
+    def finish(self) -> tuple[Any, ...]:
+        """After the last chunk: flush the first stage and run what it gives through the rest."""
+        out: Any = self._apply(0, lambda _items: self._stages[0].finish(), [])
+        for index in range(1, len(self._stages)):
+            out = self._apply(index, self._stages[index].process, out)
+        return self._result(out)
+
+    def close(self) -> None:
+        """Close every stage (``close_method`` runs); an error is the run's failure."""
+        stages, self._stages = self._stages, []
+        for label, stage in zip(self._labels, stages, strict=False):
+            try:
+                stage.close()
+            except BaseException as exc:
+                raise _failure(label, exc)
+
+    def close_quietly(self) -> None:
+        """Close what was opened, ignoring errors (the run already failed)."""
+        for stage in self._stages:
+            try:
+                stage.close()
+            except Exception:
+                pass
+        self._stages = []
+
+    def _apply(self, index: int, fn: Any, items: list[Any]) -> Any:
+        row = self._rows[index]
+        t0 = time.perf_counter()
+        try:
+            out = fn(items)
+        except BaseException as exc:
+            raise _failure(self._labels[index], exc)
+        row[BUSY] += time.perf_counter() - t0
+        row[ITEMS_IN] += len(items)
+        row[ITEMS_OUT] += sum(len(c) for c in out) if isinstance(out, tuple) else len(out)
+        return out
+
+    def _result(self, out: Any) -> tuple[Any, ...]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        for row in self._rows:
+            row[CPU] = usage.ru_utime + usage.ru_stime
+            row[PEAK_RSS_MB] = usage.ru_maxrss / 1024
+        meta: Meta = (self._stages[-1].exhausted if self._stages else False, [list(r) for r in self._rows])
+        chunks = out if self._slots > 1 else (out,)
+        return (*chunks, meta)

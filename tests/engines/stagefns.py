@@ -1,0 +1,101 @@
+"""Stage functions for the engine tests, importable by name in Ray's workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Any
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def is_odd(x: int) -> bool:
+    return x % 2 == 1
+
+
+def fail_on_5(x: int) -> int:
+    if x == 5:
+        raise KeyError(f"no {x}")
+    return x
+
+
+def exit_on_5(x: int) -> int:
+    if x == 5:
+        os._exit(7)
+    return x
+
+
+async def async_double(x: int) -> int:
+    await asyncio.sleep(0.001)
+    return 2 * x
+
+
+def sleepy(x: int) -> int:
+    time.sleep(0.002 * (x % 3))
+    return x
+
+
+def halves(x: int) -> tuple[int | None, int | None]:
+    return (x, None) if x % 2 == 0 else (None, x)
+
+
+def add(x: int, acc: int) -> int:
+    return acc + x
+
+
+class Scaler:
+    """A class_task worker with state and a close method."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+        self.seen = 0
+
+    def scale(self, x: int) -> int:
+        self.seen += 1
+        return x * self.factor
+
+    def close(self) -> None:
+        self.seen = -1
+
+
+class NeedsTwo(Exception):
+    """An exception whose __init__ cannot be replayed by unpickling."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(f"{code}: {why}")
+        self.code = code
+
+
+def raise_needs_two(x: int) -> int:
+    if x == 3:
+        raise NeedsTwo(42, "three")
+    return x
+
+
+def source_fails() -> Any:
+    yield 1
+    yield 2
+    raise OSError("camera unplugged")
+
+
+def naturals() -> Any:
+    i = 0
+    while True:
+        yield i
+        i += 1
+
+
+#: Set by a test once its run is over, so that a stalled source's thread ends.
+release_stalled = threading.Event()
+
+
+def stalls_after_3() -> Any:
+    yield 1
+    yield 2
+    yield 3
+    release_stalled.wait(30)
+    yield 4

@@ -1,0 +1,164 @@
+"""Every operator gives the same result on every engine (local, inline, ray)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from olympipe import Pipeline, PipelineError, WorkerDied
+from tests.engines import stagefns as f
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_task_count_and_order(engine: Any) -> None:
+    got = Pipeline(range(200)).task(f.sleepy, count=3).task(f.double).wait_for_result(engine=engine)
+    assert got == [2 * x for x in range(200)]
+
+
+def test_concurrency_threads_and_async(engine: Any) -> None:
+    p = Pipeline(range(50))
+    threads = p.task(f.double, concurrency=4)
+    coros = p.task(f.async_double, concurrency=8)
+    a, b = Pipeline.wait_for_all_results([threads, coros], engine=engine)
+    assert a == b == [2 * x for x in range(50)]
+
+
+def test_unordered_keeps_every_item(engine: Any) -> None:
+    got = Pipeline(range(100)).task(f.sleepy, count=2, ordered=False).wait_for_result(engine=engine)
+    assert sorted(got) == list(range(100))
+
+
+def test_class_task(engine: Any) -> None:
+    got = (
+        Pipeline(range(20))
+        .class_task(f.Scaler, f.Scaler.scale, class_args=[3], close_method=f.Scaler.close, count=2)
+        .wait_for_result(engine=engine)
+    )
+    assert got == [3 * x for x in range(20)]
+
+
+def test_filter_explode_batch(engine: Any) -> None:
+    got = (
+        Pipeline(range(30))
+        .filter(f.is_odd)
+        .explode(lambda x: [x, x])
+        .batch(4, keep_incomplete_batch=True)
+        .wait_for_result(engine=engine)
+    )
+    flat = [y for x in range(30) if x % 2 for y in (x, x)]
+    assert got == [flat[i : i + 4] for i in range(0, len(flat), 4)]
+
+
+def test_temporal_batch_keeps_every_item(engine: Any) -> None:
+    got = Pipeline(range(40)).temporal_batch(5.0).wait_for_result(engine=engine)
+    assert [x for batch in got for x in batch] == list(range(40))
+    assert all(batch for batch in got)
+
+
+def test_split_gather_and_broadcast(engine: Any) -> None:
+    evens, odds = Pipeline(range(20)).split(f.halves)
+    both = evens.task(f.double).gather(odds)
+    e, o, merged = Pipeline.wait_for_all_results([evens, odds, both], engine=engine)
+    assert e == list(range(0, 20, 2))
+    assert o == list(range(1, 20, 2))
+    assert sorted(merged) == sorted([2 * x for x in e] + o)
+    assert [x for x in merged if x % 4 == 0 and x in [2 * y for y in e]] == [2 * y for y in e]
+
+
+def test_reduce_and_wait_and_reduce(engine: Any) -> None:
+    p = Pipeline(range(101))
+    assert p.reduce(0, f.add).wait_for_result(engine=engine) == [5050]
+    assert p.task(f.double).wait_and_reduce(0, f.add, engine=engine) == 10100
+
+
+def test_limit_ends_an_infinite_source(engine: Any) -> None:
+    got = Pipeline(f.naturals()).task(f.double, count=2).limit(25).wait_for_result(engine=engine)
+    assert got == [2 * x for x in range(25)]
+
+
+def test_limit_zero(engine: Any) -> None:
+    assert Pipeline(f.naturals()).limit(0).wait_for_result(engine=engine) == []
+
+
+def test_timeout_ends_a_stalled_source(engine: Any) -> None:
+    if engine == "inline":
+        pytest.skip("inline: nothing runs while the source is blocked in next() (documented)")
+    f.release_stalled.clear()
+    try:
+        got = Pipeline(f.stalls_after_3()).task(f.double).timeout(1.0).wait_for_result(engine=engine)
+    finally:
+        f.release_stalled.set()
+    assert got == [2, 4, 6]
+
+
+def test_cached_task(engine: Any, tmp_path: Any) -> None:
+    first = Pipeline(range(10)).cached_task(f.double, tmp_path).wait_for_result(engine=engine)
+    again = Pipeline(range(10)).cached_task(f.double, tmp_path).uncache().wait_for_result(engine=engine)
+    assert first == again == [2 * x for x in range(10)]
+    assert len(list(tmp_path.rglob("*"))) >= 10
+
+
+def test_on_error_replaces_and_drops(engine: Any) -> None:
+    got = Pipeline(range(8)).task(f.fail_on_5, on_error=lambda x, e: -x).wait_for_result(engine=engine)
+    assert got == [0, 1, 2, 3, 4, -5, 6, 7]
+    dropped = Pipeline(range(8)).task(f.fail_on_5, on_error=lambda x, e: None).wait_for_result(engine=engine)
+    assert dropped == [0, 1, 2, 3, 4, 6, 7]
+
+
+def test_stage_error_carries_its_story(engine: Any) -> None:
+    with pytest.raises(PipelineError) as info:
+        Pipeline(range(10)).task(f.fail_on_5).task(f.double).wait_for_result(engine=engine)
+    err = info.value
+    assert err.stage == "fail_on_5"
+    assert err.item_repr == "5"
+    assert isinstance(err.__cause__, KeyError)
+    assert "fail_on_5" in (err.remote_traceback or "")
+
+
+def test_exception_needing_init_arguments_keeps_its_class(engine: Any) -> None:
+    with pytest.raises(PipelineError) as info:
+        Pipeline(range(5)).task(f.raise_needs_two).wait_for_result(engine=engine)
+    cause = info.value.__cause__
+    assert isinstance(cause, f.NeedsTwo)
+    assert cause.code == 42
+
+
+def test_source_error_is_stage_source(engine: Any) -> None:
+    with pytest.raises(PipelineError) as info:
+        Pipeline(f.source_fails()).task(f.double).wait_for_result(engine=engine)
+    assert info.value.stage == "source"
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_dead_worker_is_worker_died(engine: Any) -> None:
+    if engine == "inline":
+        pytest.skip("inline: a stage that exits takes the caller with it")
+    with pytest.raises(WorkerDied) as info:
+        Pipeline(range(10)).task(f.exit_on_5).wait_for_result(engine=engine)
+    assert info.value.stage == "exit_on_5"
+
+
+def test_break_out_of_iteration_stops_the_run(engine: Any) -> None:
+    seen = []
+    for x in Pipeline(f.naturals(), engine=engine).task(f.double):
+        seen.append(x)
+        if len(seen) == 10:
+            break
+    assert seen == [2 * x for x in range(10)]
+
+
+def test_stats_count_every_stage(engine: Any) -> None:
+    p = Pipeline(range(300)).task(f.double, count=2).filter(f.is_odd)
+    p.wait_for_result(engine=engine)
+    rows = {r.name: r for r in p.stats().rows}
+    assert rows["double"].items_in == 300
+    assert rows["double"].items_out == 300
+    assert rows["is_odd"].items_in == 300
+    assert rows["is_odd"].items_out == 0
+
+
+def test_empty_and_one_item_sources(engine: Any) -> None:
+    assert Pipeline([]).task(f.double).batch(3).wait_for_result(engine=engine) == []
+    assert Pipeline([4]).task(f.double).reduce(0, f.add).wait_for_result(engine=engine) == [8]
