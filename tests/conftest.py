@@ -96,7 +96,8 @@ def _cmdline(proc: psutil.Process) -> str:
 
 def _is_ray_system(proc: psutil.Process) -> bool:
     cmd = _cmdline(proc)
-    return ("ray" in cmd and ("/ray/" in cmd or "raylet" in cmd or "gcs_server" in cmd)) or cmd.startswith("ray::")
+    system = "/ray/" in cmd or "raylet" in cmd or "gcs_server" in cmd
+    return ("ray" in cmd and system) or cmd.startswith("ray::")
 
 
 def _olympipe_actors(me: psutil.Process) -> list[psutil.Process]:
@@ -141,3 +142,15 @@ def engine(request: pytest.FixtureRequest) -> Any:
     if request.param == "ray":
         return request.getfixturevalue("ray_engine")
     return request.param
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Ray-using tests run last: a live Ray (its threads, its raylet's CPU) would change
+    the conditions of every local test after it."""
+
+    def uses_ray(item: pytest.Item) -> bool:
+        callspec = getattr(item, "callspec", None)
+        on_ray = callspec is not None and callspec.params.get("engine") == "ray"
+        return on_ray or "ray_engine" in getattr(item, "fixturenames", ())
+
+    items.sort(key=uses_ray)  # stable: the order within each part is kept

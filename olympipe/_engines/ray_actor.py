@@ -15,7 +15,7 @@ import resource
 import time
 from typing import Any
 
-from olympipe._runtime.counters import BUSY, CPU, FIELDS, ITEMS_IN, ITEMS_OUT, PEAK_RSS_MB, STARTED
+from olympipe._runtime.counters import BUSY, CPU, ERRORS, FIELDS, ITEMS_IN, ITEMS_OUT, PEAK_RSS_MB, STARTED
 from olympipe._runtime.messages import Failure
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._transport.codec import loads_definition
@@ -106,6 +106,7 @@ class StageActor:
             raise _failure(self._labels[index], exc)
         row[BUSY] += time.perf_counter() - t0
         row[ITEMS_IN] += len(items)
+        row[ERRORS] = self._stages[index].errors
         row[ITEMS_OUT] += sum(len(c) for c in out) if isinstance(out, tuple) else len(out)
         return out
 

@@ -31,6 +31,7 @@ from olympipe._runtime.counters import (
     BLOCKED_OUT,
     BUSY,
     CPU,
+    ERRORS,
     FIELDS,
     ITEMS_IN,
     ITEMS_OUT,
@@ -45,6 +46,7 @@ from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import (
     DecodeError,
+    Encoded,
     EncodeError,
     decode_frame,
     encode_chunk,
@@ -53,6 +55,7 @@ from olympipe._transport.codec import (
 )
 
 _PR_SET_PDEATHSIG = 1
+USAGE_SECONDS = 0.2  # how often a worker reads its CPU time and memory: a system call
 
 
 class Stopped(BaseException):
@@ -97,6 +100,7 @@ def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
         _close_quietly(stage)
         _die_by(signal.SIGTERM)
     except ItemFailed as exc:
+        Meter(plan.counters.array, plan.index).failed()
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         failure = Failure.capture(plan.label, cause, exc.item, exc.has_item)
         _fail(plan, stage, failure)
@@ -111,122 +115,177 @@ def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
 
 
 def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
-    inbox = plan.inbox
+    """Read chunks until END, process each, send what comes out; flush at a clean end."""
+    meter = Meter(plan.counters.array, plan.index)
+    outputs = _Outputs(plan, spec.output_slots, meter)
     # A single worker sees its input in order, also behind a count=N stage, so that side
     # effects (a writer, a zip file) happen in source order; stateful stages need it too.
     # Several workers of one stage cannot share an order; ordered=False asks for none.
     in_order = spec.ordered_input or (spec.count == 1 and plan.renumber is None)
     reorder = Reorder(plan.ports) if in_order else None
     keeps_numbers = not spec.ordered_input  # map stages: output chunk k for input chunk k
-    own_seq = [0] * len(plan.outputs)  # stateful stages number their own output
-    windows = plan.windows
-    counters = plan.counters.array
-    row = plan.index * FIELDS
-    clock = time.perf_counter
-    has_deadline = type(stage).deadline is not Stage.deadline
-    prefix = plan.shm_prefix
-    renumber = plan.renumber
-
-    def emit(seq: int | None, produced: Any) -> None:
-        chunks = produced if spec.output_slots > 1 else (produced,)
-        for slot, chunk in enumerate(chunks):
-            consumers = plan.outputs[slot]
-            if seq is None:  # stateful output: skip empty chunks, number the rest
-                if not chunk:
-                    continue
-                out_seq = own_seq[slot]
-                own_seq[slot] += 1
-            else:
-                out_seq = seq
-            counters[row + ITEMS_OUT] += len(chunk)
-            if not consumers:
-                continue
-            encoded = encode_chunk(chunk, prefix is not None)
-            t0 = clock()
-            if renumber is None:
-                for channel, port in consumers:
-                    send_encoded(channel, port, out_seq, encoded, prefix)
-            else:
-                # Take the next number and send under one lock, so numbers reach the
-                # consumer in order and its reorder buffer never waits.
-                with renumber.get_lock():
-                    out_seq = renumber.value
-                    renumber.value += 1
-                    for channel, port in consumers:
-                        send_encoded(channel, port, out_seq, encoded, prefix)
-            counters[row + BLOCKED_OUT] += clock() - t0
-
-    counters[row + STARTED] = time.time()
-    exhausted = False
-    next_usage = 0.0
+    timed = type(stage).deadline is not Stage.deadline
+    meter.start()
+    outputs.end_if_exhausted(stage)  # limit(0)
     while True:
-        t0 = clock()
-        if t0 > next_usage:  # a getrusage call every 0.2 s, not per chunk
-            _record_usage(counters, row)
-            next_usage = t0 + 0.2
-        if has_deadline and not exhausted:
-            deadline = stage.deadline()
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not inbox.poll(left):
-                    counters[row + WAIT_IN] += clock() - t0
-                    emit(None, stage.tick(time.monotonic()))
-                    exhausted = stage.exhausted
-                    continue
-        frame = inbox.recv()
-        t1 = clock()
-        counters[row + WAIT_IN] += t1 - t0
-        kind, port, seq, items = decode_frame(inbox, frame)
+        meter.sample_usage()
+        if timed and not outputs.ended and not _input_before_deadline(plan.inbox, stage, meter):
+            outputs.send(None, stage.tick(time.monotonic()))
+            outputs.end_if_exhausted(stage)
+            continue
+        kind, port, seq, items = _read(plan.inbox, meter)
         if kind == KIND_END:
             break
-        if exhausted:  # limit reached or timeout expired: drain what is still coming
-            _release(windows, port)
-            continue
-        # items_in and busy move together, after the work: the feeder divides one by the
-        # other, and an item counted before its time would read as free.
-        if reorder is None:
-            t1 = clock()
-            out = stage.process(items)
-            counters[row + BUSY] += clock() - t1
-            counters[row + ITEMS_IN] += len(items)
-            emit(seq, out)
-        else:
-            for ready_seq, ready in reorder.push(port, seq, items):
-                t1 = clock()
-                out = stage.process(ready)
-                counters[row + BUSY] += clock() - t1
-                counters[row + ITEMS_IN] += len(ready)
-                emit(ready_seq if keeps_numbers else None, out)
+        if not outputs.ended:  # once ended early, what still comes is drained unread
+            ready = [(seq, items)] if reorder is None else reorder.push(port, seq, items)
+            for ready_seq, chunk in ready:
+                outputs.send(ready_seq if keeps_numbers else None, meter.process(stage, chunk))
                 if stage.exhausted:
-                    exhausted = True
                     break
-        _release(windows, port)
-        if exhausted:
-            _end_outputs_early(plan)
-    if not exhausted and spec.ordered_input:
-        emit(None, stage.finish())
-    _record_usage(counters, row)
+            outputs.end_if_exhausted(stage)
+        _release(plan.windows, port)
+    if not outputs.ended and spec.ordered_input:
+        outputs.send(None, stage.finish())
+    meter.record_usage()
 
 
-def _record_usage(counters: Any, row: int) -> None:
-    """CPU seconds and peak RSS of this process, for stats()."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    counters[row + CPU] = usage.ru_utime + usage.ru_stime
-    counters[row + PEAK_RSS_MB] = usage.ru_maxrss / 1024  # Linux reports KiB
+class Meter:
+    """One worker's row of counters, written by that worker alone (see counters.py)."""
+
+    __slots__ = ("_array", "_next_usage", "_row")
+
+    def __init__(self, array: Any, index: int) -> None:
+        self._array = array
+        self._row = index * FIELDS
+        self._next_usage = 0.0
+
+    def start(self) -> None:
+        """The worker's loop starts now (percentages are of the time since)."""
+        self._array[self._row + STARTED] = time.time()
+
+    def process(self, stage: Stage, chunk: list[Any]) -> Any:
+        """``stage.process(chunk)``, timed. Items in and busy time move together, after the
+        work: the feeder divides one by the other, and an item counted early reads as free."""
+        t0 = time.perf_counter()
+        out = stage.process(chunk)
+        array, row = self._array, self._row
+        array[row + BUSY] += time.perf_counter() - t0
+        array[row + ITEMS_IN] += len(chunk)
+        array[row + ERRORS] = stage.errors
+        return out
+
+    def waited(self, seconds: float) -> None:
+        """Time spent waiting for input."""
+        self._array[self._row + WAIT_IN] += seconds
+
+    def blocked(self, seconds: float) -> None:
+        """Time spent blocked writing output."""
+        self._array[self._row + BLOCKED_OUT] += seconds
+
+    def emitted(self, items: int) -> None:
+        """Items sent on."""
+        self._array[self._row + ITEMS_OUT] += items
+
+    def failed(self) -> None:
+        """An item failed without ``on_error``: the run is about to end."""
+        self._array[self._row + ERRORS] += 1
+
+    def sample_usage(self) -> None:
+        """CPU and peak memory, at most every :data:`USAGE_SECONDS` (a system call)."""
+        now = time.perf_counter()
+        if now > self._next_usage:
+            self.record_usage()
+            self._next_usage = now + USAGE_SECONDS
+
+    def record_usage(self) -> None:
+        """CPU seconds and peak RSS of this process, now."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self._array[self._row + CPU] = usage.ru_utime + usage.ru_stime
+        self._array[self._row + PEAK_RSS_MB] = usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+class _Outputs:
+    """Where a worker's chunks go, numbered by the one strategy its stage needs.
+
+    * *keep*: a map stage's output chunk ``k`` answers input chunk ``k``;
+    * *own*: a stateful stage numbers its non-empty output chunks 0, 1, 2, ...;
+    * *renumber* (``ordered=False``): numbers taken from a counter shared by the stage's
+      workers as chunks complete, under the lock that also covers the send, so numbers
+      reach the consumer in order and its reorder buffer never waits.
+    """
+
+    def __init__(self, plan: WorkerPlan, slots: int, meter: Meter) -> None:
+        self._consumers = plan.outputs
+        self._slots = slots
+        self._meter = meter
+        self._own_seq = [0] * len(plan.outputs)
+        self._renumber = plan.renumber
+        self._prefix = plan.shm_prefix
+        self.ended = False  # ended early: limit reached, timeout expired
+
+    def send(self, seq: int | None, produced: Any) -> None:
+        """Send what one call of the stage produced; ``seq`` ``None``: number it here."""
+        chunks = produced if self._slots > 1 else (produced,)
+        for slot, chunk in enumerate(chunks):
+            if seq is None and not chunk:
+                continue
+            self._meter.emitted(len(chunk))
+            consumers = self._consumers[slot]
+            if not consumers:
+                continue
+            encoded = encode_chunk(chunk, self._prefix is not None)
+            t0 = time.perf_counter()
+            if seq is None:
+                self._write(consumers, self._own_seq[slot], encoded)
+                self._own_seq[slot] += 1
+            elif self._renumber is None:
+                self._write(consumers, seq, encoded)
+            else:
+                with self._renumber.get_lock():
+                    self._write(consumers, self._renumber.value, encoded)
+                    self._renumber.value += 1
+            self._meter.blocked(time.perf_counter() - t0)
+
+    def _write(self, consumers: list[tuple[Channel, int]], seq: int, encoded: Encoded) -> None:
+        for channel, port in consumers:
+            send_encoded(channel, port, seq, encoded, self._prefix)
+
+    def end_if_exhausted(self, stage: Stage) -> None:
+        """``limit``/``timeout``: once the stage is exhausted, downstream ends at once;
+        upstream is drained until its END."""
+        if self.ended or not stage.exhausted:
+            return
+        self.ended = True
+        for slot in self._consumers:
+            for channel, _port in slot:
+                channel.producer_done()
+        self._consumers = [[] for _ in self._consumers]
+
+
+def _input_before_deadline(inbox: Channel, stage: Stage, meter: Meter) -> bool:
+    """Whether input arrives before the stage's deadline (``True`` when it has none)."""
+    deadline = stage.deadline()
+    if deadline is None:
+        return True
+    t0 = time.perf_counter()
+    left = deadline - time.monotonic()
+    if left > 0 and inbox.poll(left):
+        return True
+    meter.waited(time.perf_counter() - t0)
+    return False
+
+
+def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any]]:
+    t0 = time.perf_counter()
+    frame = inbox.recv()
+    meter.waited(time.perf_counter() - t0)
+    return decode_frame(inbox, frame)
 
 
 def _release(windows: dict[int, Any], port: int) -> None:
     window = windows.get(port)
     if window is not None:
         window.release()
-
-
-def _end_outputs_early(plan: WorkerPlan) -> None:
-    """``limit``/``timeout``: downstream ends now; upstream is drained until its END."""
-    for slot in plan.outputs:
-        for channel, _port in slot:
-            channel.producer_done()
-    plan.outputs = [[] for _ in plan.outputs]
 
 
 def _fail(plan: WorkerPlan, stage: Stage | None, failure: Failure) -> None:

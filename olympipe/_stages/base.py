@@ -29,6 +29,7 @@ class Stage:
     """
 
     exhausted: bool = False
+    errors: int = 0  # items whose user code failed and on_error handled
 
     def open(self) -> None:
         """Acquire resources (build a class instance, open a cache); called in the worker."""

@@ -32,6 +32,7 @@ class _Calls:
         self.on_error = on_error
         self.is_async = inspect.iscoroutinefunction(fn)
         self.concurrency = concurrency
+        self.errors = 0  # items handed to on_error
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -79,6 +80,7 @@ class _Calls:
     def _recover(self, item: Any, exc: Exception) -> Any:
         if self.on_error is None:
             raise ItemFailed(item) from exc
+        self.errors += 1
         replacement = self.on_error(item, exc)  # an error here fails the run, as documented
         return _DROP if replacement is None else replacement
 
@@ -105,7 +107,9 @@ class TaskStage(Stage):
         self._calls.open()
 
     def process(self, items: list[Any]) -> list[Any]:
-        return self._calls.apply(items)
+        out = self._calls.apply(items)
+        self.errors = self._calls.errors
+        return out
 
     def close(self) -> None:
         self._calls.close()

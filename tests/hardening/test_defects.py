@@ -1,0 +1,93 @@
+"""Each test pins a defect found by probing the engine as a hostile user would."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from olympipe import Pipeline, PipelineError
+from tests.engines import stagefns as f
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _stalled(release: threading.Event, n: int = 3) -> Iterator[int]:
+    yield from range(1, n + 1)
+    release.wait(30)
+    yield 99
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()  # lets the stalled source's thread finish
+
+
+@pytest.mark.parametrize("with_task", [False, True])
+def test_timeout_fires_while_the_source_is_stalled(release: threading.Event, with_task: bool) -> None:
+    p = Pipeline(_stalled(release))
+    if with_task:
+        p = p.task(f.double)
+    t0 = time.monotonic()
+    got = p.timeout(1.0).wait_for_result()
+    assert time.monotonic() - t0 < 10  # the source blocks for 30 s
+    assert got == ([2, 4, 6] if with_task else [1, 2, 3])
+
+
+def test_timeout_fires_while_iterating(release: threading.Event) -> None:
+    t0 = time.monotonic()
+    got = list(Pipeline(_stalled(release)).timeout(1.0))
+    assert time.monotonic() - t0 < 10
+    assert got == [1, 2, 3]
+
+
+def test_limit_zero_on_a_stalled_source(release: threading.Event) -> None:
+    t0 = time.monotonic()
+    assert Pipeline(_stalled(release)).limit(0).wait_for_result() == []
+    assert time.monotonic() - t0 < 10
+
+
+def test_errors_column_counts_failed_items() -> None:
+    p = Pipeline(range(10)).task(f.fail_on_5, on_error=lambda x, e: None)
+    assert p.wait_for_result() == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    assert p.stats().rows[0].errors == 1
+    q = Pipeline(range(10)).task(f.fail_on_5)
+    with pytest.raises(PipelineError):
+        q.wait_for_result()
+    assert q.stats().rows[0].errors == 1
+
+
+def test_exception_needing_init_arguments_is_rebuilt_as_its_class() -> None:
+    with pytest.raises(PipelineError) as info:
+        Pipeline(range(5), start_method="spawn").task(f.raise_needs_two).wait_for_result()
+    cause = info.value.__cause__
+    assert isinstance(cause, f.NeedsTwo)
+    assert cause.code == 42
+    assert "42: three" in str(cause)
+
+
+def test_start_returns_the_pipeline() -> None:
+    assert Pipeline(range(3)).task(f.double).start().wait_for_result() == [0, 2, 4]
+
+
+def test_deriving_from_a_started_iterator_source_is_refused() -> None:
+    s = Pipeline(iter(range(10))).start()
+    try:
+        with pytest.raises(RuntimeError, match="start"):
+            s.task(f.double).wait_for_result()
+    finally:
+        s.cleanup()
+
+
+def test_deriving_from_a_started_list_source_runs_every_item() -> None:
+    s = Pipeline(list(range(10))).start()
+    try:
+        assert s.task(f.double).wait_for_result() == [2 * x for x in range(10)]
+    finally:
+        s.cleanup()
+
+
