@@ -2,8 +2,9 @@
 
 Workers never touch a bar; they only add to their counters. A thread of the caller reads
 the counters every :data:`REFRESH_SECONDS` and moves the bars, so the cost to the pipeline
-is a few memory reads per refresh. When stderr is not a terminal (a log file, CI) the bars
-give way to a log line every :data:`LOG_SECONDS`.
+is a few memory reads per refresh. When stderr is not a terminal (a log file, CI, captured
+output) cursor movements would garble it: each stage's meter is written as a plain line
+every :data:`PLAIN_SECONDS` instead, and once more at the end with the final count.
 
 The bars use a tqdm subclass with ``monitor_interval = 0``: tqdm's own monitor thread would
 otherwise outlive the run, and a caller with a live thread no longer forks by default.
@@ -11,7 +12,6 @@ otherwise outlive the run, and a caller with a live thread no longer forks by de
 
 from __future__ import annotations
 
-import logging
 import shutil
 import sys
 import threading
@@ -24,10 +24,8 @@ from tqdm.auto import tqdm
 from olympipe._graph import Plan
 from olympipe.stats import RunStats
 
-log = logging.getLogger("olympipe")
-
 REFRESH_SECONDS = 0.2
-LOG_SECONDS = 5.0
+PLAIN_SECONDS = 5.0
 
 
 class _Bar(tqdm):  # type: ignore[type-arg]
@@ -42,12 +40,13 @@ class Progress:
         self._totals = totals
         self._stop = threading.Event()
         self._bars: dict[str, Any] = {}
-        self._as_log = not _is_terminal()
+        self._plain = not _is_terminal()
+        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="olympipe-progress", daemon=True)
 
     def start(self) -> None:
         """Start refreshing."""
-        if not self._as_log:
+        if not self._plain:
             for position, (name, total) in enumerate(self._totals.items()):
                 # A terminal that reports no size (a bare pty) would hide every bar.
                 size = shutil.get_terminal_size((100, 20))
@@ -74,20 +73,24 @@ class Progress:
             bar.close()
 
     def _loop(self) -> None:
-        last_log = time.monotonic()
-        while not self._stop.wait(REFRESH_SECONDS):
-            if self._as_log:
-                if time.monotonic() - last_log >= LOG_SECONDS:
-                    last_log = time.monotonic()
-                    self._refresh(final=False)
-            else:
-                self._refresh(final=False)
+        every = PLAIN_SECONDS if self._plain else REFRESH_SECONDS
+        while not self._stop.wait(every):
+            self._refresh(final=False)
 
     def _refresh(self, final: bool) -> None:
         stats = self._read()
-        if self._as_log:
-            parts = [f"{r.name}: {r.items_in:,} in" for r in stats.rows]
-            log.info("%s%s | bottleneck: %s", "done: " if final else "", ", ".join(parts), stats.bottleneck)
+        if self._plain:
+            elapsed = time.monotonic() - self._started
+            lines = []
+            for row in stats.rows:
+                mark = " (bottleneck)" if row.name == stats.bottleneck else ""
+                total = self._totals.get(row.name)
+                lines.append(
+                    tqdm.format_meter(row.items_in, total, elapsed, ncols=100, prefix=row.name, unit="it")  # type: ignore[arg-type]
+                    + mark
+                )
+            sys.stderr.write("\n".join(lines) + "\n")
+            sys.stderr.flush()
             return
         for row in stats.rows:
             bar = self._bars.get(row.name)

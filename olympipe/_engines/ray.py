@@ -49,6 +49,7 @@ TARGET_SECONDS = 0.01  # work per chunk at the costliest stage: an actor call co
 MAX_ITEMS = 1024
 MAX_CHUNK_BYTES = 8 << 20
 HOLD_SECONDS = 0.005  # how long a partial chunk waits for more items while others are in flight
+KILL_CONFIRM_SECONDS = 10.0  # how long close() waits for Ray to confirm the actors' deaths
 
 
 class RayEngine:
@@ -277,13 +278,19 @@ class RayRun:
             ray.init(address=self.engine.address, **kwargs)
             self._started_ray = True
         actor_class = ray.remote(StageActor)
+        nodes = itertools.cycle(_alive_nodes(ray))
         for group in self.groups:
-            specs = [n.spec for n in group.nodes]
-            definition = dumps_definition(specs)
-            options: dict[str, Any] = {"num_cpus": 0, "scheduling_strategy": "SPREAD", "max_restarts": 0}
+            definition = dumps_definition([n.spec for n in group.nodes])
+            chosen: dict[str, Any] = {}
             for label in group.labels:
-                options.update(self.engine.stage_options.get(label, {}))
+                chosen.update(self.engine.stage_options.get(label, {}))
             for _ in range(group.count):
+                # No CPU reserved unless asked: workers share cores, as processes do
+                # locally, so more workers than CPUs still run. A stage's workers go round
+                # the nodes (Ray's SPREAD leaves zero-CPU actors on one node).
+                options: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0}
+                options["scheduling_strategy"] = _on_node(ray, next(nodes))
+                options.update(chosen)
                 group.actors.append(actor_class.options(**options).remote(definition, group.labels))
                 group.outstanding.append(0)
         try:
@@ -563,18 +570,50 @@ class RayRun:
             self._progress.close()
         for puller in self._pullers:
             puller.stop()
-        ray = self._ray
-        for group in self.groups:
-            for actor in group.actors:
-                try:
-                    ray.kill(actor, no_restart=True)
-                except Exception:  # already dead
-                    pass
+        self._kill_actors()
         self._inflight.clear()
         for puller in self._pullers:
             puller.join(1.0)
         if self._started_ray:
-            ray.shutdown()
+            self._ray.shutdown()
+
+
+    def _kill_actors(self) -> None:
+        """Kill every actor and wait until Ray confirms each death: ``ray.kill`` returns at
+        once, and a call right after it can still be served."""
+        ray = self._ray
+        alive = [a for g in self.groups for a in g.actors]
+        for actor in alive:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # already dead
+                pass
+        deadline = time.monotonic() + KILL_CONFIRM_SECONDS
+        while alive and time.monotonic() < deadline:
+            probes = [(actor, actor.ready.remote()) for actor in alive]
+            alive = []
+            for actor, probe in probes:
+                try:
+                    ray.get(probe, timeout=max(0.1, deadline - time.monotonic()))
+                    alive.append(actor)  # served before the kill landed: ask again
+                except ray.exceptions.GetTimeoutError:
+                    alive.append(actor)
+                except Exception:  # RayActorError: dead, as wanted
+                    pass
+
+
+def _alive_nodes(ray: Any) -> list[str | None]:
+    """The ids of the cluster's alive nodes that have CPUs (``[None]`` if Ray says none)."""
+    ids = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")]
+    return ids or [None]
+
+
+def _on_node(ray: Any, node_id: str | None) -> Any:
+    if node_id is None:
+        return "DEFAULT"
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
 
 
 def _died(group: _Group, exc: BaseException) -> WorkerDied:

@@ -89,5 +89,3 @@ def test_deriving_from_a_started_list_source_runs_every_item() -> None:
         assert s.task(f.double).wait_for_result() == [2 * x for x in range(10)]
     finally:
         s.cleanup()
-
-
