@@ -101,12 +101,27 @@ def evaluate(ops_: list[Op], xs: list[int]) -> list[int]:
 SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 
 
+def _settings_for(engine: Any, ray_examples: int) -> Any:
+    """A Ray run starts a fresh actor process per stage worker (about a second for a
+    graph with branches on 2 cores): fewer examples there."""
+    return settings(SETTINGS, max_examples=ray_examples) if engine not in ("local", "inline") else SETTINGS
+
+
+def _pipeline(xs: list[int], engine: Any) -> Pipeline[Any]:
+    if engine == "local":
+        return Pipeline(xs, start_method="fork")
+    return Pipeline(xs, engine=engine)
+
+
 @pytest.mark.timeout(300)
-@SETTINGS
-@given(st.lists(st.integers(-1000, 1000), max_size=150), chains)
-def test_chain_matches_serial(xs: list[int], ops_: list[Op]) -> None:
-    got = apply(ops_, Pipeline(xs, start_method="fork")).wait_for_result()
-    assert got == evaluate(ops_, xs)
+def test_chain_matches_serial(engine: Any) -> None:
+    @_settings_for(engine, 10)
+    @given(st.lists(st.integers(-1000, 1000), max_size=150), chains)
+    def check(xs: list[int], ops_: list[Op]) -> None:
+        got = apply(ops_, _pipeline(xs, engine)).wait_for_result()
+        assert got == evaluate(ops_, xs)
+
+    check()
 
 
 def tag_a(x: int) -> int:
@@ -118,20 +133,21 @@ def tag_b(x: int) -> int:
 
 
 @pytest.mark.timeout(300)
-@SETTINGS
-@given(st.lists(st.integers(-500, 500), max_size=100), chains, chains, chains)
-def test_branches_and_gather_match_serial(
-    xs: list[int], trunk: list[Op], left: list[Op], right: list[Op]
-) -> None:
-    p = apply(trunk, Pipeline(xs, start_method="fork"))
-    a = apply(left, p).task(tag_a)
-    b = apply(right, p).task(tag_b)
-    got_a, got_b, merged = Pipeline.wait_for_all_results([a, b, a.gather(b)])
-    base = evaluate(trunk, xs)
-    want_a = [tag_a(x) for x in evaluate(left, base)]
-    want_b = [tag_b(x) for x in evaluate(right, base)]
-    assert got_a == want_a  # broadcast: each branch saw every item, in order
-    assert got_b == want_b
-    assert sorted(merged) == sorted(want_a + want_b)  # gather: nothing lost or duplicated
-    assert [x for x in merged if x % 2 == 0] == want_a  # and each input keeps its order
-    assert [x for x in merged if x % 2 != 0] == want_b
+def test_branches_and_gather_match_serial(engine: Any) -> None:
+    @_settings_for(engine, 5)
+    @given(st.lists(st.integers(-500, 500), max_size=100), chains, chains, chains)
+    def check(xs: list[int], trunk: list[Op], left: list[Op], right: list[Op]) -> None:
+        p = apply(trunk, _pipeline(xs, engine))
+        a = apply(left, p).task(tag_a)
+        b = apply(right, p).task(tag_b)
+        got_a, got_b, merged = Pipeline.wait_for_all_results([a, b, a.gather(b)])
+        base = evaluate(trunk, xs)
+        want_a = [tag_a(x) for x in evaluate(left, base)]
+        want_b = [tag_b(x) for x in evaluate(right, base)]
+        assert got_a == want_a  # broadcast: each branch saw every item, in order
+        assert got_b == want_b
+        assert sorted(merged) == sorted(want_a + want_b)  # gather: nothing lost or duplicated
+        assert [x for x in merged if x % 2 == 0] == want_a  # and each input keeps its order
+        assert [x for x in merged if x % 2 != 0] == want_b
+
+    check()
