@@ -25,9 +25,11 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import itertools
+import os
 import queue
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -57,7 +59,8 @@ class RayEngine:
 
     ``address``: the cluster (``"auto"``, ``"ray://head:10001"``; ``None``: ``RAY_ADDRESS``, a
     Ray already initialised in this process, or a local Ray started for the run and shut
-    down after it). ``runtime_env`` and ``init_kwargs`` go to ``ray.init``;
+    down after it). ``runtime_env`` (code and packages to ship) goes to ``ray.init`` when
+    olympipe starts Ray, else to every actor; ``init_kwargs`` go to ``ray.init``;
     ``stage_options`` maps a stage name to Ray actor options (``num_gpus``, ``resources``,
     ``scheduling_strategy``, ...). ``chunk_size`` fixes the items per actor call (default:
     adaptive), ``max_in_flight`` the chunks submitted and not yet collected.
@@ -82,7 +85,7 @@ class RayEngine:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{what} must be an int >= 1, got {value!r}")
         self.address = address
-        self.runtime_env = runtime_env
+        self.runtime_env = _local_paths(runtime_env)
         self.init_kwargs = dict(init_kwargs or {})
         self.stage_options = dict(stage_options or {})
         self.chunk_size = chunk_size
@@ -272,11 +275,14 @@ class RayRun:
         ray = self._ray
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False}
-            kwargs.update(self.engine.init_kwargs)
             if self.engine.runtime_env is not None:
                 kwargs["runtime_env"] = self.engine.runtime_env
+            kwargs.update(self.engine.init_kwargs)
             ray.init(address=self.engine.address, **kwargs)
             self._started_ray = True
+            actor_env = None  # the job's runtime_env already holds it
+        else:
+            actor_env = _uploaded(ray, self.engine.runtime_env)
         actor_class = ray.remote(StageActor)
         nodes = itertools.cycle(_alive_nodes(ray))
         for group in self.groups:
@@ -290,6 +296,8 @@ class RayRun:
                 # the nodes (Ray's SPREAD leaves zero-CPU actors on one node).
                 options: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0}
                 options["scheduling_strategy"] = _on_node(ray, next(nodes))
+                if actor_env is not None:  # a Ray this process had initialised already
+                    options["runtime_env"] = actor_env
                 options.update(chosen)
                 group.actors.append(actor_class.options(**options).remote(definition, group.labels))
                 group.outstanding.append(0)
@@ -600,6 +608,33 @@ class RayRun:
                     alive.append(actor)
                 except Exception:  # RayActorError: dead, as wanted
                     pass
+
+
+def _local_paths(runtime_env: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``py_modules`` given as module objects or paths, as the strings that actor options
+    take (``ray.init`` converts them itself; an actor's options do not)."""
+    if runtime_env is None or "py_modules" not in runtime_env:
+        return runtime_env
+    paths = []
+    for module in runtime_env["py_modules"]:
+        if isinstance(module, types.ModuleType):
+            path = getattr(module, "__path__", None)
+            module = list(path)[0] if path else module.__file__
+        paths.append(os.fspath(module))
+    return {**runtime_env, "py_modules": paths}
+
+
+def _uploaded(ray: Any, runtime_env: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A runtime_env for actor options: Ray uploads local ``py_modules`` and ``working_dir``
+    only for a job's runtime_env (at ``ray.init``), so do what it does there."""
+    if runtime_env is None or not ({"py_modules", "working_dir"} & set(runtime_env)):
+        return runtime_env
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+    from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+
+    scratch = ray._private.worker.global_worker.node.get_runtime_env_dir_path()
+    env = upload_py_modules_if_needed(dict(runtime_env), include_gitignore=True, scratch_dir=scratch)
+    return dict(upload_working_dir_if_needed(env, include_gitignore=True, scratch_dir=scratch))
 
 
 def _alive_nodes(ray: Any) -> list[str | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,9 @@ def test_http_model_serves_requests() -> None:
     t.join()
     assert answers[0][0] == 200
     assert answers[1][0] == 500
+
+
+def test_ray_cluster_example(ray_engine: Any, tmp_path: Path) -> None:
+    import ray_cluster
+
+    assert ray_cluster.main(["--images", "4", "--data", str(tmp_path)]) == {"photos": 4, "images": 8}
