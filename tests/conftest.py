@@ -50,12 +50,15 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     # The forkserver process is shared by all runs of the session; it is not a leak.
     # nor is the resource tracker that spawn and forkserver start once. A zombie has exited
     # and waits for its parent (the fork server) to reap it.
-    new = [p for p in new if not (p.ppid() == me.pid and _is_helper(p)) and not _is_ray_system(p)]
+    new = [p for p in new if not (_ppid(p) == me.pid and _is_helper(p)) and not _is_ray_system(p)]
     _, alive = psutil.wait_procs(new, timeout=5)
     alive = [p for p in alive if not _is_zombie(p)]
     leaked_shm = _shm_entries() - shm_before
     for p in alive:
-        p.kill()
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
     assert not alive, f"leaked processes: {alive}"
     actors = _olympipe_actors(me)
     _, actors = psutil.wait_procs(actors, timeout=10)
@@ -85,6 +88,13 @@ def _is_zombie(proc: psutil.Process) -> bool:
         return proc.status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
         return True
+
+
+def _ppid(proc: psutil.Process) -> int | None:
+    try:
+        return proc.ppid()
+    except psutil.Error:  # gone meanwhile
+        return None
 
 
 def _cmdline(proc: psutil.Process) -> str:
