@@ -127,13 +127,16 @@ def main(reps: int) -> Section:
 
     def ours_arrays() -> None:
         got = Pipeline(arrays).task(ident).task(ident).task(ident).wait_for_result(engine=engine)
-        assert len(got) == N_ARRAYS and float(got[-1][0, 0]) == N_ARRAYS - 1
+        assert len(got) == N_ARRAYS
+        assert float(got[-1][0, 0]) == N_ARRAYS - 1
 
     ours_a = best(ours_arrays, reps)
     bare_a = best(lambda: bare_ray(ray, [ident] * 3, arrays, 1), reps)
     data_a = best(lambda: ray_data(ray, [ident] * 3, arrays), reps)
     s.row("olympipe Ray engine, 100 x 4 MiB", f"{N_ARRAYS / ours_a:.0f} arrays/s ({gb / ours_a:.2f} GB/s)")
-    s.row("bare Ray (1 array per call)", f"{N_ARRAYS / bare_a:.0f} arrays/s", f"ours = {bare_a / ours_a:.2f}x")
+    s.row(
+        "bare Ray (1 array per call)", f"{N_ARRAYS / bare_a:.0f} arrays/s", f"ours = {bare_a / ours_a:.2f}x"
+    )
     s.row("Ray Data (3 fused maps)", f"{N_ARRAYS / data_a:.0f} arrays/s", f"ours = {data_a / ours_a:.2f}x")
     s.note("best warm run of each; one local Ray with 2 CPUs shared by driver and actors")
     ray.shutdown()

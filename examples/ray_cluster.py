@@ -24,9 +24,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import image_preprocessing as steps  # noqa: E402
+import image_preprocessing as steps
 
-from olympipe import Pipeline, RayEngine  # noqa: E402
+from olympipe import Pipeline, RayEngine
 
 
 def read_bytes(paths: list[Path]) -> Any:
@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--address", default=None, help="a Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    parser.add_argument(
+        "--address", default=None, help="a Ray cluster (default: RAY_ADDRESS, else a local Ray)"
+    )
     parser.add_argument("--data", type=Path, default=steps.DATA)
     args = parser.parse_args(argv)
 

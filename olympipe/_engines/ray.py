@@ -619,7 +619,7 @@ def _local_paths(runtime_env: dict[str, Any] | None) -> dict[str, Any] | None:
     for module in runtime_env["py_modules"]:
         if isinstance(module, types.ModuleType):
             path = getattr(module, "__path__", None)
-            module = list(path)[0] if path else module.__file__
+            module = next(iter(path)) if path else module.__file__
         paths.append(os.fspath(module))
     return {**runtime_env, "py_modules": paths}
 
