@@ -5,7 +5,14 @@
 [0, 2, 4, 6, 8]
 """
 
+from olympipe import registry as registry
 from olympipe._engines.ray import RayEngine as RayEngine
+from olympipe.decorators import class_task as class_task
+from olympipe.decorators import filter as filter
+from olympipe.decorators import source as source
+from olympipe.decorators import source_from as source_from
+from olympipe.decorators import splitter as splitter
+from olympipe.decorators import task as task
 from olympipe.errors import PipelineError as PipelineError
 from olympipe.errors import PipelineExecutionError as PipelineExecutionError
 from olympipe.errors import RemoteTraceback as RemoteTraceback
@@ -26,4 +33,11 @@ __all__ = [
     "StageStats",
     "WorkerDied",
     "__version__",
+    "class_task",
+    "filter",
+    "registry",
+    "source",
+    "source_from",
+    "splitter",
+    "task",
 ]

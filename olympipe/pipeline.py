@@ -320,6 +320,15 @@ class Pipeline(Generic[T]):
             ReduceSpec(name=_name_of(reducer, "reduce"), accumulator=accumulator, reducer=reducer)
         )
 
+    def checkpoint(
+        self, initial: A, reducer: Callable[[T, A], A], emitter: Callable[[A], Iterable[R]]
+    ) -> Pipeline[R]:
+        """Fold the stream with ``reducer(item, state)``, then send on each element of
+        ``emitter(state)`` (olympipe 2.x)."""
+        _check_callable(emitter, "emitter")
+        folded: Pipeline[A] = self.reduce(initial, reducer)
+        return folded.explode(emitter)
+
     def limit(self, packet_limit: int) -> Pipeline[T]:
         """Pass the first ``packet_limit`` items, then stop the stages upstream."""
         if not isinstance(packet_limit, int) or isinstance(packet_limit, bool):
@@ -344,6 +353,7 @@ class Pipeline(Generic[T]):
         this same pipeline collects it."""
         if self._run is None:
             self._run = self._execute([self], progress, engine)
+            _running.add(self._run)
             self._run.start()
             _claim_sources(self._run)
         return self
@@ -365,6 +375,7 @@ class Pipeline(Generic[T]):
             run, self._run = self._run, None
         else:
             run = self._execute(pipes, progress, engine)
+            _running.add(run)
         for pipe in pipes:
             pipe._last_run = run
         return run
@@ -393,7 +404,25 @@ class Pipeline(Generic[T]):
         """Stop a run started with :meth:`start` and never collected, releasing its workers."""
         run, self._run = self._run, None
         if run is not None:
+            _running.discard(run)
             run.close()
+
+    def kill_generator_source(self) -> None:
+        """End the stream of this pipeline's source(s) after what was already read, in every
+        run that is using them; the run then finishes cleanly (olympipe 2.x). With no run
+        under way, a generator source is closed."""
+        sources = sources_of([self._endpoint])
+        ids = {node.id for node in sources}
+        found = False
+        for run in list(_running):
+            if ids & {node.id for node in run.plan.sources}:
+                run.end_sources(ids)
+                found = True
+        if not found:
+            for node in sources:
+                assert isinstance(node.spec, SourceSpec)
+                if inspect.isgenerator(node.spec.iterable):
+                    node.spec.iterable.close()
 
     def wait_for_result(
         self,
@@ -443,7 +472,7 @@ class Pipeline(Generic[T]):
             for _ in run.events():
                 pass
         finally:
-            run.close()
+            _close(run)
 
     @staticmethod
     def wait_for_all_completions(
@@ -473,7 +502,16 @@ class Pipeline(Generic[T]):
             for _index, chunk in run.events():
                 yield from chunk
         finally:
-            run.close()
+            _close(run)
+
+
+# Runs under way (for kill_generator_source from another thread); dropped when closed.
+_running: weakref.WeakSet[Execution] = weakref.WeakSet()
+
+
+def _close(run: Execution) -> None:
+    _running.discard(run)
+    run.close()
 
 
 # Sources that a run started with start() is consuming: another run of them would
@@ -512,7 +550,7 @@ def _collect(run: Execution, pipes: Sequence[Pipeline[Any]]) -> list[list[Any]]:
         for index, chunk in run.events():
             outputs[index].extend(chunk)
     finally:
-        run.close()
+        _close(run)
     return [list(outputs[run.plan.sink_of(p._endpoint)]) for p in pipes]
 
 

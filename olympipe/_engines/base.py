@@ -31,6 +31,9 @@ class Execution(Protocol):
         """Per-stage figures so far."""
         ...
 
+    def end_sources(self, node_ids: set[int]) -> None:
+        """End the streams of these source nodes after what they have already read."""
+
     def close(self) -> None:
         """Stop and release everything."""
 

@@ -64,6 +64,7 @@ class InlineRun:
         self._ended: set[int] = set()  # nodes whose output stream has ended
         self._events: list[tuple[int, list[Any]]] = []
         self._iterators: dict[int, Iterator[Any]] = {}
+        self._cut: set[int] = set()  # sources ended by end_sources(), from any thread
         self._progress: Progress | None = None
         self._started_at = 0.0
         self._ended_at = 0.0
@@ -108,7 +109,7 @@ class InlineRun:
         yield from self._drain()
         while self._iterators:
             for node_id in list(self._iterators):
-                if not self._wanted(node_id):
+                if not self._wanted(node_id) or node_id in self._cut:
                     self._end_source(node_id)
                     continue
                 self._tick_deadlines()
@@ -125,6 +126,10 @@ class InlineRun:
         self._settle()
         yield from self._drain()
         self._finish_stages()
+
+    def end_sources(self, node_ids: set[int]) -> None:
+        """End these sources before their next item (called from another thread)."""
+        self._cut |= node_ids
 
     def _drain(self) -> Iterator[tuple[int, list[Any]]]:
         events, self._events = self._events, []

@@ -187,7 +187,7 @@ class _Puller:
         assert isinstance(node.spec, SourceSpec)
         self.node = node
         self.queue: queue.Queue[Any] = queue.Queue(size)
-        self.done = False  # the driver has taken the end marker
+        self.cut = False  # end_source(): the stream ends after what was already read
         self._stop = threading.Event()
         self._iterable = node.spec.iterable
         self._thread = threading.Thread(target=self._pull, name="olympipe-source", daemon=True)
@@ -201,6 +201,8 @@ class _Puller:
             iterator = iter(self._iterable)
             for item in iterator:
                 if not self._put(item):
+                    if self.cut:  # the driver drains the queue: this put completes
+                        self.queue.put(_END)
                     return
             self._put(_END)
         except BaseException as exc:
@@ -216,6 +218,15 @@ class _Puller:
             return False
         self.queue.put(value)
         return True
+
+    def end_source(self) -> None:
+        """End the stream after the items already queued (called from another thread)."""
+        self.cut = True
+        self._stop.set()
+        try:
+            self.queue.put_nowait(_END)  # wakes a driver waiting for the next item
+        except queue.Full:
+            pass  # the driver is not waiting: it sees ``cut`` once the queue is empty
 
     def stop(self) -> None:
         """Stop pulling: wake a blocked ``put`` by draining the queue."""
@@ -356,6 +367,8 @@ class RayRun:
         try:
             first = puller.queue.get(timeout=self._deadline_left()) if block else puller.queue.get_nowait()
         except queue.Empty:
+            if puller.cut:
+                return items, True
             if block:
                 self._expire_timeouts()
             return items, False
@@ -380,6 +393,12 @@ class RayRun:
             self._source_items += len(items)
             self._last_activity = time.monotonic()
         return items, ended
+
+    def end_sources(self, node_ids: set[int]) -> None:
+        """End these sources after what they have already read."""
+        for puller in list(self._pullers):
+            if puller.node.id in node_ids:
+                puller.end_source()
 
     def _deadline_left(self) -> float | None:
         timeouts = [g.timeout for g in self.groups if g.timeout is not None and g.head.id not in self._ended]

@@ -1,18 +1,37 @@
-"""Choosing how worker processes start.
+"""Choosing how worker processes start, and starting them without re-running the caller.
 
 Fork is the fastest start (a few milliseconds a worker, nothing pickled) and the default
 when it is safe: when the caller has no other thread that could hold a lock at the moment of
-the fork. Otherwise the default is ``forkserver``. Every stage definition also travels with
-``dill``, so lambdas and closures work with every method.
+the fork, and has not initialised CUDA (a CUDA context does not survive a fork). Otherwise
+the default is ``forkserver``.
+
+Workers never need the caller's ``__main__``: stage definitions travel by value with
+``dill``, and classes defined in ``__main__`` travel by value with the items (see
+``codec``). So under ``forkserver`` the workers are started without re-running the caller's
+script (multiprocessing would replay it in every worker): a script needs no
+``if __name__ == "__main__":`` guard, and neither does ``python -c``, a script read from
+stdin or a notebook. The fork server preloads olympipe, so a worker starts in milliseconds.
+Only an explicit ``spawn`` replays the script, as ``multiprocessing`` does, and needs the guard.
+
+Environment (read when a run starts; ``start_method=`` wins): ``OLYMPIPE_FORCE_FORK=1``,
+``OLYMPIPE_FORCE_SPAWN=1``, ``OLYMPIPE_DISABLE_SHM=1`` (olympipe 2.x names).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import multiprocessing.spawn
+import os
+import sys
 import threading
+from collections.abc import Iterator
 from multiprocessing.context import BaseContext
+from typing import Any
 
 START_METHODS = ("fork", "forkserver", "spawn")
+#: What the fork server imports once, so that each worker it forks starts warm.
+PRELOAD = ["olympipe._runtime.worker", "olympipe._stages.mapping", "olympipe._stages.stateful", "dill"]
 
 
 def check_start_method(method: str | None) -> None:
@@ -22,13 +41,73 @@ def check_start_method(method: str | None) -> None:
 
 
 def resolve_start_method(method: str | None) -> str:
-    """The start method to use: the requested one, else fork from a single-threaded caller."""
+    """The start method to use: the requested one, else the environment's, else fork from a
+    single-threaded caller without CUDA, else forkserver."""
     check_start_method(method)
     if method is not None:
         return method
-    return "fork" if threading.active_count() == 1 else "forkserver"
+    if os.environ.get("OLYMPIPE_FORCE_FORK") == "1":
+        return "fork"
+    if os.environ.get("OLYMPIPE_FORCE_SPAWN") == "1":
+        return "spawn"
+    if threading.active_count() == 1 and not cuda_initialized():
+        return "fork"
+    return "forkserver"
+
+
+def cuda_initialized() -> bool:
+    """Whether this process has initialised CUDA through torch (never imports torch)."""
+    torch: Any = sys.modules.get("torch")
+    if torch is None:
+        return False
+    try:
+        return bool(torch.cuda.is_initialized())
+    except Exception:  # a partial or stand-in torch: assume the worst
+        return True
+
+
+def shared_memory_disabled() -> bool:
+    """``OLYMPIPE_DISABLE_SHM=1``: every chunk travels through the pipes."""
+    return os.environ.get("OLYMPIPE_DISABLE_SHM") == "1"
+
+
+_preloaded = False
 
 
 def get_context(method: str) -> BaseContext:
-    """The multiprocessing context of ``method``."""
-    return multiprocessing.get_context(method)
+    """The multiprocessing context of ``method`` (the fork server preloads olympipe)."""
+    global _preloaded
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver" and not _preloaded:
+        ctx.set_forkserver_preload(PRELOAD)
+        _preloaded = True
+    return ctx
+
+
+# -- starting workers without replaying __main__ ------------------------------------------
+
+_launching = threading.local()
+_original_preparation = multiprocessing.spawn.get_preparation_data
+
+
+def _preparation_data(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = _original_preparation(name)
+    if getattr(_launching, "without_main", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+@contextlib.contextmanager
+def without_main_replay() -> Iterator[None]:
+    """Processes this thread starts meanwhile do not re-run the caller's ``__main__``.
+
+    multiprocessing gives every spawned or fork-server child the data to re-import the
+    parent's main script. The wrapper drops it for this thread only; every other caller of
+    multiprocessing sees the original behaviour."""
+    multiprocessing.spawn.get_preparation_data = _preparation_data
+    _launching.without_main = True
+    try:
+        yield
+    finally:
+        _launching.without_main = False

@@ -73,6 +73,7 @@ class Feeder:
         self._opened = 0.0  # when the oldest buffered item arrived
         self._target = 1
         self._exhausted = False  # the puller has seen the end of the source
+        self._cut = False  # end_source(): the stream ends after what was already read
         self._item_bytes = 0.0  # encoded bytes per item, from the last chunk
         self._prev_opened = 0.0
         self._prev_n = 0
@@ -87,6 +88,15 @@ class Feeder:
     def wake(self) -> None:
         """Wake both threads so they notice the stop event."""
         with self._cond:
+            self._cond.notify_all()
+
+    def end_source(self) -> None:
+        """End the stream after the items already read: the sender sends what it holds and
+        ends; the puller stops at its next chunk boundary and closes the generator.
+        Items the source yields after this call are not sent."""
+        with self._cond:
+            self._cut = True
+            self._exhausted = True
             self._cond.notify_all()
 
     def join(self, timeout: float) -> bool:
@@ -129,17 +139,17 @@ class Feeder:
                 with cond:
                     self._opened = clock()
                     cond.notify()
-                    if stop.is_set():
+                    if stop.is_set() or self._cut:
                         return
             if size >= target:
                 with cond:
                     cond.notify()
                     # Wait until the sender takes this chunk: blocking here hands the GIL
                     # over at once instead of after the interpreter's switch interval.
-                    while len(buf) >= self._target and not stop.is_set():
+                    while len(buf) >= self._target and not stop.is_set() and not self._cut:
                         cond.wait()
                     target = self._target
-                    if stop.is_set():
+                    if stop.is_set() or self._cut:
                         return
 
     # -- sender -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from olympipe._transport.channel import Channel
+from olympipe._transport.codec import dumps
 from olympipe.errors import PipelineError, stage_error
 
 _repr = reprlib.Repr()
@@ -34,21 +35,21 @@ def pack_exception(exc: BaseException) -> bytes | None:
     fails to unpickle; it then travels as its class, ``args`` and attributes, and is rebuilt
     without calling ``__init__``."""
     try:
-        data = pickle.dumps(exc)
+        data = dumps(exc)
         pickle.loads(data)
         return data
     except Exception:
         pass
     try:
         state = {k: v for k, v in vars(exc).items() if _pickles(v)}
-        return pickle.dumps(_Rebuilt(type(exc), exc.args if _pickles(exc.args) else (), state))
+        return dumps(_Rebuilt(type(exc), exc.args if _pickles(exc.args) else (), state))
     except Exception:  # a class that cannot be imported by name (defined in a function)
         return None
 
 
 def _pickles(value: object) -> bool:
     try:
-        pickle.dumps(value)
+        dumps(value)
     except Exception:
         return False
     return True

@@ -25,6 +25,7 @@ short grace, join everything and close every pipe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -38,8 +39,13 @@ from typing import Any
 
 from olympipe._graph import Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
-from olympipe._runtime.context import get_context, resolve_start_method
-from olympipe._runtime.counters import Counters
+from olympipe._runtime.context import (
+    get_context,
+    resolve_start_method,
+    shared_memory_disabled,
+    without_main_replay,
+)
+from olympipe._runtime.counters import STARTED, Counters
 from olympipe._runtime.feeder import Feeder, cost_reader
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
@@ -63,7 +69,6 @@ class _Worker:
     label: str
     process: Any
     done: bool = False
-    exited: bool = False
 
 
 class Run:
@@ -92,7 +97,7 @@ class Run:
         self._server = _server_of(plan)
         # The caller's pid first: whose segments these are, for people and for leak checks.
         token = f"olympipe-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self.shm_prefix: str | None = token if shm.available() else None
+        self.shm_prefix: str | None = token if shm.available() and not shared_memory_disabled() else None
         self.counters = Counters(self._ctx, sum(n.spec.count for n in plan.stages))
 
     # -- starting ---------------------------------------------------------------------------
@@ -163,7 +168,8 @@ class Run:
                         name=f"olympipe:{spec.name}:{index}",
                         daemon=True,
                     )
-                    process.start()
+                    with without_main_replay() if self.method == "forkserver" else contextlib.nullcontext():
+                        process.start()
                     self._workers.append(_Worker(index, self.labels[node.id], process))
                     self.stage_workers[node.id].append(index)
                     index += 1
@@ -288,11 +294,26 @@ class Run:
         raise PipelineError("a sink channel closed without an end of stream", stage="sink")
 
     def _worker_exited(self, worker: _Worker) -> None:
-        worker.exited = True
         self._drain_control()
         if not worker.done:
             worker.process.join()
-            raise WorkerDied(stage=worker.label, exitcode=worker.process.exitcode)
+            exitcode = worker.process.exitcode
+            started = self.counters.row(worker.index)[STARTED] > 0
+            if self.method == "spawn" and exitcode == 1 and not started:
+                raise PipelineError(
+                    f"a worker of stage {worker.label!r} failed while starting: with"
+                    ' start_method="spawn" each worker re-runs your script, so the code that'
+                    ' runs the pipeline must be under if __name__ == "__main__": (or leave'
+                    " start_method unset: the default needs no guard)",
+                    stage=worker.label,
+                )
+            raise WorkerDied(stage=worker.label, exitcode=exitcode)
+
+    def end_sources(self, node_ids: set[int]) -> None:
+        """End the streams of these sources after what they have already read."""
+        for node, feeder in zip(self.plan.sources, self._feeders, strict=False):
+            if node.id in node_ids:
+                feeder.end_source()
 
     # -- seeing inside -----------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from olympipe._transport.codec import (
     decode_frame,
     encode_chunk,
     loads_definition,
+    register_main_classes,
     send_encoded,
 )
 
@@ -84,6 +85,7 @@ def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
     """Entry point of a worker process."""
     _become_worker(plan.parent_pid, plan.lifeline)
     spec: StageSpec = loads_definition(definition) if isinstance(definition, bytes) else definition
+    register_main_classes(spec)
     stage: Stage | None = None
     try:
         stage = spec.make()

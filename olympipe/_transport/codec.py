@@ -8,6 +8,13 @@ the frame. Stage definitions (lambdas and closures included) travel once per wor
 ``dill``. When a chunk will not pickle, :func:`describe_unpicklable` finds the item at fault
 so the error can name its type instead of the engine's internals.
 
+Classes defined in ``__main__`` (a script, a notebook cell) travel by value with the items
+that use them: a worker that did not re-run the caller's script (see ``context``) has no
+``__main__.Rec`` to find. On the receiving side a class of the same name in that process's
+``__main__`` is used when there is one (the caller's own class, so ``isinstance`` and
+``except`` work there), else the class is rebuilt once per process and registered in its
+``__main__``.
+
 Frame body, after the channel header::
 
     inline:  <pickle bytes>
@@ -16,8 +23,10 @@ Frame body, after the channel header::
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +74,66 @@ class Encoded:
         return bool(self.buffers) or len(self.data) >= shm.THRESHOLD
 
 
+class _Pickler(pickle.Pickler):
+    """``pickle`` with classes of ``__main__`` by value (the C pickler calls
+    ``reducer_override`` only for objects that are not plain ints, strs, lists, ...)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type) and obj.__module__ == "__main__":
+            return _main_class, (obj.__qualname__, _class_payload(obj))
+        return NotImplemented
+
+
+_payloads: dict[type, bytes] = {}
+_rebuilt: dict[bytes, type] = {}
+
+
+def _class_payload(cls: type) -> bytes:
+    payload = _payloads.get(cls)
+    if payload is None:
+        payload = _payloads[cls] = dill.dumps(cls, protocol=PROTOCOL, recurse=True)
+    return payload
+
+
+def _main_class(qualname: str, payload: bytes) -> type:
+    """The class a by-value ``__main__`` class stands for in this process."""
+    main = sys.modules.get("__main__")
+    found = getattr(main, qualname, None) if "." not in qualname else None
+    if isinstance(found, type) and found.__qualname__ == qualname:
+        return found
+    cls = _rebuilt.get(payload)
+    if cls is None:
+        cls = _rebuilt[payload] = dill.loads(payload)
+        if main is not None and "." not in qualname and not hasattr(main, qualname):
+            setattr(main, qualname, cls)  # one class per name in this process
+    return cls
+
+
+def register_main_classes(definition: object) -> None:
+    """Put the ``__main__`` classes a stage definition uses into this process's
+    ``__main__``, so that items of those classes rebuild as the very same classes."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        return
+    values = list(vars(definition).values()) if hasattr(definition, "__dict__") else []
+    for value in values:
+        if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
+            register_main_classes(value)  # a wrapped spec
+        candidates = [value]
+        candidates += list(getattr(value, "__globals__", {}).values())
+        for candidate in candidates:
+            if isinstance(candidate, type) and candidate.__module__ == "__main__":
+                if "." not in candidate.__qualname__ and not hasattr(main, candidate.__qualname__):
+                    setattr(main, candidate.__qualname__, candidate)
+
+
+def dumps(value: Any, buffer_callback: Any = None) -> bytes:
+    """Pickle ``value`` (protocol 5, ``__main__`` classes by value)."""
+    out = io.BytesIO()
+    _Pickler(out, PROTOCOL, buffer_callback=buffer_callback).dump(value)
+    return out.getvalue()
+
+
 def encode_chunk(items: list[Any], use_shm: bool = True) -> Encoded:
     """Pickle a chunk of items; raise :class:`EncodeError` naming the culprit's type."""
     buffers: list[memoryview] = []
@@ -80,10 +149,7 @@ def encode_chunk(items: list[Any], use_shm: bool = True) -> Encoded:
         return False
 
     try:
-        if use_shm:
-            data = pickle.dumps(items, PROTOCOL, buffer_callback=keep_large_out_of_band)
-        else:
-            data = pickle.dumps(items, PROTOCOL)
+        data = dumps(items, keep_large_out_of_band if use_shm else None)
     except Exception as exc:
         raise describe_unpicklable(items, exc) from exc
     return Encoded(data, buffers)
@@ -163,7 +229,7 @@ def describe_unpicklable(items: list[Any], exc: Exception) -> EncodeError:
     """Find the first item of ``items`` that does not pickle and describe it."""
     for item in items:
         try:
-            pickle.dumps(item, PROTOCOL)
+            dumps(item)
         except Exception as item_exc:
             return EncodeError(_type_name(item), f"{type(item_exc).__name__}: {item_exc}", item)
     return EncodeError("list", f"{type(exc).__name__}: {exc}")
