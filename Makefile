@@ -18,10 +18,10 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check olympipe tests examples benchmarks
-	$(BIN)/mypy --strict olympipe
+	$(BIN)/mypy --strict olympipe tests
 
 test: lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q
 
 test-long: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q

@@ -31,7 +31,9 @@ def register_filter(fn: Callable[..., Any], name: str | None = None) -> None:
     _filters[name or fn.__name__] = fn
 
 
-def register_class_task(cls: type[Any], method: str, close: str | None = None, name: str | None = None) -> None:
+def register_class_task(
+    cls: type[Any], method: str, close: str | None = None, name: str | None = None
+) -> None:
     """Record a class used by ``class_task`` with the names of its method and close method."""
     _class_tasks[name or cls.__name__] = {"class": cls, "method": method, "close": close}
 

@@ -66,7 +66,7 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     new_threads = [
         t
         for t in threading.enumerate()
-        if t not in threads_before and not isinstance(t, threading._DummyThread)  # type: ignore[attr-defined]
+        if t not in threads_before and not isinstance(t, threading._DummyThread)
     ]
     for t in new_threads:
         t.join(timeout=2)  # an HTTP handler thread may still be writing its last response

@@ -122,9 +122,13 @@ def register_main_classes(definition: object) -> None:
         candidates = [value]
         candidates += list(getattr(value, "__globals__", {}).values())
         for candidate in candidates:
-            if isinstance(candidate, type) and candidate.__module__ == "__main__":
-                if "." not in candidate.__qualname__ and not hasattr(main, candidate.__qualname__):
-                    setattr(main, candidate.__qualname__, candidate)
+            if _is_main_class(candidate) and not hasattr(main, candidate.__qualname__):
+                setattr(main, candidate.__qualname__, candidate)
+
+
+def _is_main_class(value: object) -> bool:
+    """A class defined at the top level of ``__main__``."""
+    return isinstance(value, type) and value.__module__ == "__main__" and "." not in value.__qualname__
 
 
 def dumps(value: Any, buffer_callback: Any = None) -> bytes:

@@ -103,7 +103,8 @@ def _refuse() -> None:
 
 
 def test_item_that_fails_to_unpickle() -> None:
-    pipe = Pipeline([1, 2]).task(lambda x: Unloadable(), name="make").task(plus_one, name="next")
+    made: Pipeline[Any] = Pipeline([1, 2]).task(lambda x: Unloadable(), name="make")
+    pipe = made.task(plus_one, name="next")
     with pytest.raises(PipelineError) as info:
         pipe.wait_for_result()
     assert "unpickle" in str(info.value)

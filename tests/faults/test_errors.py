@@ -7,6 +7,7 @@ import pickle
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -83,8 +84,9 @@ def test_unpicklable_result_names_stage_and_type() -> None:
 
 
 def test_unpicklable_source_item() -> None:
+    source: list[Any] = [1, (x for x in range(3))]
     with pytest.raises(PipelineError) as info:
-        Pipeline([1, (x for x in range(3))]).task(plus_one).wait_for_result()
+        Pipeline(source).task(plus_one).wait_for_result()
     assert info.value.stage == "source"
     assert "generator" in str(info.value)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_order_kept_with_parallel_workers_and_jitter(method: str) -> None:
 
 
 def test_chain_of_every_foundation_operator() -> None:
-    got = (
+    got: list[Any] = (
         Pipeline(range(50))
         .task(times_2, count=2)
         .filter(lambda x: x % 3 != 0)
@@ -96,7 +97,8 @@ def test_only_the_needed_subgraph_runs(tmp_path: object) -> None:
 
 def test_wait_for_completion_and_start() -> None:
     p = Pipeline(range(20)).task(plus_one)
-    assert p.wait_for_completion() is None
+    p.wait_for_completion()
+    assert p.stats().rows[0].items_out == 20
     Pipeline.wait_for_all_completions([p, p.task(times_2)])
     p.start()
     p.start()

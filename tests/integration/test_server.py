@@ -35,7 +35,7 @@ def model(x: int) -> int:
     return x * 2
 
 
-def serve(pipe: Pipeline[Any], clients: Any) -> list[Any]:
+def serve(pipe: Pipeline[Any], clients: Any) -> Any:
     """Start the pipeline, run ``clients`` in a thread, wait for the run to end."""
     pipe.start()
     results: list[Any] = []

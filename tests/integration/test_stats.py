@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_stats_name_the_slow_stage() -> None:
 
 
 def test_source_bottleneck() -> None:
-    def trickle():  # type: ignore[no-untyped-def]
+    def trickle() -> Iterator[int]:
         for i in range(20):
             time.sleep(0.01)
             yield i

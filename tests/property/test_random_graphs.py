@@ -101,7 +101,7 @@ def evaluate(ops_: list[Op], xs: list[int]) -> list[int]:
 SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 
 
-def _settings_for(engine: Any, ray_examples: int) -> Any:
+def _settings_for(engine: Any, ray_examples: int) -> settings:
     """A Ray run starts a fresh actor process per stage worker (about a second for a
     graph with branches on 2 cores): fewer examples there."""
     return settings(SETTINGS, max_examples=ray_examples) if engine not in ("local", "inline") else SETTINGS

@@ -66,7 +66,11 @@ def test_on_error_replaces_or_drops() -> None:
 
 
 def test_task_with_threads_keeps_order() -> None:
-    stage = TaskSpec(name="t", fn=lambda x: (time.sleep(0.001 * (5 - x)), x)[1], concurrency=5).make()
+    def late(x: int) -> int:
+        time.sleep(0.001 * (5 - x))
+        return x
+
+    stage = TaskSpec(name="t", fn=late, concurrency=5).make()
     assert run_stage(stage, [[0, 1, 2, 3, 4]]) == [0, 1, 2, 3, 4]
 
 
