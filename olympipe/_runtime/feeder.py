@@ -164,8 +164,11 @@ class Feeder:
                 self._send(seq, chunk)
                 seq += 1
             if not self._stop.is_set():
-                for channel, _port in self._outputs:
-                    channel.producer_done()
+                try:
+                    for channel, _port in self._outputs:
+                        channel.producer_done()
+                except OSError as exc:  # every reader gone: the run is being torn down
+                    raise _PipeBroken from exc
         except _PipeBroken:
             pass  # the run is being torn down: its workers, and their pipes, are gone
         except EncodeError as exc:

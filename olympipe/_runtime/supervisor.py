@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing.process
 import os
 import signal
 import threading
@@ -83,6 +84,8 @@ class Run:
         self._feeders: list[Feeder] = []
         self._windows: list[tuple[Any, int]] = []
         self._shared: list[Any] = []  # shared objects workers open by name: kept for the run
+        self._control: Control | None = None
+        self._source_items = 0
         self._stop = threading.Event()
         self._started = False
         self._closed = False
@@ -159,6 +162,7 @@ class Run:
                         counters=self.counters,
                         parent_pid=parent_pid,
                         lifeline=lifeline,
+                        watch_caller=threading.current_thread() is not threading.main_thread(),
                         shm_prefix=self.shm_prefix,
                         renumber=renumber,
                     )
@@ -170,6 +174,10 @@ class Run:
                     )
                     with without_main_replay() if self.method == "forkserver" else contextlib.nullcontext():
                         process.start()
+                    # Only this run reaps its workers: multiprocessing polls every child from
+                    # whichever thread starts a process, and two threads reaping one worker
+                    # leave one of them without its exit code.
+                    _unregister_child(process)
                     self._workers.append(_Worker(index, self.labels[node.id], process))
                     self.stage_workers[node.id].append(index)
                     index += 1
@@ -232,6 +240,7 @@ class Run:
         sinks = self._sink_channels
         reorders = [Reorder(1) for _ in sinks]
         open_sinks = {s.reader: i for i, s in enumerate(sinks)}
+        assert self._control is not None
         control = self._control.channel
         by_sentinel = {w.process.sentinel: w for w in self._workers}
         while open_sinks:
@@ -275,6 +284,8 @@ class Run:
 
         Teardown reads without raising, so finished workers are not terminated, and a
         report cut short by a dying worker does not stop the teardown."""
+        if self._control is None:
+            return
         control = self._control.channel
         try:
             while control.poll(0):
@@ -329,7 +340,7 @@ class Run:
             rows=rows,
             bottleneck=pick_bottleneck(rows),
             wall_seconds=end - self._started_at if self._started_at else 0.0,
-            source_items=sum(f.items for f in self._feeders),
+            source_items=self._source_items or sum(f.items for f in self._feeders),
         )
 
     # -- teardown ---------------------------------------------------------------------------
@@ -377,7 +388,7 @@ class Run:
                 log.warning("the source iterator is still blocked in next(); leaving its thread")
         for channel in [*self._channels.values(), *self._sink_channels]:
             channel.close()
-        if self._started:
+        if self._control is not None:
             self._control.channel.close()
         if self._lifeline is not None:
             self._lifeline.close()
@@ -386,6 +397,17 @@ class Run:
         if self.shm_prefix is not None:
             # Only now is every process that could write or map a segment dead.
             shm.remove_all(self.shm_prefix)
+        # Drop every lock and semaphore now: under spawn and forkserver each is a file in
+        # /dev/shm until collected, and the Pipeline keeps this run for stats().
+        self._source_items = sum(f.items for f in self._feeders)
+        self._channels, self._sink_channels, self._windows, self._shared = {}, [], [], []
+        self._workers, self._feeders, self._control = [], [], None
+
+
+def _unregister_child(process: Any) -> None:
+    children = getattr(multiprocessing.process, "_children", None)
+    if isinstance(children, set):
+        children.discard(process)
 
 
 def _server_of(plan: Plan) -> ServerSource | None:

@@ -18,8 +18,10 @@ can mistake a failed run for a finished one.
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import resource
+import select
 import signal
 import threading
 import time
@@ -77,13 +79,26 @@ class WorkerPlan:
     counters: Counters
     parent_pid: int
     lifeline: Connection | None = None  # forkserver only: EOF when the caller is gone
+    watch_caller: bool = False  # forked from a thread: the death signal would follow the thread
     shm_prefix: str | None = None  # where large buffers go; None: always inline
     renumber: Any = None  # ordered=False: a shared counter; output numbered as it completes
 
 
 def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
     """Entry point of a worker process."""
-    _become_worker(plan.parent_pid, plan.lifeline)
+    _become_worker(plan.parent_pid, plan.lifeline, plan.watch_caller)
+    try:
+        _work(plan, definition)
+        # Reported (Done or a Failure): from here on, being terminated is simply the end.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except Stopped:
+        # SIGTERM while reporting a failure: the run is already being torn down, and the
+        # report (if any got through) is all the caller needs. No second traceback.
+        _die_by(signal.SIGTERM)
+
+
+def _work(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
+    """Build the stage, run it to the end of its stream, report Done or a Failure."""
     spec: StageSpec = loads_definition(definition) if isinstance(definition, bytes) else definition
     register_main_classes(spec)
     stage: Stage | None = None
@@ -328,18 +343,40 @@ def _watch_lifeline(lifeline: Connection) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _become_worker(parent_pid: int, lifeline: Connection | None) -> None:
+def _watch_caller(pidfd: int) -> None:
+    """Die with the caller: a pidfd turns readable when the whole process has exited."""
+    select.select([pidfd], [], [])
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _become_worker(parent_pid: int, lifeline: Connection | None, watch_caller: bool) -> None:
+    """Ignore Ctrl-C (the caller handles it once), stop cleanly on SIGTERM, die with the caller.
+
+    How a worker dies with its caller depends on how it started. Forked from the caller's
+    main thread: the kernel's parent-death signal. From a fork server: a lifeline pipe whose
+    only writer is the caller (the server's children keep it alive). Forked from another
+    thread: a pidfd of the caller, because the parent-death signal fires when the thread that
+    forked exits, not the process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGTERM, _raise_stopped)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
+    # A stage may run a pipeline of its own: multiprocessing refuses children to a daemon
+    # process. Its workers die with this one all the same (they watch their own caller).
+    multiprocessing.current_process().daemon = False
     if lifeline is not None:
-        # A fork server's children keep it alive (they inherit its "alive" fd), so a death
-        # signal tied to it would never fire: watch the caller itself instead.
         threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
-    elif os.getppid() != parent_pid:
-        os._exit(1)  # the caller died before the death signal was armed
+        return
+    if watch_caller and hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(parent_pid)
+        except OSError:  # gone already
+            os._exit(1)
+        threading.Thread(target=_watch_caller, args=(pidfd,), daemon=True).start()
+    else:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - not Linux
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the caller died before the watch was armed

@@ -89,3 +89,87 @@ def test_deriving_from_a_started_list_source_runs_every_item() -> None:
         assert s.task(f.double).wait_for_result() == [2 * x for x in range(10)]
     finally:
         s.cleanup()
+
+
+def test_start_from_a_thread_that_then_ends() -> None:
+    holder: list[Pipeline[int]] = []
+    t = threading.Thread(
+        target=lambda: holder.append(Pipeline(range(50), start_method="fork").task(f.sleepy).start())
+    )
+    t.start()
+    t.join()
+    assert holder[0].wait_for_result() == list(range(50))  # the workers outlive the thread
+
+
+def test_concurrent_fork_runs_from_threads() -> None:
+    errors: list[BaseException] = []
+
+    def runs() -> None:
+        try:
+            for _ in range(10):
+                got = Pipeline(range(30), start_method="fork").task(f.double, count=2).wait_for_result()
+                assert got == [2 * x for x in range(30)]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runs) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+
+
+def sub_pipeline_sum(n: int) -> int:
+    return sum(Pipeline(range(n)).task(f.double, count=2).wait_for_result())
+
+
+def test_a_pipeline_inside_a_stage() -> None:
+    got = Pipeline([3, 4, 5]).task(sub_pipeline_sum, count=2).wait_for_result()
+    assert got == [sum(2 * x for x in range(n)) for n in (3, 4, 5)]
+
+
+def _semaphores() -> set[str]:
+    import os
+
+    return {e for e in os.listdir("/dev/shm") if e.startswith("sem.mp-")}
+
+
+def test_forkserver_run_leaves_no_semaphore_file() -> None:
+    before = _semaphores()
+    p = Pipeline(range(20), start_method="forkserver").task(f.double, count=2, ordered=False)
+    assert sorted(p.wait_for_result()) == [2 * x for x in range(20)]
+    assert _semaphores() - before == set()  # while p, and its last run, are still alive
+    assert p.stats().rows[0].items_in == 20
+
+
+def test_a_failing_run_prints_no_second_traceback() -> None:
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent(
+        """
+        import time
+        from olympipe import Pipeline, PipelineError
+        def fail(x):
+            if x == 50:
+                raise ValueError("fifty")
+            return x
+        def slow(x):
+            time.sleep(0.001)
+            return x
+        for _ in range(8):
+            try:
+                p = Pipeline(range(200), start_method="fork").task(slow, count=2)
+                p.task(fail).task(slow).wait_for_result()
+            except PipelineError:
+                pass
+        print("done")
+        """
+    )
+    root = Path(__file__).parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
+    assert done.stdout.strip() == "done", done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
