@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
+import sys
 import threading
 import weakref
 from collections import deque
@@ -28,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
+from olympipe._transport.codec import dumps
 
 log = logging.getLogger("olympipe.server")
 
@@ -77,10 +80,15 @@ class _RequestStage(Stage):
         if items and isinstance(items[0], RequestFailed):
             return items  # failed upstream: carried to the end untouched
         try:
-            return self._inner.process(items)
+            out = self._inner.process(items)
         except ItemFailed as exc:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             return [RequestFailed(f"{type(cause).__name__}: {cause}")]
+        try:
+            dumps(out)  # one request's answer: small, and checked here so that it fails alone
+        except Exception as exc:
+            return [RequestFailed(f"the result cannot be pickled: {type(exc).__name__}: {exc}")]
+        return out
 
 
 def check_server_stage(spec: StageSpec, sources: Sequence[Any]) -> None:
@@ -123,6 +131,9 @@ class ServerSource:
             raise ValueError(f"inactivity_timeout must be > 0, got {inactivity_timeout}")
         self._timeout = inactivity_timeout
         self._requests: queue.Queue[Any] = queue.Queue()
+        self._lock = threading.Lock()
+        self._stopped = False  # no request is taken any more: new ones get 503 at once
+        self._connections: set[socket.socket] = set()  # open client connections
         self._order: deque[_Request] = deque()  # requests sent down the pipeline, in order
         self._httpd = _Server((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -140,6 +151,8 @@ class ServerSource:
                 try:
                     request = self._requests.get(timeout=self._timeout)
                 except queue.Empty:
+                    if self._order:
+                        continue  # a request still in the pipeline: not idle
                     return  # inactivity_timeout: the run ends cleanly
                 if request is _STOP:
                     return
@@ -166,6 +179,8 @@ class ServerSource:
         request.answer.set_result(chunk)
 
     def _shut_down(self) -> None:
+        with self._lock:
+            self._stopped = True
         self._httpd.shutdown()
         self._finalizer()
         while self._order:
@@ -177,6 +192,15 @@ class ServerSource:
                 break
             if request is not _STOP:
                 self._fail_waiting(request)
+        # Idle keep-alive connections would hold their handler threads past the run: end
+        # their reading side, so each handler answers what it has and leaves.
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
 
     @staticmethod
     def _fail_waiting(request: _Request) -> None:
@@ -184,10 +208,22 @@ class ServerSource:
             request.answer.set_exception(ConnectionAbortedError("the pipeline stopped"))
 
     def submit(self, item: Any) -> Future[list[Any]]:
-        """Queue one request's item (from a handler thread)."""
+        """Queue one request's item (from a handler thread); after the run, fail it at once."""
         answer: Future[list[Any]] = Future()
-        self._requests.put(_Request(item, answer))
+        with self._lock:
+            if self._stopped:
+                answer.set_exception(ConnectionAbortedError("the pipeline stopped"))
+            else:
+                self._requests.put(_Request(item, answer))
         return answer
+
+    def track(self, connection: socket.socket, open_: bool) -> None:
+        """A client connection opened or closed (from its handler thread)."""
+        with self._lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
 
     def route(self, path: str, method: str) -> tuple[int, Callable[[Any], Any] | None]:
         """``(status, parse)`` for a request: 404 or 405 when it has no route."""
@@ -202,6 +238,14 @@ class _Server(ThreadingHTTPServer):
     # socketserver listens with a backlog of 5: a burst of concurrent clients would see
     # connections reset before a thread accepts them.
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away is its own business: no traceback on stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("client %s went away: %s", client_address, exc)
+        else:
+            log.exception("error while serving %s", client_address)
 
 
 def _handler_for(source: ServerSource) -> type[BaseHTTPRequestHandler]:
@@ -223,8 +267,26 @@ def _handler_for(source: ServerSource) -> type[BaseHTTPRequestHandler]:
         def do_PATCH(self) -> None:
             self._handle("PATCH")
 
+        def setup(self) -> None:
+            super().setup()
+            source.track(self.connection, True)
+
+        def finish(self) -> None:
+            source.track(self.connection, False)
+            try:
+                super().finish()
+            except OSError:  # the client went away
+                pass
+
         def _handle(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length < 0:
+                    raise ValueError(length)
+            except ValueError:
+                self.close_connection = True  # the body's end is unknown
+                self._reply(400, {"error": "Content-Length must be a non-negative integer"})
+                return
             body = self.rfile.read(length) if length else b""
             status, parse = source.route(self.path.split("?", 1)[0], method)
             if parse is None:
@@ -257,12 +319,16 @@ def _handler_for(source: ServerSource) -> type[BaseHTTPRequestHandler]:
                 data = b"" if status == 204 else json.dumps(value).encode()
             except (TypeError, ValueError) as exc:
                 status, data = 500, json.dumps({"error": f"result is not JSON: {exc}"}).encode()
-            self.send_response(status)
-            if status != 204:
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                if status != 204:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except ConnectionError as exc:  # the client left before its answer
+                self.close_connection = True
+                log.debug("client %s went away: %s", self.address_string(), exc)
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s %s", self.address_string(), format % args)
