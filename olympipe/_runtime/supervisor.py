@@ -56,12 +56,14 @@ from olympipe._stages.base import StageSpec
 from olympipe._transport import shm
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, decode_frame, dumps_definition
+from olympipe._transport.janitor import ensure_janitor
 from olympipe.errors import PipelineError, WorkerDied
 from olympipe.stats import RunStats, pick_bottleneck
 
 log = logging.getLogger("olympipe")
 
 GRACE_SECONDS = 0.5  # how long a terminated worker may take to run its close() before SIGKILL
+FEEDER_JOIN_SECONDS = 1.0  # a source blocked in next() longer than this keeps its thread
 
 
 @dataclass
@@ -113,6 +115,8 @@ class Run:
         self._started_at = time.time()
         ctx = self._ctx
         plan = self.plan
+        if self.shm_prefix is not None:  # before any pipe exists, so the janitor holds none
+            ensure_janitor(ctx, self._start_process)
         control_producers = sum(n.spec.count for n in plan.nodes)
         self._control = Control(Channel(ctx, control_producers, 1))
         for node in plan.stages:
@@ -172,12 +176,7 @@ class Run:
                         name=f"olympipe:{spec.name}:{index}",
                         daemon=True,
                     )
-                    with without_main_replay() if self.method == "forkserver" else contextlib.nullcontext():
-                        process.start()
-                    # Only this run reaps its workers: multiprocessing polls every child from
-                    # whichever thread starts a process, and two threads reaping one worker
-                    # leave one of them without its exit code.
-                    _unregister_child(process)
+                    self._start_process(process)
                     self._workers.append(_Worker(index, self.labels[node.id], process))
                     self.stage_workers[node.id].append(index)
                     index += 1
@@ -204,6 +203,14 @@ class Run:
         if self.options.progress:
             self._progress = Progress(self.stats, bar_totals(plan))
             self._progress.start()
+
+    def _start_process(self, process: Any) -> None:
+        with without_main_replay() if self.method == "forkserver" else contextlib.nullcontext():
+            process.start()
+        # Only this run reaps its workers: multiprocessing polls every child from
+        # whichever thread starts a process, and two threads reaping one worker
+        # leave one of them without its exit code.
+        _unregister_child(process)
 
     def _outputs_of(self, node_id: int) -> list[list[tuple[Channel, int]]]:
         out: list[list[tuple[Channel, int]]] = []
@@ -346,13 +353,25 @@ class Run:
     # -- teardown ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop everything and release every resource; idempotent."""
+        """Stop everything and release every resource; idempotent.
+
+        The one teardown path, in the order CPython's process pool uses: stop the inputs,
+        stop the workers (a grace to finish ``close()``, then kill), join them, close the
+        pipes, remove shared memory, drop the locks. A Ctrl-C arriving meanwhile is held
+        until the end, so that a second one cannot leave anything behind."""
         if self._closed:
             return
         self._closed = True
         self._ended_at = time.time()
-        if self._progress is not None:
-            self._progress.close()
+        with _ctrl_c_held():
+            if self._progress is not None:
+                self._progress.close()
+            self._stop_inputs()
+            self._stop_workers()
+            self._release()
+
+    def _stop_inputs(self) -> None:
+        """Stop the feeders and the server; wake whatever waits for room."""
         self._stop.set()
         if self._server is not None:
             self._server.stop()
@@ -363,11 +382,13 @@ class Run:
                 window.release()  # wake a feeder waiting for room
         for channel in [*self._channels.values(), *self._sink_channels]:
             channel.unblock_producers()
-        if self._started:
-            self._drain_control(raise_failures=False)
-        working = [w for w in self._workers if not w.done and w.process.exitcode is None]
-        for worker in working:
-            worker.process.terminate()
+
+    def _stop_workers(self) -> None:
+        """Let finished workers exit, terminate the others, kill what outlives the grace."""
+        self._drain_control(raise_failures=False)  # workers that reported Done are spared
+        for worker in self._workers:
+            if not worker.done and worker.process.exitcode is None:
+                worker.process.terminate()
         deadline = time.monotonic() + GRACE_SECONDS
         pending = {w.process.sentinel: w for w in self._workers if w.process.exitcode is None}
         while pending:
@@ -381,10 +402,13 @@ class Run:
             worker.process.kill()
         for worker in self._workers:
             worker.process.join()
+
+    def _release(self) -> None:
+        """Join the feeders, close every pipe, remove shared memory, drop the locks."""
         for channel in self._sink_channels:
             channel.close_reader()  # breaks a feeder blocked writing straight into a sink
         for feeder in self._feeders:
-            if not feeder.join(1.0):
+            if not feeder.join(FEEDER_JOIN_SECONDS):
                 log.warning("the source iterator is still blocked in next(); leaving its thread")
         for channel in [*self._channels.values(), *self._sink_channels]:
             channel.close()
@@ -402,6 +426,27 @@ class Run:
         self._source_items = sum(f.items for f in self._feeders)
         self._channels, self._sink_channels, self._windows, self._shared = {}, [], [], []
         self._workers, self._feeders, self._control = [], [], None
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, then raise it: teardown is short and must finish.
+
+    Python runs signal handlers in the main thread only, so only there can it be held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, None)  # the caller's own handler, or KeyboardInterrupt
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
 
 
 def _unregister_child(process: Any) -> None:

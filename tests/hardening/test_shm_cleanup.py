@@ -1,0 +1,59 @@
+"""Nothing of a run outlives it in /dev/shm, however the caller ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+TARGET = Path(__file__).with_name("_shm_caller.py")
+ROOT = Path(__file__).parents[2]
+
+
+def start(method: str) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+    proc = subprocess.Popen(
+        [sys.executable, str(TARGET), method],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", proc.stderr.read() if proc.stderr else line
+    descendants = psutil.Process(proc.pid).children(recursive=True)
+    return proc, descendants
+
+
+def segments_of(pid: int) -> list[str]:
+    return [e for e in os.listdir("/dev/shm") if e.startswith(f"olympipe-{pid}-")]
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_caller_leaves_no_segment(method: str, signum: int) -> None:
+    proc, descendants = start(method)
+    proc.send_signal(signum)
+    proc.communicate(timeout=20)
+    # The janitor removes them once the caller and its workers are gone; then it exits.
+    _, alive = psutil.wait_procs(descendants, timeout=20)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert segments_of(proc.pid) == []
+
+
+def test_second_ctrl_c_during_teardown_leaves_no_segment() -> None:
+    proc, descendants = start("fork")
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.15)  # the second Ctrl-C must land while the first one's teardown runs
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert "left 0" in out, err[-2000:]
+    psutil.wait_procs(descendants, timeout=20)
