@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
+from olympipe._runtime.credits import Target
 from olympipe._runtime.messages import Control, Failure
-from olympipe._transport.channel import Channel
 from olympipe._transport.codec import EncodeError, encode_chunk, send_encoded
 
 TARGET_SECONDS = 0.001
@@ -51,8 +51,7 @@ class Feeder:
     def __init__(
         self,
         iterable: Iterable[Any],
-        outputs: list[tuple[Channel, int]],
-        window: Any,
+        outputs: list[Target],
         control: Control,
         stop: threading.Event,
         cost: Callable[[], tuple[float | None, int]],
@@ -63,7 +62,6 @@ class Feeder:
         self._one_item_chunks = one_item_chunks
         self._iterable = iterable
         self._outputs = outputs
-        self._window = window
         self._control = control
         self._stop = stop
         self._cost = cost
@@ -165,8 +163,8 @@ class Feeder:
                 seq += 1
             if not self._stop.is_set():
                 try:
-                    for channel, _port in self._outputs:
-                        channel.producer_done()
+                    for target in self._outputs:
+                        target.channel.producer_done()
                 except OSError as exc:  # every reader gone: the run is being torn down
                     raise _PipeBroken from exc
         except _PipeBroken:
@@ -216,15 +214,13 @@ class Feeder:
         encoded = encode_chunk(chunk, self._prefix is not None)
         size = len(encoded.data) + sum(b.nbytes for b in encoded.buffers)
         self._item_bytes = size / len(chunk)
-        if self._window is not None:
-            self._window.acquire()
-            if self._stop.is_set():
-                raise _PipeBroken
         try:
-            for channel, port in self._outputs:
+            for target in self._outputs:
+                if target.window is not None:
+                    target.window.acquire()  # a credit per chunk (see credits.py)
                 if self._stop.is_set():
                     raise _PipeBroken
-                send_encoded(channel, port, seq, encoded, self._prefix)
+                send_encoded(target.channel, target.port, seq, encoded, self._prefix)
         except OSError as exc:
             raise _PipeBroken from exc
         self.items += len(chunk)

@@ -35,6 +35,13 @@ class Reorder:
         self._next[port] = expected
         return ready
 
+    def drop(self) -> dict[int, int]:
+        """Forget every waiting chunk; how many each port had."""
+        counts = {port: len(p) for port, p in enumerate(self._pending) if p}
+        for pending in self._pending:
+            pending.clear()
+        return counts
+
     @property
     def buffered(self) -> int:
         """How many chunks wait for an earlier one."""

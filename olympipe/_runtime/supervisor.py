@@ -47,6 +47,7 @@ from olympipe._runtime.context import (
     without_main_replay,
 )
 from olympipe._runtime.counters import STARTED, Counters
+from olympipe._runtime.credits import Credits, Target, plan_credits
 from olympipe._runtime.feeder import Feeder, cost_reader
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
@@ -84,7 +85,8 @@ class Run:
         self._ctx = get_context(self.method)
         self._workers: list[_Worker] = []
         self._feeders: list[Feeder] = []
-        self._windows: list[tuple[Any, int]] = []
+        self._windows: list[tuple[Any, int]] = []  # every window of credits and its size
+        self._sink_windows: dict[int, list[Any]] = {}  # sink -> windows it gives credits back to
         self._shared: list[Any] = []  # shared objects workers open by name: kept for the run
         self._control: Control | None = None
         self._source_items = 0
@@ -123,19 +125,10 @@ class Run:
             self._channels[node.id] = Channel(ctx, plan.producers(node), node.spec.count)
         for sink_node, _slot in plan.sinks:
             self._sink_channels.append(Channel(ctx, sink_node.spec.count, 1))
-        windows: dict[int, dict[int, Any]] = {n.id: {} for n in plan.stages}
-        source_outputs: dict[int, list[tuple[Channel, int]]] = {}
-        source_windows: dict[int, Any] = {}
-        for node in plan.sources:
-            outputs = self._outputs_of(node.id)[0]
-            source_outputs[node.id] = outputs
-            first = next((c for c in plan.consumers[node.id][0] if c.node is not None), None)
-            if first is not None and first.node is not None:
-                size = self.options.queue_size or 2 * first.node.spec.count + 2
-                window = ctx.Semaphore(size)
-                windows[first.node.id][first.port] = window
-                source_windows[node.id] = window
-                self._windows.append((window, size))
+        credits = plan_credits(plan, ctx, self.options.queue_size)
+        self._windows = credits.sizes
+        self._sink_windows = credits.release_at_sink
+        source_outputs = {node.id: self._outputs_of(node.id, credits)[0] for node in plan.sources}
 
         parent_pid = os.getpid()
         lifeline = None
@@ -160,8 +153,8 @@ class Run:
                         label=self.labels[node.id],
                         inbox=self._channels[node.id],
                         ports=len(node.inputs),
-                        outputs=self._outputs_of(node.id),
-                        windows=windows[node.id],
+                        outputs=self._outputs_of(node.id, credits),
+                        windows=credits.released_by(node.id),
                         control=self._control,
                         counters=self.counters,
                         parent_pid=parent_pid,
@@ -191,7 +184,6 @@ class Run:
             feeder = Feeder(
                 node.spec.iterable,
                 source_outputs[node.id],
-                source_windows.get(node.id),
                 self._control,
                 self._stop,
                 cost_reader(self.counters, [(self.stage_workers[n.id], n.spec.parallelism) for n in stages]),
@@ -212,22 +204,25 @@ class Run:
         # leave one of them without its exit code.
         _unregister_child(process)
 
-    def _outputs_of(self, node_id: int) -> list[list[tuple[Channel, int]]]:
-        out: list[list[tuple[Channel, int]]] = []
-        for slot in self.plan.consumers[node_id]:
-            targets: list[tuple[Channel, int]] = []
-            for consumer in slot:
+    def _outputs_of(self, node_id: int, credits: Credits) -> list[list[Target]]:
+        """Per output slot of a node: where its chunks go, each with its window of credits."""
+        out: list[list[Target]] = []
+        for slot, consumers in enumerate(self.plan.consumers[node_id]):
+            targets: list[Target] = []
+            for index, consumer in enumerate(consumers):
                 if consumer.node is not None:
-                    targets.append((self._channels[consumer.node.id], consumer.port))
-                elif consumer.sink is not None:
-                    targets.append((self._sink_channels[consumer.sink], 0))
+                    channel, port = self._channels[consumer.node.id], consumer.port
+                else:
+                    assert consumer.sink is not None
+                    channel, port = self._sink_channels[consumer.sink], 0
+                targets.append(Target(channel, port, credits.window(node_id, slot, index)))
             out.append(targets)
         return out
 
-    def _close_unused_ends(self, source_outputs: dict[int, list[tuple[Channel, int]]]) -> None:
+    def _close_unused_ends(self, source_outputs: dict[int, list[Target]]) -> None:
         """Drop the caller's copies of pipe ends only workers use, so a write into a pipe
         whose readers all died fails instead of blocking forever."""
-        fed = {id(ch) for outputs in source_outputs.values() for ch, _port in outputs}
+        fed = {id(target.channel) for targets in source_outputs.values() for target in targets}
         for channel in self._channels.values():
             channel.close_reader()
             if id(channel) not in fed:
@@ -277,6 +272,8 @@ class Run:
                     del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
                     continue
                 for _seq, chunk in reorders[index].push(0, seq, items):
+                    for window in self._sink_windows.get(index, ()):
+                        window.release()  # this chunk is back in order: a credit returns
                     if self._server is not None and index == 0:
                         self._server.respond(chunk)
                     yield index, chunk

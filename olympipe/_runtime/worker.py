@@ -42,6 +42,7 @@ from olympipe._runtime.counters import (
     WAIT_IN,
     Counters,
 )
+from olympipe._runtime.credits import Target
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
@@ -73,8 +74,8 @@ class WorkerPlan:
     label: str  # the stage's name, for error messages
     inbox: Channel
     ports: int
-    outputs: list[list[tuple[Channel, int]]]  # per output slot: (consumer channel, port)
-    windows: dict[int, Any]  # port -> semaphore the feeder of that port waits on
+    outputs: list[list[Target]]  # per output slot: where chunks go, with their windows
+    windows: dict[int, list[Any]]  # port -> windows given a credit back per chunk back in order
     control: Control
     counters: Counters
     parent_pid: int
@@ -109,8 +110,8 @@ def _work(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
         stage.close()
         stage = None
         for slot in plan.outputs:
-            for channel, _port in slot:
-                channel.producer_done()
+            for target in slot:
+                target.channel.producer_done()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nothing left to clean up
         plan.control.send(Done(plan.index))
     except Stopped:
@@ -148,19 +149,26 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         meter.sample_usage()
         if timed and not outputs.ended and not _input_before_deadline(plan.inbox, stage, meter):
             outputs.send(None, stage.tick(time.monotonic()))
-            outputs.end_if_exhausted(stage)
+            if outputs.end_if_exhausted(stage) and reorder is not None:
+                for buffered_port, count in reorder.drop().items():
+                    _give_back(plan.windows, buffered_port, count)
             continue
         kind, port, seq, items = _read(plan.inbox, meter)
         if kind == KIND_END:
             break
-        if not outputs.ended:  # once ended early, what still comes is drained unread
-            ready = [(seq, items)] if reorder is None else reorder.push(port, seq, items)
-            for ready_seq, chunk in ready:
-                outputs.send(ready_seq if keeps_numbers else None, meter.process(stage, chunk))
-                if stage.exhausted:
-                    break
-            outputs.end_if_exhausted(stage)
-        _release(plan.windows, port)
+        if outputs.ended:  # once ended early, what still comes is drained unread
+            _give_back(plan.windows, port, 1)
+            continue
+        ready = [(seq, items)] if reorder is None else reorder.push(port, seq, items)
+        for index, (ready_seq, chunk) in enumerate(ready):
+            outputs.send(ready_seq if keeps_numbers else None, meter.process(stage, chunk))
+            if stage.exhausted:
+                _give_back(plan.windows, port, len(ready) - index)  # this one and the rest
+                break
+            _give_back(plan.windows, port, 1)
+        if outputs.end_if_exhausted(stage) and reorder is not None:
+            for buffered_port, count in reorder.drop().items():  # never to be read
+                _give_back(plan.windows, buffered_port, count)
     if not outputs.ended and spec.ordered_input:
         outputs.send(None, stage.finish())
     meter.record_usage()
@@ -252,6 +260,9 @@ class _Outputs:
                 continue
             encoded = encode_chunk(chunk, self._prefix is not None)
             t0 = time.perf_counter()
+            for target in consumers:
+                if target.window is not None:
+                    target.window.acquire()  # a credit per chunk sent to a racing stage
             if seq is None:
                 self._write(consumers, self._own_seq[slot], encoded)
                 self._own_seq[slot] += 1
@@ -263,20 +274,21 @@ class _Outputs:
                     self._renumber.value += 1
             self._meter.blocked(time.perf_counter() - t0)
 
-    def _write(self, consumers: list[tuple[Channel, int]], seq: int, encoded: Encoded) -> None:
-        for channel, port in consumers:
-            send_encoded(channel, port, seq, encoded, self._prefix)
+    def _write(self, consumers: list[Target], seq: int, encoded: Encoded) -> None:
+        for target in consumers:
+            send_encoded(target.channel, target.port, seq, encoded, self._prefix)
 
-    def end_if_exhausted(self, stage: Stage) -> None:
+    def end_if_exhausted(self, stage: Stage) -> bool:
         """``limit``/``timeout``: once the stage is exhausted, downstream ends at once;
-        upstream is drained until its END."""
+        upstream is drained until its END. ``True`` the one time it ends."""
         if self.ended or not stage.exhausted:
-            return
+            return False
         self.ended = True
         for slot in self._consumers:
-            for channel, _port in slot:
-                channel.producer_done()
+            for target in slot:
+                target.channel.producer_done()
         self._consumers = [[] for _ in self._consumers]
+        return True
 
 
 def _input_before_deadline(inbox: Channel, stage: Stage, meter: Meter) -> bool:
@@ -299,10 +311,11 @@ def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any]]:
     return decode_frame(inbox, frame)
 
 
-def _release(windows: dict[int, Any], port: int) -> None:
-    window = windows.get(port)
-    if window is not None:
-        window.release()
+def _give_back(windows: dict[int, list[Any]], port: int, chunks: int) -> None:
+    """``chunks`` chunks from ``port`` are back in order: their credits return."""
+    for window in windows.get(port, ()):
+        for _ in range(chunks):
+            window.release()
 
 
 def _fail(plan: WorkerPlan, stage: Stage | None, failure: Failure) -> None:

@@ -1,0 +1,93 @@
+"""Credits: how far chunks may run ahead of the oldest one still being worked on.
+
+A stage with several workers lets a fast worker take chunk ``k + 1``, ``k + 2``, ... while a
+slow one holds chunk ``k``; whoever reads that stage's output in order must keep the later
+ones until ``k`` arrives. Without a bound, one slow item lets memory grow without end.
+
+So every edge into such a stage carries a *window*, a semaphore of ``2 * count + 2``
+credits (``queue_size`` for the source's first edge): a producer takes one credit per chunk
+it sends on that edge, and the credit comes back only when the chunk is back in order,
+where the stage's output is next read in order (the next single-worker stage, or the
+caller's sink). Edges into single-worker stages, and stages that renumber their output as it
+completes (``ordered=False``), return the credit as soon as the chunk is processed. The
+source's first edge always has a window, so that the feeder never runs far ahead of the
+first stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
+from typing import Any, NamedTuple
+
+from olympipe._graph import Node, Plan
+from olympipe._transport.channel import Channel
+
+
+class Target(NamedTuple):
+    """Where a producer sends one output slot's chunks: a channel, the consumer's input port
+    on it, and the window to take a credit from first (``None``: none)."""
+
+    channel: Channel
+    port: int
+    window: Any
+
+
+@dataclass
+class Credits:
+    """The windows of one run: who takes credits, and who gives them back."""
+
+    windows: dict[tuple[int, int, int], Any] = field(default_factory=dict)  # (node, slot, consumer)
+    release_at: dict[int, dict[int, list[Any]]] = field(default_factory=dict)  # node -> port -> windows
+    release_at_sink: dict[int, list[Any]] = field(default_factory=dict)  # sink index -> windows
+    sizes: list[tuple[Any, int]] = field(default_factory=list)  # every window and its size
+
+    def window(self, node_id: int, slot: int, consumer: int) -> Any:
+        """The window of one edge, or ``None``."""
+        return self.windows.get((node_id, slot, consumer))
+
+    def released_by(self, node_id: int) -> dict[int, list[Any]]:
+        """Per input port of a stage: the windows it gives a credit back to per chunk."""
+        return self.release_at.get(node_id, {})
+
+
+def plan_credits(plan: Plan, ctx: BaseContext, queue_size: int | None) -> Credits:
+    """Every window of ``plan`` and where its credits come back."""
+    credits = Credits()
+    for producer in plan.nodes:
+        for slot, consumers in enumerate(plan.consumers[producer.id]):
+            for index, consumer in enumerate(consumers):
+                node = consumer.node
+                if node is None:
+                    continue
+                first_of_source = producer.is_source and slot == 0 and index == 0
+                if not (first_of_source or _races(node)):
+                    continue
+                size = (queue_size if first_of_source else None) or 2 * node.spec.count + 2
+                window = ctx.Semaphore(size)
+                credits.windows[(producer.id, slot, index)] = window
+                credits.sizes.append((window, size))
+                where, port = _back_in_order(plan, node, consumer.port)
+                if where is None:
+                    credits.release_at_sink.setdefault(port, []).append(window)
+                else:
+                    credits.release_at.setdefault(where.id, {}).setdefault(port, []).append(window)
+    return credits
+
+
+def _races(node: Node) -> bool:
+    """Whether the node's workers may finish chunks out of order, keeping their numbers."""
+    spec = node.spec
+    return spec.count > 1 and not spec.ordered_input and not spec.renumbers_output
+
+
+def _back_in_order(plan: Plan, node: Node, port: int) -> tuple[Node | None, int]:
+    """Where chunks entering ``node`` on ``port`` are next read in order: a node and its
+    input port, or ``(None, sink index)`` for the caller."""
+    while _races(node):
+        consumer = plan.consumers[node.id][0][0]
+        if consumer.node is None:
+            assert consumer.sink is not None
+            return None, consumer.sink
+        node, port = consumer.node, consumer.port
+    return node, port
