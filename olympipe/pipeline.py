@@ -7,6 +7,7 @@ hands it to an engine (``olympipe/_engines``): local processes by default.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import typing
@@ -106,6 +107,7 @@ class Pipeline(Generic[T]):
         self._b = builder
         self._run: Execution | None = None
         self._last_run: Execution | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @property
     def _endpoint(self) -> Endpoint:
@@ -354,6 +356,8 @@ class Pipeline(Generic[T]):
         if self._run is None:
             self._run = self._execute([self], progress, engine)
             _running.add(self._run)
+            # Dropped without being collected: the run is closed when the pipeline is.
+            self._finalizer = weakref.finalize(self, functools.partial(_close, self._run))
             self._run.start()
             _claim_sources(self._run)
         return self
@@ -373,6 +377,8 @@ class Pipeline(Generic[T]):
     ) -> Execution:
         if self._run is not None and len(pipes) == 1:
             run, self._run = self._run, None
+            if self._finalizer is not None:
+                self._finalizer.detach()  # the terminal call closes it
         else:
             run = self._execute(pipes, progress, engine)
             _running.add(run)
@@ -404,8 +410,9 @@ class Pipeline(Generic[T]):
         """Stop a run started with :meth:`start` and never collected, releasing its workers."""
         run, self._run = self._run, None
         if run is not None:
-            _running.discard(run)
-            run.close()
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            _close(run)
 
     def kill_generator_source(self) -> None:
         """End the stream of this pipeline's source(s) after what was already read, in every

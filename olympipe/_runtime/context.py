@@ -91,8 +91,12 @@ _original_preparation = multiprocessing.spawn.get_preparation_data
 
 
 def _preparation_data(name: str) -> dict[str, Any]:
+    without_main = getattr(_launching, "without_main", False)
+    main = sys.modules.get("__main__")
+    if without_main and main is not None and not hasattr(main, "__spec__"):
+        main.__spec__ = None  # as a script's has; IPython's %run namespace has none at all
     data: dict[str, Any] = _original_preparation(name)
-    if getattr(_launching, "without_main", False):
+    if without_main:
         data.pop("init_main_from_path", None)
         data.pop("init_main_from_name", None)
     return data

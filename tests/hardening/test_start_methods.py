@@ -110,3 +110,38 @@ def test_forkserver_runs_start_warm() -> None:
     # 5 stages, start to teardown, once the fork server runs: about 35 ms here; a fork
     # server that re-imports olympipe for each worker takes about 150 ms a worker.
     assert float(done.stdout) < 0.4
+
+
+def test_a_main_module_without_spec_as_ipython_run_leaves_it() -> None:
+    code = textwrap.dedent(
+        """
+        import sys, types
+        fake = types.ModuleType("__main__")
+        fake.__dict__.clear()  # IPython's %run namespace: no __spec__, no __file__
+        fake.__dict__["__name__"] = "__main__"
+        sys.modules["__main__"] = fake
+        from olympipe import Pipeline
+        print(Pipeline(range(4), start_method="forkserver").task(lambda x: x + 1).wait_for_result())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=100, env=_env()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[1, 2, 3, 4]"
+
+
+def test_a_started_pipeline_dropped_uncollected_leaves_nothing() -> None:
+    import gc
+    import threading
+
+    from olympipe import Pipeline
+    from tests.engines import stagefns as f
+
+    p = Pipeline(f.naturals(), start_method="fork").task(f.double).start()
+    del p
+    gc.collect()
+    for thread in threading.enumerate():
+        if thread.name.startswith("olympipe"):
+            thread.join(5)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("olympipe")]
