@@ -119,7 +119,13 @@ class ServerSource:
     """The iterable behind ``Pipeline.server(...)``."""
 
     def __init__(
-        self, routes: Sequence[Route], host: str, port: int, inactivity_timeout: float | None
+        self,
+        routes: Sequence[Route],
+        host: str,
+        port: int,
+        inactivity_timeout: float | None,
+        *,
+        debug: bool = False,
     ) -> None:
         self._routes: dict[str, dict[str, Callable[[Any], Any]]] = {}
         for route in routes:
@@ -130,6 +136,7 @@ class ServerSource:
         if inactivity_timeout is not None and inactivity_timeout <= 0:
             raise ValueError(f"inactivity_timeout must be > 0, got {inactivity_timeout}")
         self._timeout = inactivity_timeout
+        self.debug = debug
         self._requests: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._stopped = False  # no request is taken any more: new ones get 503 at once
@@ -331,6 +338,8 @@ def _handler_for(source: ServerSource) -> type[BaseHTTPRequestHandler]:
                 log.debug("client %s went away: %s", self.address_string(), exc)
 
         def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
+            log.log(
+                logging.INFO if source.debug else logging.DEBUG, "%s %s", self.address_string(), format % args
+            )
 
     return Handler

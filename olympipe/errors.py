@@ -44,6 +44,11 @@ class PipelineError(RuntimeError):
         self.item_repr = item_repr
         self.remote_traceback = remote_traceback
 
+    @property
+    def errors(self) -> list[str]:
+        """The error messages, as olympipe 2.x's ``PipelineExecutionError.errors`` gives them."""
+        return [str(self)]
+
     def __reduce__(self) -> tuple[object, ...]:
         return (
             _rebuild_pipeline_error,

@@ -56,6 +56,17 @@ def _check_positive_int(value: object, what: str) -> None:
         raise ValueError(f"{what} must be >= 1, got {value}")
 
 
+def _check_retries(retries: object, retry_on: object) -> tuple[type[BaseException], ...]:
+    if not isinstance(retries, int) or isinstance(retries, bool):
+        raise TypeError(f"retries must be an int, got {type(retries).__name__}")
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    kinds = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+    if not kinds or not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
+        raise TypeError(f"retry_on must be an exception class or a tuple of them, got {retry_on!r}")
+    return kinds
+
+
 def _check_seconds(value: object, what: str) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{what} must be a number of seconds, got {type(value).__name__}")
@@ -119,6 +130,7 @@ class Pipeline(Generic[T]):
         route_handlers: Sequence[tuple[str, str, Callable[[Any], Any]]],
         port: int = 8000,
         host: str = "localhost",
+        debug: bool = False,
         inactivity_timeout: float | None = None,
         *,
         start_method: str | None = None,
@@ -127,8 +139,9 @@ class Pipeline(Generic[T]):
         """An HTTP/1.1 server as a source: each request matching a ``(method, path, parse)``
         route becomes the item ``parse(json_body)``, and what reaches the end of the pipeline
         for it is sent back as JSON. The socket is bound now (``port=0``: a free one, see
-        :attr:`port`); requests wait until the pipeline runs."""
-        source = ServerSource(route_handlers, host, port, inactivity_timeout)
+        :attr:`port`); requests wait until the pipeline runs. ``debug`` logs each request
+        to the ``olympipe.server`` logger at INFO (2.x's parameter, in 2.x's position)."""
+        source = ServerSource(route_handlers, host, port, inactivity_timeout, debug=debug)
         pipe: Pipeline[Any] = cls(start_method=start_method, progress=progress)
         node = Node(SourceSpec(source, name="server", one_item_chunks=True))
         pipe._set_state(replace(pipe._b, endpoint=(node, 0)))
@@ -171,6 +184,8 @@ class Pipeline(Generic[T]):
         concurrency: int = 1,
         ordered: bool = True,
         name: str | None = None,
+        retries: int = 0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
     ) -> Pipeline[R]: ...
 
     @overload
@@ -183,6 +198,8 @@ class Pipeline(Generic[T]):
         concurrency: int = 1,
         ordered: bool = True,
         name: str | None = None,
+        retries: int = 0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
     ) -> Pipeline[R]: ...
 
     def task(
@@ -194,13 +211,17 @@ class Pipeline(Generic[T]):
         concurrency: int = 1,
         ordered: bool = True,
         name: str | None = None,
+        retries: int = 0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
     ) -> Pipeline[Any]:
         """Apply ``task(item)`` to each item in ``count`` processes, ``concurrency`` items at
         a time in each (threads, or coroutines for an ``async def``); order is kept unless
-        ``ordered=False``. ``on_error(item, exc)`` returns a replacement (``None`` drops)."""
+        ``ordered=False``. An exception of a ``retry_on`` type is retried up to ``retries``
+        more times; ``on_error(item, exc)`` then returns a replacement (``None`` drops)."""
         _check_callable(task, "task")
         _check_positive_int(count, "count")
         _check_positive_int(concurrency, "concurrency")
+        kinds = _check_retries(retries, retry_on)
         if on_error is not None:
             _check_callable(on_error, "on_error")
         spec = TaskSpec(
@@ -210,6 +231,8 @@ class Pipeline(Generic[T]):
             on_error=on_error,
             concurrency=concurrency,
             ordered=ordered,
+            retries=retries,
+            retry_on=kinds,
         )
         return self._then(spec)
 
@@ -252,10 +275,13 @@ class Pipeline(Generic[T]):
         *,
         concurrency: int = 1,
         name: str | None = None,
+        retries: int = 0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
     ) -> Pipeline[R]:
         """Build ``class_constructor(*class_args, **class_kwargs)`` once in each worker and
         apply ``class_method(instance, item)``; ``close_method(instance)`` runs at the end,
-        also after an error."""
+        also after an error. ``retries``/``retry_on`` as for :meth:`task`."""
+        kinds = _check_retries(retries, retry_on)
         _check_callable(class_constructor, "class_constructor")
         _check_callable(class_method, "class_method")
         if close_method is not None:
@@ -271,6 +297,8 @@ class Pipeline(Generic[T]):
             close_method=close_method,
             workers=count,
             concurrency=concurrency,
+            retries=retries,
+            retry_on=kinds,
         )
         return self._then(spec)
 

@@ -30,6 +30,7 @@ class StageStats:
     blocked_out_pct: float
     peak_rss_mb: float
     cpu_pct: float
+    retries: int = 0  # attempts repeated after a retry_on exception (retries=)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class RunStats:
             "in",
             "out",
             "errors",
+            "retries",
             "busy%",
             "wait-in%",
             "blocked%",
@@ -81,6 +83,7 @@ class RunStats:
                     f"{r.items_in:,}",
                     f"{r.items_out:,}",
                     str(r.errors),
+                    str(r.retries),
                     f"{r.busy_pct:.0f}",
                     f"{r.wait_in_pct:.0f}",
                     f"{r.blocked_out_pct:.0f}",

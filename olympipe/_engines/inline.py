@@ -19,7 +19,7 @@ from typing import Any
 
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
-from olympipe._runtime.counters import BUSY, ERRORS, FIELDS, ITEMS_IN, ITEMS_OUT, STARTED, Counters
+from olympipe._runtime.counters import BUSY, ERRORS, FIELDS, ITEMS_IN, ITEMS_OUT, RETRIED, STARTED, Counters
 from olympipe._runtime.messages import short_repr
 from olympipe._server import ServerSource
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
@@ -159,6 +159,7 @@ class InlineRun:
         array[row + BUSY] += time.perf_counter() - t0
         array[row + ITEMS_IN] += len(chunk)
         array[row + ERRORS] = stage.errors
+        array[row + RETRIED] = stage.retried
         self._emit(node, out)
         if stage.exhausted:
             self._ended.add(node.id)

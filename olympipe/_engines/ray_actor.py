@@ -15,7 +15,17 @@ import resource
 import time
 from typing import Any
 
-from olympipe._runtime.counters import BUSY, CPU, ERRORS, FIELDS, ITEMS_IN, ITEMS_OUT, PEAK_RSS_MB, STARTED
+from olympipe._runtime.counters import (
+    BUSY,
+    CPU,
+    ERRORS,
+    FIELDS,
+    ITEMS_IN,
+    ITEMS_OUT,
+    PEAK_RSS_MB,
+    RETRIED,
+    STARTED,
+)
 from olympipe._runtime.messages import Failure
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._transport.codec import loads_definition
@@ -107,6 +117,7 @@ class StageActor:
         row[BUSY] += time.perf_counter() - t0
         row[ITEMS_IN] += len(items)
         row[ERRORS] = self._stages[index].errors
+        row[RETRIED] = self._stages[index].retried
         row[ITEMS_OUT] += sum(len(c) for c in out) if isinstance(out, tuple) else len(out)
         return out
 

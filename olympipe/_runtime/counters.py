@@ -21,7 +21,8 @@ BLOCKED_OUT = 5  # seconds blocked writing output
 CPU = 6  # CPU seconds of the worker process (user + system)
 PEAK_RSS_MB = 7  # the worker's peak resident memory
 STARTED = 8  # time.time() at which the worker started its loop
-FIELDS = 9
+RETRIED = 9  # attempts repeated after a retry_on exception
+FIELDS = 10
 
 
 class Counters:
@@ -64,4 +65,5 @@ class Counters:
             blocked_out_pct=min(100.0, shares[BLOCKED_OUT] / n),
             peak_rss_mb=max(r[PEAK_RSS_MB] for r in rows),
             cpu_pct=shares[CPU] / n,
+            retries=int(sum(r[RETRIED] for r in rows)),
         )

@@ -38,6 +38,7 @@ from olympipe._runtime.counters import (
     ITEMS_IN,
     ITEMS_OUT,
     PEAK_RSS_MB,
+    RETRIED,
     STARTED,
     WAIT_IN,
     Counters,
@@ -197,6 +198,7 @@ class Meter:
         array[row + BUSY] += time.perf_counter() - t0
         array[row + ITEMS_IN] += len(chunk)
         array[row + ERRORS] = stage.errors
+        array[row + RETRIED] = stage.retried
         return out
 
     def waited(self, seconds: float) -> None:

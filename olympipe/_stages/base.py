@@ -29,7 +29,8 @@ class Stage:
     """
 
     exhausted: bool = False
-    errors: int = 0  # items whose user code failed and on_error handled
+    errors: int = 0  # items whose user code failed for good
+    retried: int = 0  # attempts repeated after a retry_on exception
 
     def open(self) -> None:
         """Acquire resources (build a class instance, open a cache); called in the worker."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ _DROP = object()  # what an item becomes when on_error asks for it to be dropped
 class _Calls:
     """Applies ``fn`` to a chunk: in a loop, in a thread pool, or on an asyncio loop.
 
-    ``on_error(item, exc)`` replaces a failed item (``None`` drops it); an error raised by
-    ``on_error`` itself fails the run.
+    An exception of a ``retry_on`` type is retried up to ``retries`` more times for that
+    item, in this worker. Then ``on_error(item, exc)`` replaces a failed item (``None`` drops
+    it), with the last exception; an error raised by ``on_error`` itself fails the run.
     """
 
     def __init__(
@@ -27,12 +29,18 @@ class _Calls:
         fn: Callable[[Any], Any],
         concurrency: int,
         on_error: Callable[[Any, Exception], Any] | None,
+        retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
     ) -> None:
         self.fn = fn
         self.on_error = on_error
         self.is_async = inspect.iscoroutinefunction(fn)
         self.concurrency = concurrency
-        self.errors = 0  # items handed to on_error
+        self.retries = retries
+        self.retry_on = retry_on
+        self.errors = 0  # items whose user code failed for good (handed to on_error)
+        self.retried = 0  # attempts repeated after a retry_on exception
+        self._count = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -55,7 +63,7 @@ class _Calls:
             out = self._loop.run_until_complete(self._apply_async(items))
         elif self._pool is not None and len(items) > 1:
             out = list(self._pool.map(self._guarded, items))
-        elif self.on_error is None:
+        elif self.on_error is None and not self.retries:
             fn = self.fn
             out = []
             append = out.append
@@ -72,15 +80,26 @@ class _Calls:
         return out
 
     def _guarded(self, item: Any) -> Any:
-        try:
-            return self.fn(item)
-        except Exception as exc:
-            return self._recover(item, exc)
+        attempt = 0
+        while True:
+            try:
+                return self.fn(item)
+            except Exception as exc:
+                if attempt < self.retries and isinstance(exc, self.retry_on):
+                    attempt += 1
+                    self._retried()
+                    continue
+                return self._recover(item, exc)
+
+    def _retried(self) -> None:
+        with self._count:
+            self.retried += 1
 
     def _recover(self, item: Any, exc: Exception) -> Any:
+        with self._count:
+            self.errors += 1
         if self.on_error is None:
             raise ItemFailed(item) from exc
-        self.errors += 1
         replacement = self.on_error(item, exc)  # an error here fails the run, as documented
         return _DROP if replacement is None else replacement
 
@@ -89,10 +108,16 @@ class _Calls:
 
         async def one(item: Any) -> Any:
             async with limit:
-                try:
-                    return await self.fn(item)
-                except Exception as exc:
-                    return self._recover(item, exc)
+                attempt = 0
+                while True:
+                    try:
+                        return await self.fn(item)
+                    except Exception as exc:
+                        if attempt < self.retries and isinstance(exc, self.retry_on):
+                            attempt += 1
+                            self._retried()
+                            continue
+                        return self._recover(item, exc)
 
         return list(await asyncio.gather(*(one(x) for x in items)))
 
@@ -101,15 +126,16 @@ class TaskStage(Stage):
     """``task(fn)``: ``fn(item)`` for each item."""
 
     def __init__(self, spec: TaskSpec) -> None:
-        self._calls = _Calls(spec.fn, spec.concurrency, spec.on_error)
+        self._calls = _Calls(spec.fn, spec.concurrency, spec.on_error, spec.retries, spec.retry_on)
 
     def open(self) -> None:
         self._calls.open()
 
     def process(self, items: list[Any]) -> list[Any]:
-        out = self._calls.apply(items)
-        self.errors = self._calls.errors
-        return out
+        try:
+            return self._calls.apply(items)
+        finally:
+            self.errors, self.retried = self._calls.errors, self._calls.retried
 
     def close(self) -> None:
         self._calls.close()
@@ -123,6 +149,8 @@ class TaskSpec(ParallelSpec):
     on_error: Callable[[Any, Exception], Any] | None = None
     concurrency: int = 1
     ordered: bool = True
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
 
     per_item: ClassVar[bool] = True
     one_to_one: ClassVar[bool] = True
@@ -155,12 +183,17 @@ class ClassTaskStage(Stage):
             raise ItemFailed(None, has_item=False) from exc
         method = spec.method
         instance = self._instance
-        self._calls = _Calls(lambda item: method(instance, item), spec.concurrency, None)
+        self._calls = _Calls(
+            lambda item: method(instance, item), spec.concurrency, None, spec.retries, spec.retry_on
+        )
         self._calls.open()
 
     def process(self, items: list[Any]) -> list[Any]:
         assert self._calls is not None
-        return self._calls.apply(items)
+        try:
+            return self._calls.apply(items)
+        finally:
+            self.errors, self.retried = self._calls.errors, self._calls.retried
 
     def close(self) -> None:
         if self._calls is not None:
@@ -180,6 +213,8 @@ class ClassTaskSpec(ParallelSpec):
     kwargs: dict[str, Any] = field(default_factory=dict)
     close_method: Callable[[Any], Any] | None = None
     concurrency: int = 1
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
 
     per_item: ClassVar[bool] = True
     one_to_one: ClassVar[bool] = True

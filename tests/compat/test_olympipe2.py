@@ -269,3 +269,16 @@ def test_script_without_guard_with_a_live_thread() -> None:
     done = _run(code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[0, 3, 6, 9, 12]"
+
+
+def test_server_takes_debug_in_2x_position() -> None:
+    src = Pipeline.server([("POST", "/r", lambda b: b)], 0, "127.0.0.1", False, 0.5)
+    assert src.port > 0
+    assert src.task(abs).wait_for_result() == []  # no request: ends after 0.5 s idle
+
+
+def test_pipeline_execution_error_lists_its_errors() -> None:
+    with pytest.raises(PipelineExecutionError) as info:
+        Pipeline([5]).task(f.fail_on_5).wait_for_result()
+    assert len(info.value.errors) == 1
+    assert "no 5" in info.value.errors[0]

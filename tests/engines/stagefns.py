@@ -99,3 +99,25 @@ def stalls_after_3() -> Any:
     yield 3
     release_stalled.wait(30)
     yield 4
+
+
+_attempts: dict[str, int] = {}
+
+
+def flaky_twice(key: str) -> str:
+    """Fails the first two attempts at each key (in this process), then succeeds."""
+    _attempts[key] = _attempts.get(key, 0) + 1
+    if _attempts[key] <= 2:
+        raise ConnectionError(f"attempt {_attempts[key]} at {key}")
+    return key.upper()
+
+
+def always_fails(key: str) -> str:
+    raise TimeoutError(f"never {key}")
+
+
+class Retrier:
+    """A class_task whose method is flaky."""
+
+    def call(self, key: str) -> str:
+        return flaky_twice(key)

@@ -162,3 +162,59 @@ def test_stats_count_every_stage(engine: Any) -> None:
 def test_empty_and_one_item_sources(engine: Any) -> None:
     assert Pipeline([]).task(f.double).batch(3).wait_for_result(engine=engine) == []
     assert Pipeline([4]).task(f.double).reduce(0, f.add).wait_for_result(engine=engine) == [8]
+
+
+def _keys(n: int) -> list[str]:
+    import uuid
+
+    token = uuid.uuid4().hex[:8]
+    return [f"{token}-{i}" for i in range(n)]
+
+
+def test_retries_that_succeed(engine: Any) -> None:
+    keys = _keys(6)
+    p = Pipeline(keys).task(f.flaky_twice, retries=2, retry_on=ConnectionError)
+    assert p.wait_for_result(engine=engine) == [k.upper() for k in keys]
+    row = p.stats().rows[0]
+    assert (row.retries, row.errors) == (12, 0)
+
+
+def test_retries_exhausted_keep_the_last_exception(engine: Any) -> None:
+    keys = _keys(3)
+    got = (
+        Pipeline(keys)
+        .task(f.always_fails, retries=2, on_error=lambda k, e: f"{type(e).__name__}:{k}")
+        .wait_for_result(engine=engine)
+    )
+    assert got == [f"TimeoutError:{k}" for k in keys]
+    with pytest.raises(PipelineError) as info:
+        Pipeline(keys).task(f.always_fails, retries=1).wait_for_result(engine=engine)
+    assert isinstance(info.value.__cause__, TimeoutError)
+
+
+def test_only_retry_on_types_are_retried(engine: Any) -> None:
+    keys = _keys(2)
+    p = Pipeline(keys).task(f.flaky_twice, retries=5, retry_on=(KeyError, TimeoutError))
+    with pytest.raises(PipelineError) as info:
+        p.wait_for_result(engine=engine)
+    assert isinstance(info.value.__cause__, ConnectionError)
+
+
+def test_class_task_retries(engine: Any) -> None:
+    keys = _keys(3)
+    got = (
+        Pipeline(keys)
+        .class_task(f.Retrier, f.Retrier.call, retries=2, retry_on=ConnectionError)
+        .wait_for_result(engine=engine)
+    )
+    assert got == [k.upper() for k in keys]
+
+
+def test_bad_retry_values_raise_at_build_time() -> None:
+    p = Pipeline(range(3))
+    with pytest.raises(ValueError):
+        p.task(f.double, retries=-1)
+    with pytest.raises(TypeError):
+        p.task(f.double, retries="2")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        p.task(f.double, retry_on=int)  # type: ignore[arg-type]
