@@ -215,6 +215,6 @@ def test_bad_retry_values_raise_at_build_time() -> None:
     with pytest.raises(ValueError):
         p.task(f.double, retries=-1)
     with pytest.raises(TypeError):
-        p.task(f.double, retries="2")  # type: ignore[arg-type]
+        p.task(f.double, retries="2")  # type: ignore[call-overload]
     with pytest.raises(TypeError):
-        p.task(f.double, retry_on=int)  # type: ignore[arg-type]
+        p.task(f.double, retry_on=int)  # type: ignore[call-overload]

@@ -48,7 +48,7 @@ def test_a_slow_item_bounds_how_far_the_others_run_ahead(stage_after: str) -> No
             counted.append(1)
             yield a
 
-    p = Pipeline(counting(), start_method="fork").task(stall_one, count=2)
+    p: Pipeline[Any] = Pipeline(counting(), start_method="fork").task(stall_one, count=2)
     if stage_after == "task":
         p = p.task(first)
     got = p.limit(40).wait_for_result()
