@@ -217,4 +217,4 @@ def test_bad_retry_values_raise_at_build_time() -> None:
     with pytest.raises(TypeError):
         p.task(f.double, retries="2")  # type: ignore[call-overload]
     with pytest.raises(TypeError):
-        p.task(f.double, retry_on=int)  # type: ignore[call-overload]
+        p.task(f.double, retry_on=int)  # type: ignore[arg-type]
