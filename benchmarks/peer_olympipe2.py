@@ -15,6 +15,11 @@ def ident(a: object) -> object:
     return a
 
 
+def bump(a: object) -> object:
+    a += 1  # type: ignore[operator]
+    return a
+
+
 def main() -> None:
     from olympipe import Pipeline
 
@@ -32,6 +37,20 @@ def main() -> None:
         Pipeline(arrays).task(ident).task(ident).task(ident).wait_for_result()
         dt = time.perf_counter() - t0
         print(json.dumps({"gb_per_s": len(arrays) * 4 / 1024 / dt}))
+    elif which == "large-inplace":
+        import numpy as np
+
+        n = int(sys.argv[2])
+
+        def arrays() -> object:
+            for i in range(n):
+                yield np.full((1024, 1024), i, dtype=np.float32)
+
+        t0 = time.perf_counter()
+        out = Pipeline(arrays()).task(bump).task(bump).task(bump).wait_for_result()
+        dt = time.perf_counter() - t0
+        assert len(out) == n
+        print(json.dumps({"gb_per_s": n * 4 / 1024 / dt}))
     elif which == "startup":
         times = []
         for _ in range(5):

@@ -260,7 +260,9 @@ class _Outputs:
             consumers = self._consumers[slot]
             if not consumers:
                 continue
-            encoded = encode_chunk(chunk, self._prefix is not None)
+            # An array returned as it arrived (or changed in place) is forwarded, not copied,
+            # when one consumer gets it (several would share one segment).
+            encoded = encode_chunk(chunk, self._prefix is not None, forward=len(consumers) == 1)
             t0 = time.perf_counter()
             for target in consumers:
                 if target.window is not None:
@@ -310,7 +312,7 @@ def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any]]:
     t0 = time.perf_counter()
     frame = inbox.recv()
     meter.waited(time.perf_counter() - t0)
-    return decode_frame(inbox, frame)
+    return decode_frame(inbox, frame, keep=True)
 
 
 def _give_back(windows: dict[int, list[Any]], port: int, chunks: int) -> None:

@@ -61,12 +61,20 @@ class DecodeError(Exception):
     """A chunk could not be unpickled by its consumer."""
 
 
+@dataclass(frozen=True)
+class Forwarded:
+    """A large buffer that is already a segment (see ``shm.forward``): only its name travels."""
+
+    name: str
+    nbytes: int
+
+
 @dataclass
 class Encoded:
     """A pickled chunk: the in-band bytes and the large buffers kept out of band."""
 
     data: bytes
-    buffers: list[memoryview] = field(default_factory=list)
+    buffers: list[memoryview | Forwarded] = field(default_factory=list)
 
     @property
     def shared(self) -> bool:
@@ -138,9 +146,12 @@ def dumps(value: Any, buffer_callback: Any = None) -> bytes:
     return out.getvalue()
 
 
-def encode_chunk(items: list[Any], use_shm: bool = True) -> Encoded:
-    """Pickle a chunk of items; raise :class:`EncodeError` naming the culprit's type."""
-    buffers: list[memoryview] = []
+def encode_chunk(items: list[Any], use_shm: bool = True, forward: bool = False) -> Encoded:
+    """Pickle a chunk of items; raise :class:`EncodeError` naming the culprit's type.
+
+    ``forward``: a buffer that is exactly a segment this process received travels by name,
+    without a copy (only for a chunk sent to a single consumer)."""
+    buffers: list[memoryview | Forwarded] = []
 
     def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
         try:
@@ -149,7 +160,8 @@ def encode_chunk(items: list[Any], use_shm: bool = True) -> Encoded:
             return True
         if raw.nbytes < shm.THRESHOLD:
             return True
-        buffers.append(raw)
+        name = shm.forward(raw) if forward else None
+        buffers.append(raw if name is None else Forwarded(name, raw.nbytes))
         return False
 
     try:
@@ -162,13 +174,14 @@ def encode_chunk(items: list[Any], use_shm: bool = True) -> Encoded:
 def frame_body(encoded: Encoded, prefix: str) -> bytes:
     """The body of a ``shared`` frame: writes the segments, returns their description."""
     parts = []
-    segments: list[memoryview] = list(encoded.buffers)
+    segments: list[memoryview | Forwarded] = list(encoded.buffers)
     pickle_in_shm = len(encoded.data) >= shm.THRESHOLD
     if pickle_in_shm:
         segments.insert(0, memoryview(encoded.data))
     parts.append(_COUNT.pack(len(segments)))
     for segment in segments:
-        name = shm.write_segment(prefix, segment).encode()
+        written = segment.name if isinstance(segment, Forwarded) else shm.write_segment(prefix, segment)
+        name = written.encode()
         parts.append(_SEGMENT.pack(segment.nbytes, len(name)))
         parts.append(name)
     parts.append(b"\x01" if pickle_in_shm else b"\x00")
@@ -186,24 +199,35 @@ def decode_chunk(payload: memoryview) -> list[Any]:
     return items
 
 
-def decode_shared(body: memoryview) -> list[Any]:
-    """Unpickle a chunk whose large parts are in shared memory (mapped, then unlinked)."""
+def decode_shared(body: memoryview, keep: bool = False) -> list[Any]:
+    """Unpickle a chunk whose large parts are in shared memory: mapped, and unlinked at once
+    or (``keep``, in a worker) when no longer used, so that they can be forwarded."""
     (count,) = _COUNT.unpack_from(body, 0)
     offset = _COUNT.size
+    pickle_in_shm = body[_last_flag_offset(body, count)] == 1
     views = []
-    for _ in range(count):
+    for index in range(count):
         size, length = _SEGMENT.unpack_from(body, offset)
         offset += _SEGMENT.size
         name = bytes(body[offset : offset + length]).decode()
         offset += length
-        views.append(shm.take_segment(name, size))
-    pickle_in_shm = body[offset] == 1
+        is_pickle = pickle_in_shm and index == 0  # the pickle itself is never forwarded
+        views.append(shm.take_segment(name, size, keep=keep and not is_pickle))
     data = views.pop(0) if pickle_in_shm else body[offset + 1 :]
     try:
         items: list[Any] = pickle.loads(data, buffers=views)
     except Exception as exc:
         raise DecodeError(f"{type(exc).__name__}: {exc}") from exc
     return items
+
+
+def _last_flag_offset(body: memoryview, count: int) -> int:
+    """Where the pickle-in-shm flag sits, after ``count`` segment descriptions."""
+    offset = _COUNT.size
+    for _ in range(count):
+        _size, length = _SEGMENT.unpack_from(body, offset)
+        offset += _SEGMENT.size + length
+    return offset
 
 
 def send_encoded(channel: Channel, port: int, seq: int, encoded: Encoded, prefix: str | None) -> None:
@@ -215,15 +239,16 @@ def send_encoded(channel: Channel, port: int, seq: int, encoded: Encoded, prefix
         channel.send(pack_header(port, seq) + encoded.data)
 
 
-def decode_frame(channel: Channel, frame: bytes) -> tuple[int, int, int, list[Any]]:
-    """``(kind, port, seq, items)`` of a frame read from ``channel`` (items empty for END)."""
+def decode_frame(channel: Channel, frame: bytes, keep: bool = False) -> tuple[int, int, int, list[Any]]:
+    """``(kind, port, seq, items)`` of a frame read from ``channel`` (items empty for END);
+    ``keep``: see :func:`decode_shared`."""
     kind, port, seq = unpack_header(frame)
     if kind == KIND_END:
         return kind, port, seq, []
     body = memoryview(frame)[HEADER_SIZE:]
     if kind == KIND_SHARED:
         try:
-            return kind, port, seq, decode_shared(body)
+            return kind, port, seq, decode_shared(body, keep)
         finally:
             channel.release_shm_slot()
     return kind, port, seq, decode_chunk(body)

@@ -9,19 +9,26 @@ freed when the last reference goes.
 Segments are plain files named ``olympipe-<caller pid>-<run token>-<writer pid>-<n>``: no resource tracker is
 involved, and the supervisor removes whatever is left under the run's prefix once every
 process that could touch them is dead, also after a crash.
+
+Forwarding: a worker *keeps* the segments it maps (they are unlinked when the last array
+using the mapping is gone). When a stage returns such an array unchanged, or changed in
+place, its buffer is exactly a kept segment, and :func:`forward` hands the segment's name
+on to the next stage instead of copying 4 MiB into a new one: the unlink becomes the next
+consumer's business. The caller maps and unlinks at once (its results outlive the run).
 """
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import itertools
 import mmap
 import os
+import weakref
 
 SHM_DIR = "/dev/shm"
 THRESHOLD = 64 * 1024
 _counter = itertools.count()
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 def available() -> bool:
@@ -44,17 +51,55 @@ def write_segment(prefix: str, data: memoryview) -> str:
     return name
 
 
-def take_segment(name: str, size: int) -> memoryview:
-    """Map a segment, unlink it, and return a writable view that owns the mapping."""
+# Segments this process keeps: the address of each mapping -> (name, size, its unlinker).
+_kept: dict[int, tuple[str, int, weakref.finalize[..., mmap.mmap]]] = {}
+
+
+def take_segment(name: str, size: int, keep: bool = False) -> memoryview:
+    """Map a segment and return a writable view that owns the mapping; the file is
+    unlinked now, or (``keep``) once the mapping is no longer used, unless forwarded."""
     path = os.path.join(SHM_DIR, name)
     fd = os.open(path, os.O_RDWR)
     try:
-        # Prefault the pages in one call rather than one page fault per 4 KiB on first touch.
-        mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE)
+        # Mapped lazily: a stage that forwards an array never touches its pages, and one that
+        # reads them faults them in 64 KiB at a time (the kernel's fault-around), which
+        # measured faster than MAP_POPULATE (0.49 against 0.72 ms per 4 MiB read).
+        mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
     finally:
         os.close(fd)
-        os.unlink(path)
+        if not keep:
+            os.unlink(path)
+    if keep:
+        address = _address(memoryview(mapping))
+        assert address is not None
+        _kept[address] = (name, size, weakref.finalize(mapping, _drop, path, address))
     return memoryview(mapping)
+
+
+def forward(buffer: memoryview) -> str | None:
+    """The name of the kept segment that is exactly ``buffer``, handed on: from now on the
+    process that receives the name unlinks it. ``None`` when ``buffer`` is not one."""
+    address = _address(buffer)
+    entry = _kept.get(address) if address is not None else None
+    if entry is None or entry[1] != buffer.nbytes:
+        return None
+    name, _size, unlinker = _kept.pop(address)  # type: ignore[arg-type]
+    unlinker.detach()
+    return name
+
+
+def _address(buffer: memoryview) -> int | None:
+    if buffer.readonly:
+        return None
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+
+
+def _drop(path: str, address: int) -> None:
+    _kept.pop(address, None)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:  # teardown removed it first
+        pass
 
 
 def remove_all(prefix: str) -> int:
