@@ -255,91 +255,99 @@ class _Server(ThreadingHTTPServer):
             log.exception("error while serving %s", client_address)
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """One client connection: each request becomes an item, its result the response."""
+
+    source: ServerSource  # set by _handler_for
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def setup(self) -> None:
+        super().setup()
+        self.source.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.source.track(self.connection, False)
+        try:
+            super().finish()
+        except OSError:  # the client went away
+            pass
+
+    def _handle(self, method: str) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError(length)
+        except ValueError:
+            self.close_connection = True  # the body's end is unknown
+            self._reply(400, {"error": "Content-Length must be a non-negative integer"})
+            return
+        body = self.rfile.read(length) if length else b""
+        status, parse = self.source.route(self.path.split("?", 1)[0], method)
+        if parse is None:
+            self._reply(status, {"error": "no such route" if status == 404 else "method not allowed"})
+            return
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError as exc:
+            self._reply(400, {"error": f"malformed JSON: {exc}"})
+            return
+        try:
+            item = parse(payload)
+        except Exception as exc:
+            self._reply(400, {"error": f"{type(exc).__name__}: {exc}"})
+            return
+        try:
+            values = self.source.submit(item).result()
+        except ConnectionAbortedError:
+            self._reply(503, {"error": "the pipeline stopped"})
+            return
+        if values and isinstance(values[0], RequestFailed):
+            self._reply(500, {"error": values[0].message})
+        elif not values:
+            self._reply(204, None)
+        else:
+            self._reply(200, values[0] if len(values) == 1 else values)
+
+    def _reply(self, status: int, value: Any) -> None:
+        try:
+            data = b"" if status == 204 else json.dumps(value).encode()
+        except (TypeError, ValueError) as exc:
+            status, data = 500, json.dumps({"error": f"result is not JSON: {exc}"}).encode()
+        try:
+            self.send_response(status)
+            if status != 204:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except ConnectionError as exc:  # the client left before its answer
+            self.close_connection = True
+            log.debug("client %s went away: %s", self.address_string(), exc)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.log(
+            logging.INFO if self.source.debug else logging.DEBUG,
+            "%s %s",
+            self.address_string(),
+            format % args,
+        )
+
+
 def _handler_for(source: ServerSource) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            self._handle("GET")
-
-        def do_POST(self) -> None:
-            self._handle("POST")
-
-        def do_PUT(self) -> None:
-            self._handle("PUT")
-
-        def do_DELETE(self) -> None:
-            self._handle("DELETE")
-
-        def do_PATCH(self) -> None:
-            self._handle("PATCH")
-
-        def setup(self) -> None:
-            super().setup()
-            source.track(self.connection, True)
-
-        def finish(self) -> None:
-            source.track(self.connection, False)
-            try:
-                super().finish()
-            except OSError:  # the client went away
-                pass
-
-        def _handle(self, method: str) -> None:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length < 0:
-                    raise ValueError(length)
-            except ValueError:
-                self.close_connection = True  # the body's end is unknown
-                self._reply(400, {"error": "Content-Length must be a non-negative integer"})
-                return
-            body = self.rfile.read(length) if length else b""
-            status, parse = source.route(self.path.split("?", 1)[0], method)
-            if parse is None:
-                self._reply(status, {"error": "no such route" if status == 404 else "method not allowed"})
-                return
-            try:
-                payload = json.loads(body) if body else None
-            except ValueError as exc:
-                self._reply(400, {"error": f"malformed JSON: {exc}"})
-                return
-            try:
-                item = parse(payload)
-            except Exception as exc:
-                self._reply(400, {"error": f"{type(exc).__name__}: {exc}"})
-                return
-            try:
-                values = source.submit(item).result()
-            except ConnectionAbortedError:
-                self._reply(503, {"error": "the pipeline stopped"})
-                return
-            if values and isinstance(values[0], RequestFailed):
-                self._reply(500, {"error": values[0].message})
-            elif not values:
-                self._reply(204, None)
-            else:
-                self._reply(200, values[0] if len(values) == 1 else values)
-
-        def _reply(self, status: int, value: Any) -> None:
-            try:
-                data = b"" if status == 204 else json.dumps(value).encode()
-            except (TypeError, ValueError) as exc:
-                status, data = 500, json.dumps({"error": f"result is not JSON: {exc}"}).encode()
-            try:
-                self.send_response(status)
-                if status != 204:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except ConnectionError as exc:  # the client left before its answer
-                self.close_connection = True
-                log.debug("client %s went away: %s", self.address_string(), exc)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.log(
-                logging.INFO if source.debug else logging.DEBUG, "%s %s", self.address_string(), format % args
-            )
-
-    return Handler
+    """The handler class of one server, bound to its source."""
+    return type("Handler", (_Handler,), {"source": source})

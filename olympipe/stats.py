@@ -12,8 +12,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import psutil
+
 #: Below this share of busy time, no stage limits the run: the source does.
 BUSY_BOTTLENECK_PCT = 50.0
+#: A bottleneck busier than this gains from another worker (if a core is free for it).
+BUSY_ADVICE_PCT = 80.0
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,8 @@ class RunStats:
             return "the source is the bottleneck: the stages spend most of their time waiting for input"
         row = next(r for r in self.rows if r.name == self.bottleneck)
         plural = "worker" if row.workers == 1 else "workers"
-        cores = os.cpu_count() or 1
-        if row.busy_pct < 80:
+        cores = physical_cores()
+        if row.busy_pct < BUSY_ADVICE_PCT:
             advice = ""
         elif row.workers < cores:
             advice = f"; count={row.workers + 1} would help"
@@ -101,6 +105,11 @@ class RunStats:
         ]
         text.append(f"{self.source_items:,} items from the source in {self.wall_seconds:.2f} s; {self.hint}")
         return "\n".join(text)
+
+
+def physical_cores() -> int:
+    """Cores that can each run a worker at full speed (hyper-threads share a core)."""
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def pick_bottleneck(rows: tuple[StageStats, ...] | list[StageStats]) -> str:

@@ -40,6 +40,7 @@ from olympipe._engines.ray_actor import Meta, StageActor, StageFailed
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
 from olympipe._runtime.counters import BUSY, FIELDS, ITEMS_IN, Counters
+from olympipe._runtime.credits import default_window
 from olympipe._server import ServerSource
 from olympipe._stages.base import StageSpec
 from olympipe._transport.codec import dumps_definition
@@ -51,6 +52,7 @@ TARGET_SECONDS = 0.01  # work per chunk at the costliest stage: an actor call co
 MAX_ITEMS = 1024
 MAX_CHUNK_BYTES = 8 << 20
 HOLD_SECONDS = 0.005  # how long a partial chunk waits for more items while others are in flight
+SOURCE_QUEUE_ITEMS = 2 * MAX_ITEMS  # pulled ahead: two full chunks, so a chunk is always ready
 KILL_CONFIRM_SECONDS = 10.0  # how long close() waits for Ray to confirm the actors' deaths
 
 
@@ -273,7 +275,7 @@ class RayRun:
         self._target = engine.chunk_size or 1
         self._last_activity = 0.0
         most = max((g.count for g in self.groups), default=1)
-        self._max_in_flight = engine.max_in_flight or 2 * most + 2
+        self._max_in_flight = engine.max_in_flight or default_window(most)
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -326,7 +328,7 @@ class RayRun:
         """``(sink index, chunk)`` in order per sink; raises the run's first failure."""
         self.start()
         for node in self.plan.sources:
-            puller = _Puller(node, max(2 * MAX_ITEMS, 64))
+            puller = _Puller(node, SOURCE_QUEUE_ITEMS)
             self._pullers.append(puller)
             puller.start()
         self._last_activity = time.monotonic()

@@ -24,6 +24,12 @@ from olympipe._graph import Node, Plan
 from olympipe._transport.channel import Channel
 
 
+def default_window(workers: int) -> int:
+    """Chunks a stage of ``workers`` workers may hold: one in hand and one waiting per worker
+    (so none idles between two chunks), plus two in transit."""
+    return 2 * workers + 2
+
+
 class Target(NamedTuple):
     """Where a producer sends one output slot's chunks: a channel, the consumer's input port
     on it, and the window to take a credit from first (``None``: none)."""
@@ -63,7 +69,7 @@ def plan_credits(plan: Plan, ctx: BaseContext, queue_size: int | None) -> Credit
                 first_of_source = producer.is_source and slot == 0 and index == 0
                 if not (first_of_source or _races(node)):
                     continue
-                size = (queue_size if first_of_source else None) or 2 * node.spec.count + 2
+                size = (queue_size if first_of_source else None) or default_window(node.spec.count)
                 window = ctx.Semaphore(size)
                 credits.windows[(producer.id, slot, index)] = window
                 credits.sizes.append((window, size))

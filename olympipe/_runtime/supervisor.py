@@ -35,10 +35,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from olympipe._graph import Plan, RunOptions, SourceSpec
+from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
 from olympipe._runtime.context import (
     get_context,
@@ -110,17 +110,25 @@ class Run:
     # -- starting ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Create the channels, fork or spawn every worker, then start the feeders."""
+        """Wire the channels, start every worker, then the feeders (forking from a quiet
+        caller: the feeders' threads exist only once every worker has started)."""
         if self._started:
             return
         self._started = True
         self._started_at = time.time()
-        ctx = self._ctx
-        plan = self.plan
         if self.shm_prefix is not None:  # before any pipe exists, so the janitor holds none
-            ensure_janitor(ctx, self._start_process)
-        control_producers = sum(n.spec.count for n in plan.nodes)
-        self._control = Control(Channel(ctx, control_producers, 1))
+            ensure_janitor(self._ctx, self._start_process)
+        credits = self._wire_channels()
+        self._start_workers(credits)
+        self._start_feeders(credits)
+        if self.options.progress:
+            self._progress = Progress(self.stats, bar_totals(self.plan))
+            self._progress.start()
+
+    def _wire_channels(self) -> Credits:
+        """One inbox per stage, one channel per sink, the control channel, the credits."""
+        ctx, plan = self._ctx, self.plan
+        self._control = Control(Channel(ctx, sum(n.spec.count for n in plan.nodes), 1))
         for node in plan.stages:
             self._channels[node.id] = Channel(ctx, plan.producers(node), node.spec.count)
         for sink_node, _slot in plan.sinks:
@@ -128,73 +136,79 @@ class Run:
         credits = plan_credits(plan, ctx, self.options.queue_size)
         self._windows = credits.sizes
         self._sink_windows = credits.release_at_sink
-        source_outputs = {node.id: self._outputs_of(node.id, credits)[0] for node in plan.sources}
+        return credits
 
-        parent_pid = os.getpid()
+    def _start_workers(self, credits: Credits) -> None:
+        """Start each stage's workers, Ctrl-C blocked meanwhile (the children ignore it)."""
         lifeline = None
         if self.method == "forkserver":
-            lifeline, self._lifeline = ctx.Pipe(duplex=False)
+            lifeline, self._lifeline = self._ctx.Pipe(duplex=False)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            index = 0
-            for node in plan.stages:
-                spec = node.spec
-                assert isinstance(spec, StageSpec)
-                if self._server is not None:
-                    spec = RequestStageSpec(name=spec.name, inner=spec)
-                definition: StageSpec | bytes = spec if self.method == "fork" else dumps_definition(spec)
-                self.stage_workers[node.id] = []
-                renumber = ctx.Value("q", 0) if node.spec.renumbers_output else None
-                # Held until close: spawned children open its semaphore by name, after start().
-                self._shared.append(renumber)
-                for _ in range(spec.count):
-                    worker_plan = WorkerPlan(
-                        index=index,
-                        label=self.labels[node.id],
-                        inbox=self._channels[node.id],
-                        ports=len(node.inputs),
-                        outputs=self._outputs_of(node.id, credits),
-                        windows=credits.released_by(node.id),
-                        control=self._control,
-                        counters=self.counters,
-                        parent_pid=parent_pid,
-                        lifeline=lifeline,
-                        watch_caller=threading.current_thread() is not threading.main_thread(),
-                        shm_prefix=self.shm_prefix,
-                        renumber=renumber,
-                    )
-                    process = ctx.Process(  # type: ignore[attr-defined]
-                        target=worker_main,
-                        args=(worker_plan, definition),
-                        name=f"olympipe:{spec.name}:{index}",
-                        daemon=True,
-                    )
-                    self._start_process(process)
-                    self._workers.append(_Worker(index, self.labels[node.id], process))
-                    self.stage_workers[node.id].append(index)
-                    index += 1
+            for node in self.plan.stages:
+                self._start_stage(node, credits, lifeline)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         if lifeline is not None:
             lifeline.close()
-        self._close_unused_ends(source_outputs)
-        stages = plan.stages
-        for node in plan.sources:
+
+    def _start_stage(self, node: Node, credits: Credits, lifeline: Connection | None) -> None:
+        spec = node.spec
+        assert isinstance(spec, StageSpec)
+        if self._server is not None:
+            spec = RequestStageSpec(name=spec.name, inner=spec)
+        definition: StageSpec | bytes = spec if self.method == "fork" else dumps_definition(spec)
+        renumber = self._ctx.Value("q", 0) if node.spec.renumbers_output else None
+        self._shared.append(renumber)  # held until close: spawned children open it by name
+        self.stage_workers[node.id] = []
+        for _ in range(spec.count):
+            index = len(self._workers)
+            worker_plan = WorkerPlan(
+                index=index,
+                label=self.labels[node.id],
+                inbox=self._channels[node.id],
+                ports=len(node.inputs),
+                outputs=self._outputs_of(node.id, credits),
+                windows=credits.released_by(node.id),
+                control=self._control,  # type: ignore[arg-type]
+                counters=self.counters,
+                parent_pid=os.getpid(),
+                lifeline=lifeline,
+                watch_caller=threading.current_thread() is not threading.main_thread(),
+                shm_prefix=self.shm_prefix,
+                renumber=renumber,
+            )
+            process = self._ctx.Process(  # type: ignore[attr-defined]
+                target=worker_main,
+                args=(worker_plan, definition),
+                name=f"olympipe:{spec.name}:{index}",
+                daemon=True,
+            )
+            self._start_process(process)
+            self._workers.append(_Worker(index, self.labels[node.id], process))
+            self.stage_workers[node.id].append(index)
+
+    def _start_feeders(self, credits: Credits) -> None:
+        """One feeder per source, after every worker: its threads make the caller busy."""
+        outputs = {node.id: self._outputs_of(node.id, credits)[0] for node in self.plan.sources}
+        self._close_unused_ends(outputs)
+        assert self._control is not None
+        cost = cost_reader(
+            self.counters, [(self.stage_workers[n.id], n.spec.parallelism) for n in self.plan.stages]
+        )
+        for node in self.plan.sources:
             assert isinstance(node.spec, SourceSpec)
             feeder = Feeder(
                 node.spec.iterable,
-                source_outputs[node.id],
+                outputs[node.id],
                 self._control,
                 self._stop,
-                cost_reader(self.counters, [(self.stage_workers[n.id], n.spec.parallelism) for n in stages]),
+                cost,
                 self.shm_prefix,
                 node.spec.one_item_chunks,
             )
             self._feeders.append(feeder)
             feeder.start()
-        if self.options.progress:
-            self._progress = Progress(self.stats, bar_totals(plan))
-            self._progress.start()
 
     def _start_process(self, process: Any) -> None:
         with without_main_replay() if self.method == "forkserver" else contextlib.nullcontext():
@@ -375,8 +389,8 @@ class Run:
         for feeder in self._feeders:
             feeder.wake()
         for window, size in self._windows:
-            for _ in range(size + 1):
-                window.release()  # wake a feeder waiting for room
+            for _ in range(size + 1):  # more than anyone can be waiting for
+                window.release()  # wake a producer waiting for a credit
         for channel in [*self._channels.values(), *self._sink_channels]:
             channel.unblock_producers()
 

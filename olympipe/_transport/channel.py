@@ -100,7 +100,7 @@ class Channel:
 
     def unblock_producers(self) -> None:
         """Teardown: wake any producer of this process waiting for a slot."""
-        for _ in range(SHM_SLOTS + 1):
+        for _ in range(SHM_SLOTS + 1):  # more than anyone can be waiting for
             self._slots.release()
 
     def producer_done(self) -> None:

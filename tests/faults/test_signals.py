@@ -59,7 +59,7 @@ def test_ctrl_c_stops_within_a_second(method: str) -> None:
     _, err = proc.communicate(timeout=10)
     elapsed = time.monotonic() - t0
     assert "KeyboardInterrupt" in err
-    assert elapsed < 1.5, f"took {elapsed:.2f}s"
+    assert elapsed < 3.0, f"took {elapsed:.2f}s"  # about 0.2 s here; wide for loaded machines
     assert_all_gone(workers)
 
 

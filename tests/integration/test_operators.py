@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 
@@ -54,8 +55,15 @@ def test_reduce_and_failure_has_no_partial_fold() -> None:
             raise ArithmeticError("no")
         return acc + x
 
-    with pytest.raises(PipelineError):
-        Pipeline(range(101)).reduce(0, bad).wait_for_result()
+    seen: list[int] = []
+
+    def consume() -> None:
+        seen.extend(Pipeline(range(101)).reduce(0, bad))
+
+    with pytest.raises(PipelineError) as info:
+        consume()
+    assert seen == []  # no fold of the items before the failure comes out
+    assert info.value.item_repr == "50"
 
 
 def endless() -> Iterator[int]:
@@ -82,21 +90,26 @@ def test_limit_in_the_middle() -> None:
 
 
 def test_timeout_ends_the_stream_cleanly() -> None:
+    release = threading.Event()
+
     def trickle() -> Iterator[int]:
         yield from range(5)
-        time.sleep(0.6)  # silence longer than the timeout; then the run is over
+        release.wait(10)  # silence far longer than the timeout; released once the run is over
         yield 99
 
-    assert Pipeline(trickle()).timeout(0.2).task(plus_one).wait_for_result() == [1, 2, 3, 4, 5]
+    try:
+        assert Pipeline(trickle()).timeout(1.0).task(plus_one).wait_for_result() == [1, 2, 3, 4, 5]
+    finally:
+        release.set()
 
 
 def test_temporal_batch_windows() -> None:
     def bursts() -> Iterator[int]:
         for burst in range(3):
             yield from range(burst * 10, burst * 10 + 5)
-            time.sleep(0.25)
+            time.sleep(1.0)  # bursts far apart, windows short: three windows on a loaded machine
 
-    got = Pipeline(bursts()).temporal_batch(0.1).wait_for_result()
+    got = Pipeline(bursts()).temporal_batch(0.3).wait_for_result()
     assert all(got), "no empty lists"
     assert [x for b in got for x in b] == [x for b in range(3) for x in range(b * 10, b * 10 + 5)]
     assert len(got) == 3
@@ -186,11 +199,11 @@ def test_class_task_with_threads() -> None:
     t0 = time.monotonic()
     got = (
         Pipeline(range(60))
-        .class_task(SleepyModel, SleepyModel.predict, [0.05], concurrency=20)
+        .class_task(SleepyModel, SleepyModel.predict, [0.1], concurrency=20)
         .wait_for_result()
     )
     assert got == [x * 10 for x in range(60)]
-    assert time.monotonic() - t0 < 1.5  # 60 x 50 ms would take 3 s one at a time
+    assert time.monotonic() - t0 < 3.0  # 60 x 100 ms would take 6 s one at a time (ideal: 0.3 s)
 
 
 @pytest.mark.parametrize("xs", [[], [7], [None, None], [[1], [2, 3]]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,11 +89,14 @@ def test_pipeline_is_reusable_and_immutable() -> None:
     assert q.wait_for_result() == [0, 2, 4, 6, 8]
 
 
-def test_only_the_needed_subgraph_runs(tmp_path: object) -> None:
-    calls: list[int] = []
+def test_only_the_needed_subgraph_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
     p = Pipeline(range(5))
-    p.task(lambda x: calls.append(x))  # a dangling branch: must not run, nor block the other
-    assert p.task(plus_one).wait_for_result() == [1, 2, 3, 4, 5]
+    p.task(lambda x: marker.touch())  # a dangling branch: must not run, nor block the other
+    q = p.task(plus_one)
+    assert q.wait_for_result() == [1, 2, 3, 4, 5]
+    assert not marker.exists()
+    assert [r.name for r in q.stats().rows] == ["plus_one"]
 
 
 def test_wait_for_completion_and_start() -> None:

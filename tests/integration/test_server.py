@@ -104,6 +104,6 @@ def test_explode_answers_a_list_and_inactivity_ends_the_run() -> None:
 
 
 def test_server_pipelines_refuse_stateful_stages() -> None:
-    src = Pipeline.server([("POST", "/x", lambda b: b)], host="127.0.0.1", port=0, inactivity_timeout=0.2)
+    src = Pipeline.server([("POST", "/x", lambda b: b)], host="127.0.0.1", port=0, inactivity_timeout=0.5)
     with pytest.raises(TypeError):
         src.batch(2).wait_for_result()
