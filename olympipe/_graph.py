@@ -122,13 +122,27 @@ class Plan:
         """The nodes fed by the caller's process."""
         return [n for n in self.nodes if n.is_source]
 
+    def wanted(self, node_id: int, ended: set[int]) -> bool:
+        """Whether some sink still needs what ``node_id`` produces, given the nodes whose
+        output has ``ended`` (a source stops being pulled when nothing wants it)."""
+        if node_id in ended:
+            return False
+        for slot in self.consumers[node_id]:
+            for consumer in slot:
+                if consumer.sink is not None:
+                    return True
+                assert consumer.node is not None
+                if self.wanted(consumer.node.id, ended):
+                    return True
+        return False
+
     def producers(self, node: Node) -> int:
         """How many processes (or feeders) write into ``node``'s inbox."""
         return sum(upstream.spec.count for upstream, _slot in node.inputs)
 
 
-def sources_of(endpoints: Iterable[Endpoint]) -> list[Node]:
-    """The source nodes the given endpoints read from, in id order."""
+def upstream_of(endpoints: Iterable[Endpoint]) -> list[Node]:
+    """Every node the given endpoints read from, themselves included, in graph order."""
     seen: dict[int, Node] = {}
     stack = [node for node, _slot in endpoints]
     while stack:
@@ -137,7 +151,12 @@ def sources_of(endpoints: Iterable[Endpoint]) -> list[Node]:
             continue
         seen[node.id] = node
         stack.extend(upstream for upstream, _slot in node.inputs)
-    return sorted((n for n in seen.values() if n.is_source), key=lambda n: n.id)
+    return sorted(seen.values(), key=lambda n: n.id)
+
+
+def sources_of(endpoints: Iterable[Endpoint]) -> list[Node]:
+    """The source nodes the given endpoints read from, in graph order."""
+    return [n for n in upstream_of(endpoints) if n.is_source]
 
 
 def plan_for(endpoints: Sequence[Endpoint]) -> Plan:
@@ -146,15 +165,7 @@ def plan_for(endpoints: Sequence[Endpoint]) -> Plan:
     for endpoint in endpoints:
         if not any(endpoint[0] is n and endpoint[1] == s for n, s in sinks):
             sinks.append(endpoint)
-    seen: dict[int, Node] = {}
-    stack = [node for node, _slot in sinks]
-    while stack:
-        node = stack.pop()
-        if node.id in seen:
-            continue
-        seen[node.id] = node
-        stack.extend(upstream for upstream, _slot in node.inputs)
-    nodes = sorted(seen.values(), key=lambda n: n.id)
+    nodes = upstream_of(sinks)
     consumers: dict[int, list[list[Consumer]]] = {
         n.id: [[] for _ in range(n.spec.output_slots)] for n in nodes
     }

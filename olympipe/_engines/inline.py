@@ -109,7 +109,7 @@ class InlineRun:
         yield from self._drain()
         while self._iterators:
             for node_id in list(self._iterators):
-                if not self._wanted(node_id) or node_id in self._cut:
+                if not self.plan.wanted(node_id, self._ended) or node_id in self._cut:
                     self._end_source(node_id)
                     continue
                 self._tick_deadlines()
@@ -204,19 +204,6 @@ class InlineRun:
                 raise error_from(self.plan.labels[node.id], exc)
             self._ended.add(node.id)
             self._emit(node, out)
-
-    def _wanted(self, node_id: int) -> bool:
-        """Whether some sink still needs what ``node_id`` produces."""
-        if node_id in self._ended:
-            return False
-        for slot in self.plan.consumers[node_id]:
-            for consumer in slot:
-                if consumer.sink is not None:
-                    return True
-                assert consumer.node is not None
-                if self._wanted(consumer.node.id):
-                    return True
-        return False
 
     def _finish_stages(self) -> None:
         """Close every stage after a clean end; an error in a close fails the run."""

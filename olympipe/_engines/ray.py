@@ -350,7 +350,7 @@ class RayRun:
         """Submit chunks from the sources while there is room in flight."""
         while self._pullers and len(self._inflight) < self._max_in_flight:
             for puller in list(self._pullers):
-                if not self._wanted(puller.node.id):
+                if not self.plan.wanted(puller.node.id, self._ended):
                     self._end_source(puller)
                     continue
                 chunk, ended = self._take(puller, block=not self._inflight)
@@ -530,19 +530,6 @@ class RayRun:
             if group.tail.spec.ordered_input:
                 self._submit({}, finishing=group)
             self._ended.update(n.id for n in group.nodes)
-
-    def _wanted(self, node_id: int) -> bool:
-        """Whether some sink still needs what ``node_id`` produces."""
-        if node_id in self._ended:
-            return False
-        for slot in self.plan.consumers[node_id]:
-            for consumer in slot:
-                if consumer.sink is not None:
-                    return True
-                assert consumer.node is not None
-                if self._wanted(consumer.node.id):
-                    return True
-        return False
 
     def _translate(self, exc: BaseException) -> PipelineError:
         """A Ray error as the error the local engine would raise."""
