@@ -25,6 +25,7 @@ class SourceSpec:
     iterable: Iterable[Any]
     name: str = "source"
     one_item_chunks: bool = False  # every item its own chunk (a server's requests)
+    server: bool = False  # an HTTP server (Pipeline.server): per-item stages only
 
     # The facts engines read off a stage spec, so that a node's spec answers either way.
     ordered_input: ClassVar[bool] = False

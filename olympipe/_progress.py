@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from olympipe._graph import Plan
 from olympipe.stats import RunStats
 
@@ -28,8 +26,14 @@ REFRESH_SECONDS = 0.2
 PLAIN_SECONDS = 5.0
 
 
-class _Bar(tqdm):  # type: ignore[type-arg]
-    monitor_interval = 0
+def _bar_class() -> Any:
+    """tqdm, imported on first use (it costs ~30 ms at import, and asyncio with it)."""
+    from tqdm.auto import tqdm
+
+    class _Bar(tqdm):  # type: ignore[type-arg]
+        monitor_interval = 0
+
+    return _Bar
 
 
 class Progress:
@@ -47,10 +51,11 @@ class Progress:
     def start(self) -> None:
         """Start refreshing."""
         if not self._plain:
+            bar_class = _bar_class()
             for position, (name, total) in enumerate(self._totals.items()):
                 # A terminal that reports no size (a bare pty) would hide every bar.
                 size = shutil.get_terminal_size((100, 20))
-                self._bars[name] = _Bar(
+                self._bars[name] = bar_class(
                     total=total,
                     desc=name,
                     unit="it",
@@ -86,7 +91,7 @@ class Progress:
                 mark = " (bottleneck)" if row.name == stats.bottleneck else ""
                 total = self._totals.get(row.name)
                 lines.append(
-                    tqdm.format_meter(row.items_in, total, elapsed, ncols=100, prefix=row.name, unit="it")  # type: ignore[arg-type]
+                    _format_meter(row.items_in, total, elapsed, ncols=100, prefix=row.name, unit="it")
                     + mark
                 )
             sys.stderr.write("\n".join(lines) + "\n")
@@ -124,3 +129,10 @@ def bar_totals(plan: Plan) -> dict[str, int | None]:
         totals[plan.labels[node.id]] = total
         known[node.id] = total if node.spec.one_to_one else None
     return totals
+
+
+def _format_meter(n: int, total: int | None, elapsed: float, **kwargs: Any) -> str:
+    from tqdm import tqdm
+
+    text: str = tqdm.format_meter(n, total, elapsed, **kwargs)  # type: ignore[arg-type]  # None: no total
+    return text

@@ -19,10 +19,10 @@ from typing import Any, Generic, TypeVar, overload
 from olympipe._engines.base import Engine, Execution, check_engine, resolve_engine
 from olympipe._graph import Endpoint, Node, Plan, RunOptions, SourceSpec, plan_for, render, sources_of
 from olympipe._runtime.context import check_start_method
-from olympipe._server import ServerSource, check_server_stage
 from olympipe._stages.base import StageSpec
 from olympipe._stages.cache import CachedTaskSpec, fingerprint
 from olympipe._stages.mapping import ClassTaskSpec, DebugSpec, ExplodeSpec, FilterSpec, TaskSpec
+from olympipe._stages.request import check_server_stage
 from olympipe._stages.split import SplitSpec
 from olympipe._stages.stateful import (
     BatchSpec,
@@ -145,9 +145,11 @@ class Pipeline(Generic[T]):
         for it is sent back as JSON. The socket is bound now (``port=0``: a free one, see
         :attr:`port`); requests wait until the pipeline runs. ``debug`` logs each request
         to the ``olympipe.server`` logger at INFO (2.x's parameter, in 2.x's position)."""
+        from olympipe._server import ServerSource  # http.server: only for a server
+
         source = ServerSource(route_handlers, host, port, inactivity_timeout, debug=debug)
         pipe: Pipeline[Any] = cls(start_method=start_method, progress=progress)
-        node = Node(SourceSpec(source, name="server", one_item_chunks=True))
+        node = Node(SourceSpec(source, name="server", one_item_chunks=True, server=True))
         pipe._set_state(replace(pipe._b, endpoint=(node, 0)))
         return pipe
 
@@ -157,8 +159,9 @@ class Pipeline(Generic[T]):
         stack = [self._endpoint[0]]
         while stack:
             node = stack.pop()
-            if isinstance(node.spec, SourceSpec) and isinstance(node.spec.iterable, ServerSource):
-                return node.spec.iterable.port
+            if isinstance(node.spec, SourceSpec) and node.spec.server:
+                port: int = node.spec.iterable.port  # type: ignore[attr-defined]
+                return port
             stack.extend(n for n, _slot in node.inputs)
         raise AttributeError("this pipeline does not read from Pipeline.server(...)")
 
@@ -169,7 +172,7 @@ class Pipeline(Generic[T]):
 
     def _node(self, spec: StageSpec, *others: Pipeline[Any]) -> Node:
         inputs = (self._endpoint, *(o._endpoint for o in others))
-        sources = [n.spec.iterable for n in sources_of(inputs) if isinstance(n.spec, SourceSpec)]
+        sources = [n.spec for n in sources_of(inputs) if isinstance(n.spec, SourceSpec)]
         check_server_stage(spec, sources)
         return Node(spec, inputs)
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import psutil
-
 #: Below this share of busy time, no stage limits the run: the source does.
 BUSY_BOTTLENECK_PCT = 50.0
 #: A bottleneck busier than this gains from another worker (if a core is free for it).
@@ -109,6 +107,8 @@ class RunStats:
 
 def physical_cores() -> int:
     """Cores that can each run a worker at full speed (hyper-threads share a core)."""
+    import psutil  # imported when advice is asked for, not by every worker
+
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 

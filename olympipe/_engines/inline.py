@@ -21,7 +21,6 @@ from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
 from olympipe._runtime.counters import BUSY, ERRORS, FIELDS, ITEMS_IN, ITEMS_OUT, RETRIED, STARTED, Counters
 from olympipe._runtime.messages import short_repr
-from olympipe._server import ServerSource
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe.errors import PipelineError, stage_error
 from olympipe.stats import RunStats, pick_bottleneck
@@ -35,7 +34,7 @@ class InlineEngine:
     def execute(self, plan: Plan, options: RunOptions) -> InlineRun:
         """A not yet started inline run of ``plan``."""
         for node in plan.sources:
-            if isinstance(node.spec, SourceSpec) and isinstance(node.spec.iterable, ServerSource):
+            if isinstance(node.spec, SourceSpec) and node.spec.server:
                 raise TypeError("a server pipeline runs on the local engine only")
         return InlineRun(plan, options)
 

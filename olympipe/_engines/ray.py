@@ -41,7 +41,6 @@ from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
 from olympipe._runtime.counters import BUSY, FIELDS, ITEMS_IN, Counters
 from olympipe._runtime.credits import default_window
-from olympipe._server import ServerSource
 from olympipe._stages.base import StageSpec
 from olympipe._transport.codec import dumps_definition
 from olympipe.errors import PipelineError, WorkerDied
@@ -97,7 +96,7 @@ class RayEngine:
     def execute(self, plan: Plan, options: RunOptions) -> RayRun:
         """A not yet started run of ``plan`` on Ray."""
         for node in plan.sources:
-            if isinstance(node.spec, SourceSpec) and isinstance(node.spec.iterable, ServerSource):
+            if isinstance(node.spec, SourceSpec) and node.spec.server:
                 raise TypeError("a server pipeline runs on the local engine only")
         unknown = set(self.stage_options) - set(plan.labels.values())
         if unknown:

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
@@ -52,7 +52,10 @@ from olympipe._runtime.feeder import Feeder, cost_reader
 from olympipe._runtime.messages import Control, Done, Failure
 from olympipe._runtime.ordering import Reorder
 from olympipe._runtime.worker import WorkerPlan, worker_main
-from olympipe._server import RequestStageSpec, ServerSource
+from olympipe._stages.request import RequestStageSpec
+
+if TYPE_CHECKING:
+    from olympipe._server import ServerSource
 from olympipe._stages.base import StageSpec
 from olympipe._transport import shm
 from olympipe._transport.channel import KIND_END, Channel
@@ -469,6 +472,6 @@ def _unregister_child(process: Any) -> None:
 def _server_of(plan: Plan) -> ServerSource | None:
     """The plan's HTTP server source (the builder has checked the stages around it)."""
     for node in plan.sources:
-        if isinstance(node.spec, SourceSpec) and isinstance(node.spec.iterable, ServerSource):
-            return node.spec.iterable
+        if isinstance(node.spec, SourceSpec) and node.spec.server:
+            return node.spec.iterable  # type: ignore[return-value]
     return None

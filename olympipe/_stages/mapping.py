@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from olympipe._stages.base import ItemFailed, ParallelSpec, Stage, StageSpec
+
+if TYPE_CHECKING:
+    import asyncio
 
 _DROP = object()  # what an item becomes when on_error asks for it to be dropped
 
@@ -46,6 +48,8 @@ class _Calls:
 
     def open(self) -> None:
         if self.is_async:
+            import asyncio  # only async stages pay for it
+
             self._loop = asyncio.new_event_loop()
         elif self.concurrency > 1:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="olympipe")
@@ -104,6 +108,8 @@ class _Calls:
         return _DROP if replacement is None else replacement
 
     async def _apply_async(self, items: list[Any]) -> list[Any]:
+        import asyncio
+
         limit = asyncio.Semaphore(self.concurrency)
 
         async def one(item: Any) -> Any:
