@@ -194,3 +194,23 @@ def test_two_node_cluster_spreads_a_stage_and_keeps_order() -> None:
     done = _python(CLUSTER_SCRIPT, timeout=150)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "2"
+
+
+def test_a_ray_started_for_the_run_is_shut_down() -> None:
+    code = """
+        import ray
+        from olympipe import Pipeline
+        assert not ray.is_initialized()
+        print(Pipeline(range(5)).task(lambda x: x * 3).wait_for_result(engine="ray"))
+        print(ray.is_initialized())
+    """
+    done = _python(code, timeout=150)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-2:] == ["[0, 3, 6, 9, 12]", "False"]
+
+
+def test_a_ray_the_user_started_keeps_running(ray_engine: RayEngine) -> None:
+    import ray
+
+    assert Pipeline(range(3)).task(f.double).wait_for_result(engine="ray") == [0, 2, 4]
+    assert ray.is_initialized()
