@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
-from typing import Any, NamedTuple
+from multiprocessing.synchronize import Semaphore
+from typing import NamedTuple
 
 from olympipe._graph import Node, Plan
 from olympipe._transport.channel import Channel
@@ -36,23 +37,23 @@ class Target(NamedTuple):
 
     channel: Channel
     port: int
-    window: Any
+    window: Semaphore | None
 
 
 @dataclass
 class Credits:
     """The windows of one run: who takes credits, and who gives them back."""
 
-    windows: dict[tuple[int, int, int], Any] = field(default_factory=dict)  # (node, slot, consumer)
-    release_at: dict[int, dict[int, list[Any]]] = field(default_factory=dict)  # node -> port -> windows
-    release_at_sink: dict[int, list[Any]] = field(default_factory=dict)  # sink index -> windows
-    sizes: list[tuple[Any, int]] = field(default_factory=list)  # every window and its size
+    windows: dict[tuple[int, int, int], Semaphore] = field(default_factory=dict)  # (node, slot, consumer)
+    release_at: dict[int, dict[int, list[Semaphore]]] = field(default_factory=dict)  # node -> port -> windows
+    release_at_sink: dict[int, list[Semaphore]] = field(default_factory=dict)  # sink index -> windows
+    sizes: list[tuple[Semaphore, int]] = field(default_factory=list)  # every window and its size
 
-    def window(self, node_id: int, slot: int, consumer: int) -> Any:
+    def window(self, node_id: int, slot: int, consumer: int) -> Semaphore | None:
         """The window of one edge, or ``None``."""
         return self.windows.get((node_id, slot, consumer))
 
-    def released_by(self, node_id: int) -> dict[int, list[Any]]:
+    def released_by(self, node_id: int) -> dict[int, list[Semaphore]]:
         """Per input port of a stage: the windows it gives a credit back to per chunk."""
         return self.release_at.get(node_id, {})
 

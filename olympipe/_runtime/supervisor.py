@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.synchronize import Semaphore
 from typing import TYPE_CHECKING, Any
 
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
@@ -88,8 +89,8 @@ class Run:
         self._ctx = get_context(self.method)
         self._workers: list[_Worker] = []
         self._feeders: list[Feeder] = []
-        self._windows: list[tuple[Any, int]] = []  # every window of credits and its size
-        self._sink_windows: dict[int, list[Any]] = {}  # sink -> windows it gives credits back to
+        self._windows: list[tuple[Semaphore, int]] = []  # every window of credits and its size
+        self._sink_windows: dict[int, list[Semaphore]] = {}  # sink -> windows it gives credits back to
         self._shared: list[Any] = []  # shared objects workers open by name: kept for the run
         self._control: Control | None = None
         self._source_items = 0
@@ -101,7 +102,7 @@ class Run:
         self._started_at = 0.0
         self._ended_at = 0.0
         self._progress: Progress | None = None
-        self._lifeline: Any = None  # forkserver: the caller's end of every worker's lifeline
+        self._lifeline: Connection | None = None  # forkserver: the caller's end of every worker's lifeline
         self.stage_workers: dict[int, list[int]] = {}
         self.labels = plan.labels
         self._server = _server_of(plan)

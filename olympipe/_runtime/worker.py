@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Semaphore
 from typing import Any
 
 from olympipe._runtime.counters import (
@@ -76,7 +77,7 @@ class WorkerPlan:
     inbox: Channel
     ports: int
     outputs: list[list[Target]]  # per output slot: where chunks go, with their windows
-    windows: dict[int, list[Any]]  # port -> windows given a credit back per chunk back in order
+    windows: dict[int, list[Semaphore]]  # port -> windows given a credit back per chunk back in order
     control: Control
     counters: Counters
     parent_pid: int
@@ -315,7 +316,7 @@ def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any]]:
     return decode_frame(inbox, frame, keep=True)
 
 
-def _give_back(windows: dict[int, list[Any]], port: int, chunks: int) -> None:
+def _give_back(windows: dict[int, list[Semaphore]], port: int, chunks: int) -> None:
     """``chunks`` chunks from ``port`` are back in order: their credits return."""
     for window in windows.get(port, ()):
         for _ in range(chunks):

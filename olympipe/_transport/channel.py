@@ -21,6 +21,7 @@ import fcntl
 import struct
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
+from multiprocessing.synchronize import Lock, Semaphore
 from typing import Any
 
 # struct layout of a frame header: kind, input port, sequence number.
@@ -59,12 +60,12 @@ class Channel:
             fcntl.fcntl(self._writer.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
         except OSError:  # pragma: no cover - older kernels: keep the default 64 KiB
             pass
-        self._rlock: Any = ctx.Lock() if consumers > 1 else None
-        self._wlock: Any = ctx.Lock() if producers > 1 else None
+        self._rlock: Lock | None = ctx.Lock() if consumers > 1 else None
+        self._wlock: Lock | None = ctx.Lock() if producers > 1 else None
         self._remaining: Any = ctx.RawValue("i", producers)
         # Bounds the shared memory in flight: pipe capacity alone would let thousands of
         # small frames each name megabytes of segments.
-        self._slots: Any = ctx.Semaphore(SHM_SLOTS)
+        self._slots: Semaphore = ctx.Semaphore(SHM_SLOTS)
 
     @property
     def reader(self) -> Connection:
