@@ -28,7 +28,7 @@ from olympipe._runtime.counters import (
 )
 from olympipe._runtime.messages import Failure
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
-from olympipe._transport.codec import loads_definition
+from olympipe._transport.codec import Definition, loads_definition
 
 Meta = tuple[bool, list[list[float]]]
 
@@ -54,7 +54,7 @@ def _failure(label: str, exc: BaseException) -> StageFailed:
 class StageActor:
     """A chain of stages (one, or several fused per-item ones) applied to each chunk."""
 
-    def __init__(self, definition: bytes, labels: list[str]) -> None:
+    def __init__(self, definition: Definition, labels: list[str]) -> None:
         specs: list[StageSpec] = loads_definition(definition)
         self._labels = labels
         self._slots = specs[-1].output_slots

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 from olympipe._stages.base import StageSpec
 from olympipe._transport import shm
 from olympipe._transport.channel import KIND_END, Channel
-from olympipe._transport.codec import DecodeError, decode_frame, dumps_definition
+from olympipe._transport.codec import DecodeError, Definition, decode_frame, dumps_definition
 from olympipe._transport.janitor import ensure_janitor
 from olympipe.errors import PipelineError, WorkerDied
 from olympipe.stats import RunStats, pick_bottleneck
@@ -161,7 +161,9 @@ class Run:
         assert isinstance(spec, StageSpec)
         if self._server is not None:
             spec = RequestStageSpec(name=spec.name, inner=spec)
-        definition: StageSpec | bytes = spec if self.method == "fork" else dumps_definition(spec)
+        definition: StageSpec | Definition = (
+            spec if self.method == "fork" else dumps_definition(spec, self.shm_prefix)
+        )
         renumber = self._ctx.Value("q", 0) if node.spec.renumbers_output else None
         self._shared.append(renumber)  # held until close: spawned children open it by name
         self.stage_workers[node.id] = []

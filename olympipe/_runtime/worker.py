@@ -51,6 +51,7 @@ from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import (
     DecodeError,
+    Definition,
     Encoded,
     EncodeError,
     decode_frame,
@@ -87,7 +88,7 @@ class WorkerPlan:
     renumber: Any = None  # ordered=False: a shared counter; output numbered as it completes
 
 
-def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
+def worker_main(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
     """Entry point of a worker process."""
     _become_worker(plan.parent_pid, plan.lifeline, plan.watch_caller)
     try:
@@ -100,9 +101,9 @@ def worker_main(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
         _die_by(signal.SIGTERM)
 
 
-def _work(plan: WorkerPlan, definition: StageSpec | bytes) -> None:
+def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
     """Build the stage, run it to the end of its stream, report Done or a Failure."""
-    spec: StageSpec = loads_definition(definition) if isinstance(definition, bytes) else definition
+    spec: StageSpec = loads_definition(definition) if isinstance(definition, Definition) else definition
     register_main_classes(spec)
     stage: Stage | None = None
     try:

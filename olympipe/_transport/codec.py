@@ -28,7 +28,7 @@ import pickle
 import struct
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import dill
 
@@ -269,12 +269,61 @@ def _type_name(value: object) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def dumps_definition(obj: object) -> bytes:
-    """Serialise a stage definition (functions, lambdas, closures) for another process."""
-    data: bytes = dill.dumps(obj, protocol=PROTOCOL, recurse=True)
-    return data
+class _DefinitionPickler(dill.Pickler):  # type: ignore[misc]
+    """dill, except that numpy arrays take protocol 5's out-of-band path (dill registers a
+    reducer of its own for them, which copies their bytes into the pickle)."""
+
+XX
+
+    def save(self, obj: Any, save_persistent_id: bool = True) -> None:
+        kind = type(obj)
+        if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+            pickle._Pickler.save(self, obj, save_persistent_id)  # type: ignore[attr-defined]
+        else:
+            super().save(obj, save_persistent_id)
 
 
-def loads_definition(data: bytes) -> Any:
-    """The inverse of :func:`dumps_definition`."""
-    return dill.loads(data)
+@dataclass(frozen=True)
+class Definition:
+    """A stage definition for a worker that was not forked from the caller: the dill
+    pickle, and the shared-memory segments that hold its large buffers (an array a stage
+    function reads from a global, model weights in a closure)."""
+
+    data: bytes
+    segments: tuple[tuple[str, int], ...] = ()
+
+
+def dumps_definition(obj: object, prefix: str | None = None) -> Definition:
+    """Serialise a stage definition (functions, lambdas, closures) for another process.
+
+    With ``prefix``, buffers of :data:`~olympipe._transport.shm.THRESHOLD` bytes or more are
+    written once to shared memory, and every worker maps them copy-on-write: as under
+    fork, a 200 MB global costs neither 200 MB per worker nor the time to pickle it."""
+    buffers: list[memoryview] = []
+
+    def out_of_band(buf: pickle.PickleBuffer) -> bool:
+        if prefix is None:
+            return True
+        try:
+            raw = buf.raw()
+        except BufferError:  # not contiguous
+            return True
+        if raw.nbytes < shm.THRESHOLD:
+            return True
+        buffers.append(raw)
+        return False
+
+    out = io.BytesIO()
+    _DefinitionPickler(out, PROTOCOL, recurse=True, buffer_callback=out_of_band).dump(obj)
+    data = out.getvalue()
+    if not buffers:
+        return Definition(data)
+    assert prefix is not None
+    return Definition(data, tuple((shm.write_segment(prefix, b), b.nbytes) for b in buffers))
+
+
+def loads_definition(definition: Definition) -> Any:
+    """The inverse of :func:`dumps_definition` (the segments stay: other workers map them
+    too; the run removes them when it ends)."""
+    views = [shm.map_private(name, size) for name, size in definition.segments]
+    return dill.loads(definition.data, buffers=views)

@@ -76,6 +76,17 @@ def take_segment(name: str, size: int, keep: bool = False) -> memoryview:
     return memoryview(mapping)
 
 
+def map_private(name: str, size: int) -> memoryview:
+    """Map a segment copy-on-write, without unlinking it: several processes share its pages
+    until one of them writes (fork's semantics for a stage definition's large buffers)."""
+    fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
+    try:
+        mapping = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
+    finally:
+        os.close(fd)
+    return memoryview(mapping)
+
+
 def forward(buffer: memoryview) -> str | None:
     """The name of the kept segment that is exactly ``buffer``, handed on: from now on the
     process that receives the name unlinks it. ``None`` when ``buffer`` is not one."""

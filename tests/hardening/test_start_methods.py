@@ -145,3 +145,30 @@ def test_a_started_pipeline_dropped_uncollected_leaves_nothing() -> None:
         if thread.name.startswith("olympipe"):
             thread.join(5)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("olympipe")]
+
+
+def test_a_large_global_is_shared_not_copied_per_worker() -> None:
+    code = textwrap.dedent(
+        """
+        import os, time, numpy as np, psutil
+        from olympipe import Pipeline
+        weights = np.ones(25_000_000)  # 200 MB, read by the stage function
+
+        def score(x):
+            return float(weights[x]) + x, psutil.Process().memory_full_info().uss
+
+        t0 = time.perf_counter()
+        out = Pipeline(range(4), start_method="forkserver").task(score, count=2).wait_for_result()
+        print(time.perf_counter() - t0, max(uss for _value, uss in out) / 2**20)
+        weights[0] = 5  # the workers saw the value at start; the caller's array is its own
+        print([value for value, _uss in out])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=100, env=_env()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    seconds, uss_mb = (float(v) for v in done.stdout.splitlines()[0].split())
+    assert done.stdout.splitlines()[1] == "[1.0, 2.0, 3.0, 4.0]"
+    assert uss_mb < 120, f"a worker holds {uss_mb:.0f} MB of its own: the global was copied into it"
+    assert seconds < 1.5, f"{seconds:.2f} s"
