@@ -273,7 +273,8 @@ class _DefinitionPickler(dill.Pickler):  # type: ignore[misc]
     """dill, except that numpy arrays take protocol 5's out-of-band path (dill registers a
     reducer of its own for them, which copies their bytes into the pickle)."""
 
-XX
+    # A table of its own: the ndarray entry dill adds to its table at first use stays out.
+    dispatch: ClassVar[dict[type, Any]] = dict(dill.Pickler.dispatch)
 
     def save(self, obj: Any, save_persistent_id: bool = True) -> None:
         kind = type(obj)
