@@ -50,7 +50,7 @@ class Sampler:
         me = psutil.Process()
         while not self._done.wait(0.2):
             pss = tree_pss_mb()
-            shm = len([e for e in os.listdir("/dev/shm") if e.startswith("olympipe")])
+            shm = len([e for e in os.listdir("/dev/shm") if e.startswith(f"olympipe-{os.getpid()}-")])
             self.samples.append((time.monotonic(), pss, me.num_fds(), shm))
 
     def __enter__(self) -> Sampler:
@@ -104,7 +104,7 @@ def main() -> None:
             n += 1
         ok &= n == args.large
         ok &= report("4 MiB arrays", sampler, time.monotonic() - t0, n)
-    left = [e for e in os.listdir("/dev/shm") if e.startswith("olympipe")]
+    left = [e for e in os.listdir("/dev/shm") if e.startswith(f"olympipe-{os.getpid()}-")]
     print(f"/dev/shm entries left: {len(left)}")
     sys.exit(0 if ok and not left else 1)
 
