@@ -128,33 +128,12 @@ class _Calls:
         return list(await asyncio.gather(*(one(x) for x in items)))
 
 
-class TaskStage(Stage):
-    """``task(fn)``: ``fn(item)`` for each item."""
-
-    def __init__(self, spec: TaskSpec) -> None:
-        self._calls = _Calls(spec.fn, spec.concurrency, spec.on_error, spec.retries, spec.retry_on)
-
-    def open(self) -> None:
-        self._calls.open()
-
-    def process(self, items: list[Any]) -> list[Any]:
-        try:
-            return self._calls.apply(items)
-        finally:
-            self.errors, self.retried = self._calls.errors, self._calls.retried
-
-    def close(self) -> None:
-        self._calls.close()
-
-
 @dataclass(frozen=True)
-class TaskSpec(ParallelSpec):
-    """``task(fn, count, on_error, concurrency, ordered)``."""
+class CallSpec(ParallelSpec):
+    """What ``task`` and ``class_task`` share: a user call per item, ``concurrency`` at a
+    time in each worker, retried on ``retry_on`` up to ``retries`` more times."""
 
-    fn: Callable[[Any], Any] = field(default=lambda x: x)
-    on_error: Callable[[Any, Exception], Any] | None = None
     concurrency: int = 1
-    ordered: bool = True
     retries: int = 0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
 
@@ -165,6 +144,43 @@ class TaskSpec(ParallelSpec):
     def parallelism(self) -> int:
         return self.concurrency
 
+
+class _CallStage(Stage):
+    """A stage whose work is a :class:`_Calls`; its failures and retries are counted."""
+
+    _calls: _Calls | None = None
+
+    def process(self, items: list[Any]) -> list[Any]:
+        assert self._calls is not None
+        try:
+            return self._calls.apply(items)
+        finally:
+            self.errors, self.retried = self._calls.errors, self._calls.retried
+
+    def close(self) -> None:
+        if self._calls is not None:
+            self._calls.close()
+
+
+class TaskStage(_CallStage):
+    """``task(fn)``: ``fn(item)`` for each item."""
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self._calls = _Calls(spec.fn, spec.concurrency, spec.on_error, spec.retries, spec.retry_on)
+
+    def open(self) -> None:
+        assert self._calls is not None
+        self._calls.open()
+
+
+@dataclass(frozen=True)
+class TaskSpec(CallSpec):
+    """``task(fn, count, on_error, concurrency, ordered, retries, retry_on)``."""
+
+    fn: Callable[[Any], Any] = field(default=lambda x: x)
+    on_error: Callable[[Any, Exception], Any] | None = None
+    ordered: bool = True
+
     @property
     def renumbers_output(self) -> bool:
         return not self.ordered
@@ -173,13 +189,12 @@ class TaskSpec(ParallelSpec):
         return TaskStage(self)
 
 
-class ClassTaskStage(Stage):
+class ClassTaskStage(_CallStage):
     """``class_task``: one instance per worker, built inside the worker."""
 
     def __init__(self, spec: ClassTaskSpec) -> None:
         self._spec = spec
         self._instance: Any = None
-        self._calls: _Calls | None = None
 
     def open(self) -> None:
         spec = self._spec
@@ -194,40 +209,22 @@ class ClassTaskStage(Stage):
         )
         self._calls.open()
 
-    def process(self, items: list[Any]) -> list[Any]:
-        assert self._calls is not None
-        try:
-            return self._calls.apply(items)
-        finally:
-            self.errors, self.retried = self._calls.errors, self._calls.retried
-
     def close(self) -> None:
-        if self._calls is not None:
-            self._calls.close()
+        super().close()
         if self._instance is not None and self._spec.close_method is not None:
             instance, self._instance = self._instance, None
             self._spec.close_method(instance)
 
 
 @dataclass(frozen=True)
-class ClassTaskSpec(ParallelSpec):
-    """``class_task(constructor, method, args, close_method, kwargs, count)``."""
+class ClassTaskSpec(CallSpec):
+    """``class_task(constructor, method, args, close_method, kwargs, count, ...)``."""
 
     constructor: Callable[..., Any] = field(default=object)
     method: Callable[[Any, Any], Any] = field(default=lambda obj, x: x)
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     close_method: Callable[[Any], Any] | None = None
-    concurrency: int = 1
-    retries: int = 0
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
-
-    per_item: ClassVar[bool] = True
-    one_to_one: ClassVar[bool] = True
-
-    @property
-    def parallelism(self) -> int:
-        return self.concurrency
 
     def make(self) -> Stage:
         return ClassTaskStage(self)
