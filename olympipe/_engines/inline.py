@@ -121,6 +121,7 @@ class InlineRun:
                     raise error_from("source", exc)
                 self._source_items += 1
                 self._push(node_id, 0, [item])
+                self._settle()
                 yield from self._drain()
         self._settle()
         yield from self._drain()
@@ -161,8 +162,9 @@ class InlineRun:
         array[row + RETRIED] = stage.retried
         self._emit(node, out)
         if stage.exhausted:
+            # Only marked here: flushing what follows waits until this push is over, or a
+            # sibling branch would be ended before this very chunk reached it.
             self._ended.add(node.id)
-            self._settle()
 
     def _emit(self, node: Node, produced: Any) -> None:
         chunks = produced if node.spec.output_slots > 1 else (produced,)
@@ -182,7 +184,7 @@ class InlineRun:
                 self._emit(node, stage.tick(now))
                 if stage.exhausted:
                     self._ended.add(node.id)
-                    self._settle()
+        self._settle()
 
     def _end_source(self, node_id: int) -> None:
         iterator = self._iterators.pop(node_id)
@@ -192,17 +194,22 @@ class InlineRun:
         self._ended.add(node_id)
 
     def _settle(self) -> None:
-        """Flush and end, in graph order, every stage whose inputs have all ended."""
-        for node in self.plan.stages:
-            if node.id in self._ended or not all(up.id in self._ended for up, _slot in node.inputs):
-                continue
-            stage = self._stages[node.id]
-            try:
-                out = stage.finish()
-            except BaseException as exc:
-                raise error_from(self.plan.labels[node.id], exc)
-            self._ended.add(node.id)
-            self._emit(node, out)
+        """Flush and end, in graph order, every stage whose inputs have all ended; again
+        while a flush ends more (a limit reached by what a batch flushed)."""
+        changed = True
+        while changed:
+            changed = False
+            for node in self.plan.stages:
+                if node.id in self._ended or not all(up.id in self._ended for up, _slot in node.inputs):
+                    continue
+                stage = self._stages[node.id]
+                try:
+                    out = stage.finish()
+                except BaseException as exc:
+                    raise error_from(self.plan.labels[node.id], exc)
+                self._emit(node, out)  # its consumers are still open: they get this first
+                self._ended.add(node.id)
+                changed = True
 
     def _finish_stages(self) -> None:
         """Close every stage after a clean end; an error in a close fails the run."""
