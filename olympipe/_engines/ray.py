@@ -463,12 +463,13 @@ class RayRun:
     def _collect_oldest(self) -> Iterator[tuple[int, list[Any]]]:
         entry = self._inflight.popleft()
         ray = self._ray
-        refs = [ref for _sink, ref in entry.sinks] + [meta for _g, _i, meta in entry.metas]
+        refs = self._refs_of(entry)
         values = [r if not isinstance(r, ray.ObjectRef) else None for r in refs]
         pending = [i for i, r in enumerate(refs) if isinstance(r, ray.ObjectRef)]
         try:
             got = ray.get([refs[i] for i in pending])
         except Exception as exc:
+            self._read_quietly([refs[i] for i in pending])
             raise self._translate(exc)
         for i, value in zip(pending, got, strict=True):
             values[i] = value
@@ -586,12 +587,37 @@ class RayRun:
         for puller in self._pullers:
             puller.stop()
         self._kill_actors()
-        self._inflight.clear()
+        self._collect_abandoned()
         for puller in self._pullers:
             puller.join(1.0)
         if self._started_ray:
             self._ray.shutdown()
 
+
+    def _collect_abandoned(self) -> None:
+        """Read the refs of chunks no one will collect now (after a failure or a ``break``):
+        Ray logs an "Unhandled error" for each failed ref dropped unread. The actors are
+        dead, so each answers at once."""
+        ray = self._ray
+        refs = [r for entry in self._inflight for r in self._refs_of(entry) if isinstance(r, ray.ObjectRef)]
+        self._inflight.clear()
+        self._read_quietly(refs)
+
+    def _read_quietly(self, refs: list[Any]) -> None:
+        """Read refs whose errors were reported already (or are the kill's own)."""
+        if not refs:
+            return
+        ray = self._ray
+        ready, _pending = ray.wait(refs, num_returns=len(refs), timeout=KILL_CONFIRM_SECONDS)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except Exception:  # the failure the run already reported, or the kill
+                pass
+
+    @staticmethod
+    def _refs_of(entry: _InFlight) -> list[Any]:
+        return [ref for _sink, ref in entry.sinks] + [meta for _group, _index, meta in entry.metas]
 
     def _kill_actors(self) -> None:
         """Kill every actor and wait until Ray confirms each death: ``ray.kill`` returns at

@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from olympipe import Pipeline, RayEngine
+from olympipe import Pipeline, PipelineError, RayEngine
 from tests.engines import stagefns as f
 
 pytestmark = pytest.mark.timeout(180)
@@ -214,3 +214,23 @@ def test_a_ray_the_user_started_keeps_running(ray_engine: RayEngine) -> None:
 
     assert Pipeline(range(3)).task(f.double).wait_for_result(engine="ray") == [0, 2, 4]
     assert ray.is_initialized()
+
+
+def fails_at_50(x: int) -> int:
+    if x == 50:
+        raise ValueError("fifty")
+    return x
+
+
+def test_a_failed_run_leaves_no_unhandled_error_logs(
+    ray_engine: RayEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+    import logging
+
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            with pytest.raises(PipelineError):
+                Pipeline(range(2000)).task(fails_at_50).task(f.double).wait_for_result(engine=ray_engine)
+        gc.collect()
+    assert not [r for r in caplog.records if "Unhandled error" in r.getMessage()]
