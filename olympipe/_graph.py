@@ -108,10 +108,7 @@ class Plan:
     def source_length(self, node: Node) -> int | None:
         """How many items a source node yields, when its iterable says."""
         assert isinstance(node.spec, SourceSpec)
-        try:
-            return len(node.spec.iterable)  # type: ignore[arg-type]
-        except TypeError:
-            return None
+        return length_of(node.spec.iterable)
 
     @property
     def stages(self) -> list[Node]:
@@ -140,6 +137,14 @@ class Plan:
     def producers(self, node: Node) -> int:
         """How many processes (or feeders) write into ``node``'s inbox."""
         return sum(upstream.spec.count for upstream, _slot in node.inputs)
+
+
+def length_of(iterable: Iterable[Any]) -> int | None:
+    """``len(iterable)`` when it has one (a list, a range), else ``None`` (a generator)."""
+    try:
+        return len(iterable)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def upstream_of(endpoints: Iterable[Endpoint]) -> list[Node]:
@@ -182,12 +187,9 @@ def describe(node: Node) -> str:
     """One line for a node: its name, workers and kind."""
     spec = node.spec
     if isinstance(spec, SourceSpec):
-        kind = type(spec.iterable).__name__
-        try:
-            size = f", {len(spec.iterable):,} items"  # type: ignore[arg-type]
-        except TypeError:
-            size = ""
-        return f"source ({kind}{size})"
+        length = length_of(spec.iterable)
+        size = f", {length:,} items" if length is not None else ""
+        return f"source ({type(spec.iterable).__name__}{size})"
     workers = f" x{spec.count}" if spec.count > 1 else ""
     return f"{spec.name}{workers} [{type(spec).__name__.removesuffix('Spec').lower()}]"
 

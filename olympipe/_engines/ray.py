@@ -267,7 +267,6 @@ class RayRun:
         self._started_ray = False
         self._started = False
         self._closed = False
-        self._clean = False
         self._started_at = 0.0
         self._ended_at = 0.0
         self._source_items = 0
@@ -343,7 +342,6 @@ class RayRun:
         while self._inflight:
             yield from self._collect_oldest()
         self._close_actors()
-        self._clean = True
 
     def _submit_available(self) -> None:
         """Submit chunks from the sources while there is room in flight."""

@@ -89,15 +89,18 @@ class _Calls:
             try:
                 return self.fn(item)
             except Exception as exc:
-                if attempt < self.retries and isinstance(exc, self.retry_on):
+                if self._retry(attempt, exc):
                     attempt += 1
-                    self._retried()
                     continue
                 return self._recover(item, exc)
 
-    def _retried(self) -> None:
+    def _retry(self, attempt: int, exc: Exception) -> bool:
+        """Whether attempt ``attempt`` (from 0) failing with ``exc`` earns another, counted."""
+        if attempt >= self.retries or not isinstance(exc, self.retry_on):
+            return False
         with self._count:
             self.retried += 1
+        return True
 
     def _recover(self, item: Any, exc: Exception) -> Any:
         with self._count:
@@ -119,9 +122,8 @@ class _Calls:
                     try:
                         return await self.fn(item)
                     except Exception as exc:
-                        if attempt < self.retries and isinstance(exc, self.retry_on):
+                        if self._retry(attempt, exc):
                             attempt += 1
-                            self._retried()
                             continue
                         return self._recover(item, exc)
 

@@ -204,30 +204,24 @@ def decode_shared(body: memoryview, keep: bool = False) -> list[Any]:
     or (``keep``, in a worker) when no longer used, so that they can be forwarded."""
     (count,) = _COUNT.unpack_from(body, 0)
     offset = _COUNT.size
-    pickle_in_shm = body[_last_flag_offset(body, count)] == 1
-    views = []
-    for index in range(count):
+    segments = []
+    for _ in range(count):
         size, length = _SEGMENT.unpack_from(body, offset)
         offset += _SEGMENT.size
-        name = bytes(body[offset : offset + length]).decode()
+        segments.append((bytes(body[offset : offset + length]).decode(), size))
         offset += length
-        is_pickle = pickle_in_shm and index == 0  # the pickle itself is never forwarded
-        views.append(shm.take_segment(name, size, keep=keep and not is_pickle))
+    pickle_in_shm = body[offset] == 1
+    views = [
+        # the pickle itself (segment 0 when it is in shared memory) is never forwarded
+        shm.take_segment(name, size, keep=keep and not (pickle_in_shm and index == 0))
+        for index, (name, size) in enumerate(segments)
+    ]
     data = views.pop(0) if pickle_in_shm else body[offset + 1 :]
     try:
         items: list[Any] = pickle.loads(data, buffers=views)
     except Exception as exc:
         raise DecodeError(f"{type(exc).__name__}: {exc}") from exc
     return items
-
-
-def _last_flag_offset(body: memoryview, count: int) -> int:
-    """Where the pickle-in-shm flag sits, after ``count`` segment descriptions."""
-    offset = _COUNT.size
-    for _ in range(count):
-        _size, length = _SEGMENT.unpack_from(body, offset)
-        offset += _SEGMENT.size + length
-    return offset
 
 
 def send_encoded(channel: Channel, port: int, seq: int, encoded: Encoded, prefix: str | None) -> None:
