@@ -91,8 +91,7 @@ class Progress:
                 mark = " (bottleneck)" if row.name == stats.bottleneck else ""
                 total = self._totals.get(row.name)
                 lines.append(
-                    _format_meter(row.items_in, total, elapsed, ncols=100, prefix=row.name, unit="it")
-                    + mark
+                    _format_meter(row.items_in, total, elapsed, ncols=100, prefix=row.name, unit="it") + mark
                 )
             sys.stderr.write("\n".join(lines) + "\n")
             sys.stderr.flush()

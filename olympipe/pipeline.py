@@ -63,6 +63,11 @@ def _check_positive_int(value: object, what: str) -> None:
     _check_int(value, what, 1)
 
 
+def _check_items_per_worker(value: object) -> None:
+    if value is not None:
+        _check_int(value, "max_items_per_worker", 1)
+
+
 def _check_retries(retries: object, retry_on: object) -> tuple[type[BaseException], ...]:
     _check_int(retries, "retries", 0)
     kinds = retry_on if isinstance(retry_on, tuple) else (retry_on,)
@@ -193,6 +198,7 @@ class Pipeline(Generic[T]):
         name: str | None = None,
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        max_items_per_worker: int | None = None,
     ) -> Pipeline[R]: ...
 
     @overload
@@ -207,6 +213,7 @@ class Pipeline(Generic[T]):
         name: str | None = None,
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        max_items_per_worker: int | None = None,
     ) -> Pipeline[R]: ...
 
     def task(
@@ -220,15 +227,20 @@ class Pipeline(Generic[T]):
         name: str | None = None,
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        max_items_per_worker: int | None = None,
     ) -> Pipeline[Any]:
         """Apply ``task(item)`` to each item in ``count`` processes, ``concurrency`` items at
         a time in each (threads, or coroutines for an ``async def``); order is kept unless
         ``ordered=False``. An exception of a ``retry_on`` type is retried up to ``retries``
-        more times; ``on_error(item, exc)`` then returns a replacement (``None`` drops)."""
+        more times; ``on_error(item, exc)`` then returns a replacement (``None`` drops).
+        With ``on_error``, a worker that dies is replaced and the item it died on goes to
+        ``on_error`` as a :class:`~olympipe.WorkerDied`. ``max_items_per_worker``: a worker
+        is replaced after that many items."""
         _check_callable(task, "task")
         _check_positive_int(count, "count")
         _check_positive_int(concurrency, "concurrency")
         kinds = _check_retries(retries, retry_on)
+        _check_items_per_worker(max_items_per_worker)
         if on_error is not None:
             _check_callable(on_error, "on_error")
         spec = TaskSpec(
@@ -240,6 +252,7 @@ class Pipeline(Generic[T]):
             ordered=ordered,
             retries=retries,
             retry_on=kinds,
+            max_items_per_worker=max_items_per_worker,
         )
         return self._then(spec)
 
@@ -284,11 +297,18 @@ class Pipeline(Generic[T]):
         name: str | None = None,
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        on_error: Callable[[T, Exception], Any] | None = None,
+        max_items_per_worker: int | None = None,
     ) -> Pipeline[R]:
         """Build ``class_constructor(*class_args, **class_kwargs)`` once in each worker and
         apply ``class_method(instance, item)``; ``close_method(instance)`` runs at the end,
-        also after an error. ``retries``/``retry_on`` as for :meth:`task`."""
+        also after an error, and in a worker retired by ``max_items_per_worker``.
+        ``retries``, ``retry_on``, ``on_error`` and ``max_items_per_worker`` as for
+        :meth:`task`."""
         kinds = _check_retries(retries, retry_on)
+        _check_items_per_worker(max_items_per_worker)
+        if on_error is not None:
+            _check_callable(on_error, "on_error")
         _check_callable(class_constructor, "class_constructor")
         _check_callable(class_method, "class_method")
         if close_method is not None:
@@ -306,6 +326,8 @@ class Pipeline(Generic[T]):
             concurrency=concurrency,
             retries=retries,
             retry_on=kinds,
+            on_error=on_error,
+            max_items_per_worker=max_items_per_worker,
         )
         return self._then(spec)
 

@@ -33,6 +33,8 @@ class StageStats:
     peak_rss_mb: float
     cpu_pct: float
     retries: int = 0  # attempts repeated after a retry_on exception (retries=)
+    crashes: int = 0  # workers that died and were replaced (on_error, a server)
+    recycled: int = 0  # workers replaced after max_items_per_worker
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class RunStats:
             "out",
             "errors",
             "retries",
+            "crashes",
             "busy%",
             "wait-in%",
             "blocked%",
@@ -86,6 +89,7 @@ class RunStats:
                     f"{r.items_out:,}",
                     str(r.errors),
                     str(r.retries),
+                    str(r.crashes),
                     f"{r.busy_pct:.0f}",
                     f"{r.wait_in_pct:.0f}",
                     f"{r.blocked_out_pct:.0f}",

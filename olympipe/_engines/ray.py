@@ -39,7 +39,16 @@ from olympipe._engines.inline import error_from
 from olympipe._engines.ray_actor import Meta, StageActor, StageFailed
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
-from olympipe._runtime.counters import BUSY, FIELDS, ITEMS_IN, Counters
+from olympipe._runtime.counters import (
+    BUSY,
+    CRASHES,
+    FIELDS,
+    ITEMS_IN,
+    PEAK_RSS_MB,
+    RECYCLED,
+    STARTED,
+    Counters,
+)
 from olympipe._runtime.credits import default_window
 from olympipe._stages.base import StageSpec
 from olympipe._transport.codec import dumps_definition
@@ -116,6 +125,18 @@ class _Group:
     actors: list[Any] = field(default_factory=list)
     outstanding: list[int] = field(default_factory=list)
     rows: list[list[int]] = field(default_factory=list)  # per actor, per node: counter row
+    make_actor: Any = None  # builds one more actor of this group (a replacement)
+    sent: list[int] = field(default_factory=list)  # per actor: source items sent (recycling)
+    base: list[list[list[float]]] = field(default_factory=list)  # per actor: predecessors' rows
+
+    @property
+    def isolates_crashes(self) -> bool:
+        return bool(getattr(self.head.spec, "isolates_crashes", False))
+
+    @property
+    def items_per_worker(self) -> int | None:
+        value: int | None = getattr(self.head.spec, "items_per_worker", None)
+        return value
 
     @property
     def head(self) -> Node:
@@ -148,7 +169,10 @@ def plan_groups(plan: Plan, fuse: bool, pinned: Iterable[str]) -> list[_Group]:
 
 
 def _fusable(plan: Plan, node: Node, pinned: set[str]) -> bool:
-    return node.spec.per_item and not node.spec.renumbers_output and plan.labels[node.id] not in pinned
+    spec = node.spec
+    # A replaceable stage runs alone: a crash must be one stage's, and so must a recycling.
+    alone = spec.renumbers_output or spec.replaceable or plan.labels[node.id] in pinned  # type: ignore[union-attr]
+    return spec.per_item and not alone
 
 
 def _fuses_into(plan: Plan, group: _Group, node: Node, pinned: set[str]) -> bool:
@@ -166,11 +190,22 @@ def _fuses_into(plan: Plan, group: _Group, node: Node, pinned: set[str]) -> bool
 
 
 @dataclass
+class _Call:
+    """One actor call of a submission: enough to make it again after a crash."""
+
+    group: _Group
+    index: int  # which actor of the group
+    args: tuple[Any, ...]  # () for a flush
+    outs: list[Any]  # a ref per output slot, then the meta ref
+
+
+@dataclass
 class _InFlight:
     """One submission: the refs each sink collects, and every call's meta ref."""
 
     sinks: list[tuple[int, Any]]
     metas: list[tuple[_Group, int, Any]]  # (group, actor index, meta ref)
+    calls: list[_Call] = field(default_factory=list)
 
 
 _END = object()
@@ -271,7 +306,11 @@ class RayRun:
         self._ended_at = 0.0
         self._source_items = 0
         self._target = engine.chunk_size or 1
+        self._retired: list[Any] = []  # replaced actors: killed with the others at the end
+        self._closing: list[Any] = []  # close() refs of recycled actors
         self._last_activity = 0.0
+        limits = [g.items_per_worker for g in self.groups if g.items_per_worker is not None]
+        self._most_per_chunk = min([MAX_ITEMS, *limits])  # a chunk never exceeds a worker's budget
         most = max((g.count for g in self.groups), default=1)
         self._max_in_flight = engine.max_in_flight or default_window(most)
 
@@ -301,7 +340,8 @@ class RayRun:
             chosen: dict[str, Any] = {}
             for label in group.labels:
                 chosen.update(self.engine.stage_options.get(label, {}))
-            for _ in range(group.count):
+
+            def make_actor(definition: Any = definition, chosen: Any = chosen, group: _Group = group) -> Any:
                 # No CPU reserved unless asked: workers share cores, as processes do
                 # locally, so more workers than CPUs still run. A stage's workers go round
                 # the nodes (Ray's SPREAD leaves zero-CPU actors on one node).
@@ -310,8 +350,14 @@ class RayRun:
                 if actor_env is not None:  # a Ray this process had initialised already
                     options["runtime_env"] = actor_env
                 options.update(chosen)
-                group.actors.append(actor_class.options(**options).remote(definition, group.labels))
+                return actor_class.options(**options).remote(definition, group.labels)
+
+            group.make_actor = make_actor
+            for _ in range(group.count):
+                group.actors.append(make_actor())
                 group.outstanding.append(0)
+                group.sent.append(0)
+                group.base.append([[0.0] * FIELDS for _ in group.nodes])
         try:
             ray.get([a.ready.remote() for g in self.groups for a in g.actors])
         except Exception as exc:
@@ -381,7 +427,9 @@ class RayRun:
             if isinstance(value, _SourceError):
                 raise error_from("source", value.exc)
             items.append(value)
-            if len(items) >= self._target or _nbytes(value) * len(items) >= MAX_CHUNK_BYTES:
+            if len(items) >= self._target or len(items) >= self._most_per_chunk:
+                break
+            if _nbytes(value) * len(items) >= MAX_CHUNK_BYTES:
                 break
             try:
                 left = hold_until - time.monotonic()
@@ -417,9 +465,11 @@ class RayRun:
         first: Any = chunk
         if sum(len(c) for c in self.plan.consumers[source.id]) > 1:
             first = self._ray.put(chunk)  # one copy in the store for every branch
-        self._submit({(source.id, 0): [first]}, finishing=None)
+        self._submit({(source.id, 0): [first]}, finishing=None, source_items=len(chunk))
 
-    def _submit(self, refs: dict[tuple[int, int], list[Any]], finishing: _Group | None) -> None:
+    def _submit(
+        self, refs: dict[tuple[int, int], list[Any]], finishing: _Group | None, source_items: int = 0
+    ) -> None:
         """Call every group that has input in ``refs`` (or ``finishing``'s flush), in graph
         order, chaining the returned refs; record what the sinks get."""
         entry = _InFlight([], [])
@@ -432,11 +482,14 @@ class RayRun:
                     calls.extend((ref,) for ref in refs.get((upstream.id, slot), []))
             for args in calls:
                 index = self._pick(group)
+                if args and group.items_per_worker is not None:
+                    self._recycle_if_spent(group, index, source_items)
                 actor = group.actors[index]
                 method = actor.finish if not args else actor.process
                 out = method.options(num_returns=group.slots + 1).remote(*args)
                 group.outstanding[index] += 1
                 entry.metas.append((group, index, out[-1]))
+                entry.calls.append(_Call(group, index, args, list(out)))
                 for slot in range(group.slots):
                     refs.setdefault((group.tail.id, slot), []).append(out[slot])
         for sink, (node, slot) in enumerate(self.plan.sinks):
@@ -467,8 +520,10 @@ class RayRun:
         try:
             got = ray.get([refs[i] for i in pending])
         except Exception as exc:
-            self._read_quietly([refs[i] for i in pending])
-            raise self._translate(exc)
+            if not self._actor_died(exc) or not any(c.group.isolates_crashes for c in entry.calls):
+                self._read_quietly([refs[i] for i in pending])
+                raise self._translate(exc)
+            got = self._recover(entry, [refs[i] for i in pending])
         for i, value in zip(pending, got, strict=True):
             values[i] = value
         chunks = values[: len(entry.sinks)]
@@ -484,15 +539,123 @@ class RayRun:
                 yield sink, chunk
 
     def _account(self, group: _Group, index: int, meta: Meta) -> bool:
-        group.outstanding[index] -= 1
+        group.outstanding[index] = max(0, group.outstanding[index] - 1)
         stage_exhausted, rows = meta
         array = self.counters.array
-        for row_index, row in zip(group.rows[index], rows, strict=True):
-            array[row_index * FIELDS : (row_index + 1) * FIELDS] = row
+        for row_index, row, base in zip(group.rows[index], rows, group.base[index], strict=True):
+            array[row_index * FIELDS : (row_index + 1) * FIELDS] = _plus(base, row)
         if stage_exhausted and group.tail.id not in self._ended:
             self._ended.add(group.tail.id)
             return True
         return False
+
+    # -- crashes and recycled workers ------------------------------------------------------
+
+    def _actor_died(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._ray.exceptions.RayActorError)
+
+    def _recover(self, entry: _InFlight, refs: list[Any]) -> list[Any]:
+        """An actor died under this submission: make its calls again, in graph order, on
+        live actors (a replacement for a dead one); the values of ``refs`` as they would
+        have been. A chunk that kills its actor again is re-run item by item, and the item
+        that kills it goes to ``on_error`` as a :class:`WorkerDied`."""
+        ray = self._ray
+        remade: dict[Any, Any] = {}  # a failed ref -> the value that stands for it
+        for call in entry.calls:
+            args = tuple(remade.get(a, a) if isinstance(a, ray.ObjectRef) else a for a in call.args)
+            if args == call.args and self._call_succeeded(call):
+                continue
+            if call.group.tail.spec.ordered_input:
+                raise _died(
+                    call.group, RuntimeError("a stateful stage's input was lost with a crashed actor")
+                )
+            values = self._remake(call, [ray.get(a) if isinstance(a, ray.ObjectRef) else a for a in args])
+            remade.update(zip(call.outs, values, strict=True))
+        try:
+            return [remade[ref] if ref in remade else ray.get(ref) for ref in refs]
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def _call_succeeded(self, call: _Call) -> bool:
+        try:
+            self._ray.get(call.outs[-1])
+        except Exception as exc:
+            if self._actor_died(exc) and (
+                call.group.isolates_crashes or not call.group.tail.spec.ordered_input
+            ):
+                return False
+            raise self._translate(exc) from exc
+        return True
+
+    def _remake(self, call: _Call, args: list[Any]) -> list[Any]:
+        """Make one call again on a live actor: whole, then item by item if it kills it."""
+        group, index = call.group, call.index
+        self._ensure_alive(group, index)
+        try:
+            return self._call(group, index, *args)
+        except Exception as exc:
+            if not (self._actor_died(exc) and group.isolates_crashes and args):
+                raise self._translate(exc) from exc
+        self._replace_actor(group, index)
+        chunks: list[list[Any]] = [[] for _ in range(group.slots)]
+        meta: Any = None
+        for item in args[0]:
+            try:
+                result = self._call(group, index, [item])
+            except Exception as exc:
+                if not self._actor_died(exc):
+                    raise self._translate(exc) from exc
+                self._replace_actor(group, index)
+                died = _died(group, exc)
+                result = self._call(group, index, item, died, method="recover")
+            for slot in range(group.slots):
+                chunks[slot].extend(result[slot])
+            meta = result[-1]
+        return [*chunks, meta]
+
+    def _call(self, group: _Group, index: int, *args: Any, method: str = "process") -> list[Any]:
+        handle = getattr(group.actors[index], method)
+        return list(self._ray.get(handle.options(num_returns=group.slots + 1).remote(*args)))
+
+    def _ensure_alive(self, group: _Group, index: int) -> None:
+        try:
+            self._ray.get(group.actors[index].ready.remote())
+        except Exception as exc:
+            if not self._actor_died(exc):
+                raise self._translate(exc) from exc
+            self._replace_actor(group, index)
+
+    def _replace_actor(self, group: _Group, index: int, counter: int = CRASHES) -> None:
+        """A new actor in place of actor ``index``; its counters continue the old one's."""
+        old = group.actors[index]
+        self._retired.append(old)
+        if counter == CRASHES:
+            try:
+                self._ray.kill(old, no_restart=True)
+            except Exception:  # already dead
+                pass
+        array = self.counters.array
+        group.base[index] = [list(array[row * FIELDS : (row + 1) * FIELDS]) for row in group.rows[index]]
+        group.base[index][0][counter] += 1
+        for row in group.rows[index][:1]:
+            array[row * FIELDS + counter] += 1
+        group.actors[index] = group.make_actor()
+        group.sent[index] = 0
+        if counter == CRASHES:
+            try:
+                self._ray.get(group.actors[index].ready.remote())
+            except Exception as exc:
+                raise self._translate(exc) from exc
+
+    def _recycle_if_spent(self, group: _Group, index: int, items: int) -> None:
+        """``max_items_per_worker``: an actor whose budget this chunk would exceed closes
+        (after its queued calls: ``close_method`` runs in it) and a fresh one takes over."""
+        limit = group.items_per_worker
+        assert limit is not None
+        if group.sent[index] and group.sent[index] + items > limit:
+            self._closing.append(group.actors[index].close.remote())
+            self._replace_actor(group, index, RECYCLED)
+        group.sent[index] += items
 
     def _adapt_target(self) -> None:
         """About :data:`TARGET_SECONDS` of work per call at the costliest stage."""
@@ -569,7 +732,8 @@ class RayRun:
     def _close_actors(self) -> None:
         """After a clean end: close every stage (``close_method`` runs), then the actors go."""
         try:
-            self._ray.get([a.close.remote() for g in self.groups for a in g.actors])
+            closing, self._closing = self._closing, []
+            self._ray.get([*closing, *(a.close.remote() for g in self.groups for a in g.actors)])
         except Exception as exc:
             raise self._translate(exc)
 
@@ -590,7 +754,6 @@ class RayRun:
             puller.join(1.0)
         if self._started_ray:
             self._ray.shutdown()
-
 
     def _collect_abandoned(self) -> None:
         """Read the refs of chunks no one will collect now (after a failure or a ``break``):
@@ -621,7 +784,8 @@ class RayRun:
         """Kill every actor and wait until Ray confirms each death: ``ray.kill`` returns at
         once, and a call right after it can still be served."""
         ray = self._ray
-        alive = [a for g in self.groups for a in g.actors]
+        alive = [*self._retired, *(a for g in self.groups for a in g.actors)]
+        self._read_quietly(self._closing)
         for actor in alive:
             try:
                 ray.kill(actor, no_restart=True)
@@ -686,6 +850,15 @@ def _died(group: _Group, exc: BaseException) -> WorkerDied:
     names = ", ".join(repr(label) for label in group.labels)
     detail = f"a Ray actor death (running {names}): {str(exc).splitlines()[0] if str(exc) else exc!r}"
     return WorkerDied(stage=group.labels[0], exitcode=None, detail=detail)
+
+
+def _plus(base: list[float], row: list[float]) -> list[float]:
+    """A replacement's counter row continued from its predecessors' (``base``)."""
+    out = [b + r for b, r in zip(base, row, strict=True)]
+    out[CRASHES], out[RECYCLED] = base[CRASHES], base[RECYCLED]  # the driver's own
+    out[STARTED] = base[STARTED] or row[STARTED]
+    out[PEAK_RSS_MB] = max(base[PEAK_RSS_MB], row[PEAK_RSS_MB])
+    return out
 
 
 def _nbytes(value: Any) -> int:

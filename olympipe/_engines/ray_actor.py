@@ -82,6 +82,11 @@ class StageActor:
             out = self._apply(index, stage.process, out)
         return self._result(out)
 
+    def recover(self, item: Any, died: Exception) -> tuple[Any, ...]:
+        """What an item that killed this stage's previous actor becomes (``on_error``)."""
+        stage = self._stages[0]
+        return self._result(self._apply(0, lambda _items: stage.recover(item, died), [item]))
+
     def finish(self) -> tuple[Any, ...]:
         """After the last chunk: flush the first stage and run what it gives through the rest."""
         out: Any = self._apply(0, lambda _items: self._stages[0].finish(), [])

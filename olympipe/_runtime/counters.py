@@ -22,7 +22,9 @@ CPU = 6  # CPU seconds of the worker process (user + system)
 PEAK_RSS_MB = 7  # the worker's peak resident memory
 STARTED = 8  # time.time() at which the worker started its loop
 RETRIED = 9  # attempts repeated after a retry_on exception
-FIELDS = 10
+CRASHES = 10  # deaths survived: written by the supervisor when it replaces the worker
+RECYCLED = 11  # replacements after max_items_per_worker: written by the supervisor
+FIELDS = 12
 
 
 class Counters:
@@ -66,4 +68,6 @@ class Counters:
             peak_rss_mb=max(r[PEAK_RSS_MB] for r in rows),
             cpu_pct=shares[CPU] / n,
             retries=int(sum(r[RETRIED] for r in rows)),
+            crashes=int(sum(r[CRASHES] for r in rows)),
+            recycled=int(sum(r[RECYCLED] for r in rows)),
         )

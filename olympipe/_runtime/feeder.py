@@ -57,7 +57,9 @@ class Feeder:
         cost: Callable[[], tuple[float | None, int]],
         shm_prefix: str | None = None,
         one_item_chunks: bool = False,
+        max_chunk: int | None = None,
     ) -> None:
+        self._max_chunk = max_chunk or MAX_ITEMS
         self._prefix = shm_prefix
         self._one_item_chunks = one_item_chunks
         self._iterable = iterable
@@ -231,11 +233,11 @@ class Feeder:
         cost, at_least = self._cost()
         by_size = MAX_CHUNK_BYTES / max(self._item_bytes, 1.0)
         if cost is None:
-            return int(max(1, min(at_least, by_size)))
+            return int(max(1, min(at_least, by_size, self._max_chunk)))
         target = min(TARGET_SECONDS / max(cost, 1e-9), by_size)
         if gap > 0:
             target = min(target, HOLD_SECONDS / gap)
-        return int(min(max(target, at_least), MAX_ITEMS))
+        return int(min(max(target, at_least), MAX_ITEMS, self._max_chunk))
 
 
 def cost_reader(

@@ -116,13 +116,20 @@ class Done:
     worker: int
 
 
+@dataclass(frozen=True)
+class Retired:
+    """Worker ``worker`` did its ``max_items_per_worker`` and exited: replace it."""
+
+    worker: int
+
+
 class Control:
     """The many-to-one channel on which workers and feeders report to the supervisor."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
 
-    def send(self, message: Failure | Done) -> None:
+    def send(self, message: Failure | Done | Retired) -> None:
         """Report ``message``; never raises (the supervisor notices a silent death anyway)."""
         try:
             self.channel.send(pickle.dumps(message))

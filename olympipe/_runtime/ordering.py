@@ -35,6 +35,14 @@ class Reorder:
         self._next[port] = expected
         return ready
 
+    def next_seq(self, port: int) -> int:
+        """The number of the next chunk ``port`` releases."""
+        return self._next[port]
+
+    def start_at(self, seqs: list[int]) -> None:
+        """Continue a predecessor's order: the next chunk of each port."""
+        self._next = list(seqs)
+
     def drop(self) -> dict[int, int]:
         """Forget every waiting chunk; how many each port had."""
         counts = {port: len(p) for port, p in enumerate(self._pending) if p}

@@ -34,23 +34,24 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.synchronize import Semaphore
 from typing import TYPE_CHECKING, Any
 
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
+from olympipe._runtime import journal
 from olympipe._runtime.context import (
     get_context,
     resolve_start_method,
     shared_memory_disabled,
     without_main_replay,
 )
-from olympipe._runtime.counters import STARTED, Counters
+from olympipe._runtime.counters import CRASHES, FIELDS, RECYCLED, STARTED, Counters
 from olympipe._runtime.credits import Credits, Target, plan_credits
 from olympipe._runtime.feeder import Feeder, cost_reader
-from olympipe._runtime.messages import Control, Done, Failure
+from olympipe._runtime.messages import Control, Done, Failure, Retired
 from olympipe._runtime.ordering import Reorder
 from olympipe._runtime.worker import WorkerPlan, worker_main
 from olympipe._stages.request import RequestStageSpec
@@ -77,6 +78,8 @@ class _Worker:
     label: str
     process: Any
     done: bool = False
+    retired: bool = False  # max_items_per_worker reached: replace it
+    marks: tuple[tuple[int, int, int], ...] | None = None  # a replacement: what its predecessor held
 
 
 class Run:
@@ -87,6 +90,16 @@ class Run:
         self.options = options
         self.method = resolve_start_method(options.start_method)
         self._ctx = get_context(self.method)
+        self._server = _server_of(plan)
+        self.replaceable = self._server is not None or any(s.replaceable for s in _stage_specs(plan))
+        # Replacements start from a fork server, never by forking a caller that has threads;
+        # what they inherit must then be made for that start method, not for fork.
+        self._respawn_method = "forkserver" if self.method == "fork" else self.method
+        self._respawn_ctx = get_context(self._respawn_method) if self.replaceable else self._ctx
+        self._sync_ctx = self._respawn_ctx
+        self._plans: dict[int, tuple[WorkerPlan, StageSpec]] = {}  # worker -> what it was started with
+        self._definitions: dict[int, Definition] = {}  # node -> its definition for a fork server
+        self._ended: list[Any] = []  # processes of replaced workers, joined, to close
         self._workers: list[_Worker] = []
         self._feeders: list[Feeder] = []
         self._windows: list[tuple[Semaphore, int]] = []  # every window of credits and its size
@@ -103,13 +116,14 @@ class Run:
         self._ended_at = 0.0
         self._progress: Progress | None = None
         self._lifeline: Connection | None = None  # forkserver: the caller's end of every worker's lifeline
+        self._lifeline_reader: Connection | None = None  # kept for replacements
         self.stage_workers: dict[int, list[int]] = {}
         self.labels = plan.labels
-        self._server = _server_of(plan)
         # The caller's pid first: whose segments these are, for people and for leak checks.
         token = f"olympipe-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.shm_prefix: str | None = token if shm.available() and not shared_memory_disabled() else None
-        self.counters = Counters(self._ctx, sum(n.spec.count for n in plan.stages))
+        self._journal = os.path.join(journal.directory(), f"{token}-held") if self.replaceable else None
+        self.counters = Counters(self._sync_ctx, sum(n.spec.count for n in plan.stages))
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -120,8 +134,8 @@ class Run:
             return
         self._started = True
         self._started_at = time.time()
-        if self.shm_prefix is not None:  # before any pipe exists, so the janitor holds none
-            ensure_janitor(self._ctx, self._start_process)
+        if self.shm_prefix is not None or self._journal is not None:
+            ensure_janitor(self._ctx, self._start_process)  # before any pipe exists: it holds none
         credits = self._wire_channels()
         self._start_workers(credits)
         self._start_feeders(credits)
@@ -131,7 +145,7 @@ class Run:
 
     def _wire_channels(self) -> Credits:
         """One inbox per stage, one channel per sink, the control channel, the credits."""
-        ctx, plan = self._ctx, self.plan
+        ctx, plan = self._sync_ctx, self.plan
         self._control = Control(Channel(ctx, sum(n.spec.count for n in plan.nodes), 1))
         for node in plan.stages:
             self._channels[node.id] = Channel(ctx, plan.producers(node), node.spec.count)
@@ -145,16 +159,17 @@ class Run:
     def _start_workers(self, credits: Credits) -> None:
         """Start each stage's workers, Ctrl-C blocked meanwhile (the children ignore it)."""
         lifeline = None
-        if self.method == "forkserver":
+        if self.method == "forkserver" or self.replaceable:
             lifeline, self._lifeline = self._ctx.Pipe(duplex=False)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             for node in self.plan.stages:
-                self._start_stage(node, credits, lifeline)
+                self._start_stage(node, credits, lifeline if self.method == "forkserver" else None)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        if lifeline is not None:
+        if lifeline is not None and not self.replaceable:
             lifeline.close()
+        self._lifeline_reader = lifeline if self.replaceable else None  # replacements watch it too
 
     def _start_stage(self, node: Node, credits: Credits, lifeline: Connection | None) -> None:
         spec = node.spec
@@ -164,11 +179,17 @@ class Run:
         definition: StageSpec | Definition = (
             spec if self.method == "fork" else dumps_definition(spec, self.shm_prefix)
         )
-        renumber = self._ctx.Value("q", 0) if node.spec.renumbers_output else None
+        if isinstance(definition, Definition):
+            self._definitions[node.id] = definition
+        renumber = self._sync_ctx.Value("q", 0) if node.spec.renumbers_output else None
         self._shared.append(renumber)  # held until close: spawned children open it by name
         self.stage_workers[node.id] = []
         for _ in range(spec.count):
             index = len(self._workers)
+            cursor = None
+            if spec.replaceable and spec.count == 1:
+                cursor = self._sync_ctx.RawArray("q", len(node.inputs))
+                self._shared.append(cursor)
             worker_plan = WorkerPlan(
                 index=index,
                 label=self.labels[node.id],
@@ -183,7 +204,10 @@ class Run:
                 watch_caller=threading.current_thread() is not threading.main_thread(),
                 shm_prefix=self.shm_prefix,
                 renumber=renumber,
+                journal=self._journal if spec.replaceable else None,
+                cursor=cursor,
             )
+            self._plans[index] = (worker_plan, spec)
             process = self._ctx.Process(  # type: ignore[attr-defined]
                 target=worker_main,
                 args=(worker_plan, definition),
@@ -212,6 +236,10 @@ class Run:
                 cost,
                 self.shm_prefix,
                 node.spec.one_item_chunks,
+                max_chunk=min(
+                    (s.items_per_worker for s in _stage_specs(self.plan) if s.items_per_worker),
+                    default=None,
+                ),
             )
             self._feeders.append(feeder)
             feeder.start()
@@ -243,8 +271,15 @@ class Run:
         """Drop the caller's copies of pipe ends only workers use, so a write into a pipe
         whose readers all died fails instead of blocking forever."""
         fed = {id(target.channel) for targets in source_outputs.values() for target in targets}
+        # What a replacement will need, the caller keeps: it hands them on.
+        read_by_replaceable = set()
+        for plan, _spec in self._plans.values():
+            if plan.journal is not None:
+                read_by_replaceable.add(id(plan.inbox))
+                fed.update(id(t.channel) for slot in plan.outputs for t in slot)
         for channel in self._channels.values():
-            channel.close_reader()
+            if id(channel) not in read_by_replaceable:
+                channel.close_reader()
             if id(channel) not in fed:
                 channel.close_writer()
         for channel in self._sink_channels:
@@ -301,7 +336,9 @@ class Run:
                 worker = by_sentinel.get(obj)  # type: ignore[call-overload,unused-ignore]
                 if worker is not None:
                     del by_sentinel[obj]
-                    self._worker_exited(worker)
+                    replacement = self._worker_exited(worker)
+                    if replacement is not None:
+                        by_sentinel[replacement.process.sentinel] = replacement
 
     def _drain_control(self, *, raise_failures: bool = True) -> None:
         """Read every queued report: mark finished workers, raise the first failure.
@@ -316,6 +353,8 @@ class Run:
                 message = self._control.recv()
                 if isinstance(message, Done):
                     self._workers[message.worker].done = True
+                elif isinstance(message, Retired):
+                    self._workers[message.worker].retired = True
                 elif isinstance(message, Failure) and raise_failures:
                     raise message.to_error()
         except (OSError, EOFError):
@@ -325,24 +364,79 @@ class Run:
     def _raise_for_dead_worker(self, by_sentinel: dict[Any, _Worker]) -> None:
         while by_sentinel:
             for sentinel in wait(list(by_sentinel)):
-                self._worker_exited(by_sentinel.pop(sentinel))  # raises for the dead one
+                replacement = self._worker_exited(by_sentinel.pop(sentinel))  # raises for the dead one
+                if replacement is not None:
+                    by_sentinel[replacement.process.sentinel] = replacement
         raise PipelineError("a sink channel closed without an end of stream", stage="sink")
 
-    def _worker_exited(self, worker: _Worker) -> None:
+    def _worker_exited(self, worker: _Worker) -> _Worker | None:
+        """A worker's process ended: fine if it reported Done; replaced if it retired or
+        died on one item of a stage that isolates crashes; else the run fails."""
         self._drain_control()
-        if not worker.done:
-            worker.process.join()
-            exitcode = worker.process.exitcode
-            started = self.counters.row(worker.index)[STARTED] > 0
-            if self.method == "spawn" and exitcode == 1 and not started:
-                raise PipelineError(
-                    f"a worker of stage {worker.label!r} failed while starting: with"
-                    ' start_method="spawn" each worker re-runs your script, so the code that'
-                    ' runs the pipeline must be under if __name__ == "__main__": (or leave'
-                    " start_method unset: the default needs no guard)",
+        if worker.done:
+            return None
+        worker.process.join()
+        if worker.retired:
+            return self._replace(worker, None, RECYCLED, None)
+        exitcode = worker.process.exitcode
+        plan, spec = self._plans[worker.index]
+        if plan.journal is not None and spec.isolates_crashes:
+            marks = tuple(journal.Journal(plan.journal, worker.index).marks())
+            # The same marks twice: the replacement died before doing anything (in its
+            # constructor, say), and would again.
+            if journal.recoverable(list(marks)) and marks != worker.marks:
+                log.info("a worker of stage %r died (exit code %s): replacing it", worker.label, exitcode)
+                return self._replace(worker, exitcode, CRASHES, marks)
+        self._raise_dead(worker, exitcode)
+        return None  # pragma: no cover - _raise_dead raises
+
+    def _replace(
+        self,
+        worker: _Worker,
+        exitcode: int | None,
+        counter: int,
+        marks: tuple[tuple[int, int, int], ...] | None,
+    ) -> _Worker:
+        """Start a worker in ``worker``'s place; it takes over what ``worker`` held."""
+        plan, spec = self._plans[worker.index]
+        node_id = next(n for n, workers in self.stage_workers.items() if worker.index in workers)
+        definition = self._definitions.get(node_id)
+        if definition is None:
+            try:
+                definition = self._definitions[node_id] = dumps_definition(spec, self.shm_prefix)
+            except Exception as exc:
+                raise WorkerDied(
                     stage=worker.label,
-                )
-            raise WorkerDied(stage=worker.label, exitcode=exitcode)
+                    exitcode=exitcode,
+                    detail=f"exit code {exitcode}; it cannot be replaced: its stage does not pickle ({exc})",
+                ) from exc
+        successor = replace(plan, recovering=exitcode, lifeline=self._lifeline_reader, watch_caller=False)
+        process = self._respawn_ctx.Process(  # type: ignore[attr-defined]
+            target=worker_main,
+            args=(successor, definition),
+            name=f"olympipe:{spec.name}:{worker.index}",
+            daemon=True,
+        )
+        with without_main_replay() if self._respawn_method == "forkserver" else contextlib.nullcontext():
+            process.start()
+        _unregister_child(process)
+        self._ended.append(worker.process)
+        self.counters.array[worker.index * FIELDS + counter] += 1
+        fresh = _Worker(worker.index, worker.label, process, marks=marks)
+        self._workers[worker.index] = fresh
+        return fresh
+
+    def _raise_dead(self, worker: _Worker, exitcode: int | None) -> None:
+        started = self.counters.row(worker.index)[STARTED] > 0
+        if self.method == "spawn" and exitcode == 1 and not started:
+            raise PipelineError(
+                f"a worker of stage {worker.label!r} failed while starting: with"
+                ' start_method="spawn" each worker re-runs your script, so the code that'
+                ' runs the pipeline must be under if __name__ == "__main__": (or leave'
+                " start_method unset: the default needs no guard)",
+                stage=worker.label,
+            )
+        raise WorkerDied(stage=worker.label, exitcode=exitcode)
 
     def end_sources(self, node_ids: set[int]) -> None:
         """End the streams of these sources after what they have already read."""
@@ -433,8 +527,12 @@ class Run:
             self._control.channel.close()
         if self._lifeline is not None:
             self._lifeline.close()
-        for worker in self._workers:
-            worker.process.close()
+        for process in [*(w.process for w in self._workers), *self._ended]:
+            process.close()
+        if self._lifeline_reader is not None:
+            self._lifeline_reader.close()
+        if self._journal is not None:
+            journal.remove_all(self._journal)
         if self.shm_prefix is not None:
             # Only now is every process that could write or map a segment dead.
             shm.remove_all(self.shm_prefix)
@@ -442,7 +540,8 @@ class Run:
         # /dev/shm until collected, and the Pipeline keeps this run for stats().
         self._source_items = sum(f.items for f in self._feeders)
         self._channels, self._sink_channels, self._windows, self._shared = {}, [], [], []
-        self._workers, self._feeders, self._control = [], [], None
+        self._workers, self._feeders, self._control, self._ended = [], [], None, []
+        self._plans, self._definitions = {}, {}
 
 
 @contextlib.contextmanager
@@ -470,6 +569,10 @@ def _unregister_child(process: Any) -> None:
     children = getattr(multiprocessing.process, "_children", None)
     if isinstance(children, set):
         children.discard(process)
+
+
+def _stage_specs(plan: Plan) -> list[StageSpec]:
+    return [n.spec for n in plan.stages if isinstance(n.spec, StageSpec)]
 
 
 def _server_of(plan: Plan) -> ServerSource | None:

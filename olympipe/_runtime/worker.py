@@ -45,10 +45,11 @@ from olympipe._runtime.counters import (
     Counters,
 )
 from olympipe._runtime.credits import Target
-from olympipe._runtime.messages import Control, Done, Failure
+from olympipe._runtime.journal import BUFFERED, PROCESSING, SENDING, Journal, Recovered, restore_segments
+from olympipe._runtime.messages import Control, Done, Failure, Retired
 from olympipe._runtime.ordering import Reorder
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
-from olympipe._transport.channel import KIND_END, Channel
+from olympipe._transport.channel import KIND_END, Channel, unpack_header
 from olympipe._transport.codec import (
     DecodeError,
     Definition,
@@ -56,10 +57,12 @@ from olympipe._transport.codec import (
     EncodeError,
     decode_frame,
     encode_chunk,
+    frame_segments,
     loads_definition,
     register_main_classes,
     send_encoded,
 )
+from olympipe.errors import WorkerDied
 
 _PR_SET_PDEATHSIG = 1
 USAGE_SECONDS = 0.2  # how often a worker reads its CPU time and memory: a system call
@@ -67,6 +70,10 @@ USAGE_SECONDS = 0.2  # how often a worker reads its CPU time and memory: a syste
 
 class Stopped(BaseException):
     """Raised in a worker by SIGTERM: the supervisor is tearing the run down."""
+
+
+class Retire(Exception):
+    """The worker has done its ``max_items_per_worker``: it hands over what it holds."""
 
 
 @dataclass
@@ -86,6 +93,9 @@ class WorkerPlan:
     watch_caller: bool = False  # forked from a thread: the death signal would follow the thread
     shm_prefix: str | None = None  # where large buffers go; None: always inline
     renumber: Any = None  # ordered=False: a shared counter; output numbered as it completes
+    journal: str | None = None  # a replaceable stage: where held chunks are written
+    cursor: Any = None  # a replaceable single worker: the next chunk per port, for its successor
+    recovering: int | None = None  # a replacement: the exit code of the worker it replaces
 
 
 def worker_main(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
@@ -109,7 +119,13 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
     try:
         stage = spec.make()
         stage.open()
-        _run(plan, spec, stage)
+        try:
+            (_run if plan.journal is None else _run_replaceable)(plan, spec, stage)
+        except Retire:
+            stage.close()  # close_method runs in the retiring worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            plan.control.send(Retired(plan.index))
+            return
         stage.close()
         stage = None
         for slot in plan.outputs:
@@ -177,31 +193,139 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     meter.record_usage()
 
 
-class Meter:
-    """One worker's row of counters, written by that worker alone (see counters.py)."""
+def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
+    """The loop of a worker that may be replaced (see ``journal``): per-item stages only.
 
-    __slots__ = ("_array", "_next_usage", "_row")
+    It first takes over what its predecessor held, then reads as :func:`_run` does, holding
+    each frame in the journal until its output is sent."""
+    assert plan.journal is not None
+    meter = Meter(plan.counters.array, plan.index)
+    outputs = _Outputs(plan, spec.output_slots, meter)
+    reorder = Reorder(plan.ports) if spec.count == 1 and plan.renumber is None else None
+    if reorder is not None and plan.cursor is not None:
+        reorder.start_at(list(plan.cursor))
+    journal = Journal(plan.journal, plan.index)
+    budget = _Budget(spec.items_per_worker)
+    died = WorkerDied(stage=plan.label, exitcode=plan.recovering)
+    held: dict[tuple[int, int], Recovered] = {}
+    meter.start()
+
+    def run(port: int, seq: int, chunk: list[Any]) -> None:
+        entry = held.pop((port, seq))
+        budget.before(len(chunk))
+        if entry.mark == BUFFERED:
+            entry.held.mark(PROCESSING)
+            produced = meter.process(stage, chunk)
+        else:
+            produced = meter.timed(len(chunk), stage, lambda: _rerun(stage, chunk, entry, died))
+        entry.held.mark(SENDING)
+        outputs.send(seq, produced)
+        entry.held.release()
+        _give_back(plan.windows, port, 1)
+        budget.after(len(chunk))
+
+    def take(entry: Recovered, items: list[Any]) -> None:
+        held[(entry.port, entry.seq)] = entry
+        behind = reorder is None or entry.seq < reorder.next_seq(entry.port)
+        ready = [(entry.seq, items)] if behind else reorder.push(entry.port, entry.seq, items)  # type: ignore[union-attr]
+        if reorder is not None and plan.cursor is not None:
+            plan.cursor[entry.port] = reorder.next_seq(entry.port)
+        for ready_seq, chunk in ready:
+            run(entry.port, ready_seq, chunk)
+
+    for entry in sorted(
+        journal.recover(),
+        key=lambda e: (reorder is not None and e.seq >= reorder.next_seq(e.port), e.port, e.seq),
+    ):
+        restore_segments(entry, frame_segments(entry.frame))
+        take(entry, decode_frame(None, entry.frame, private=True)[3])
+    while True:
+        t0 = time.perf_counter()
+        frame = plan.inbox.recv()
+        meter.waited(time.perf_counter() - t0)
+        kind, port, seq = unpack_header(frame)
+        if kind == KIND_END:
+            break
+        entry = Recovered(port, seq, BUFFERED, b"", journal.hold(port, seq, frame, frame_segments(frame)))
+        take(entry, decode_frame(plan.inbox, frame, private=True)[3])
+    meter.record_usage()
+
+
+def _rerun(stage: Stage, chunk: list[Any], entry: Recovered, died: WorkerDied) -> Any:
+    """Run again a chunk whose worker died on it, item by item (see ``journal``)."""
+    culprits: dict[int, Exception] = {
+        index: WorkerDied(stage=died.stage, exitcode=code) for index, code in entry.culprits.items()
+    }
+    found = entry.mark // 2 if entry.mark >= 0 else (0 if len(chunk) == 1 else None)
+    if found is not None and found not in culprits:
+        entry.held.note_culprit(found, died.exitcode)
+        culprits[found] = died
+    return stage.rerun(chunk, died, culprits, entry.held.mark)
+
+
+class _Budget:
+    """``max_items_per_worker``: raise :class:`Retire` before a chunk that would exceed it
+    (unless nothing was done yet) and once it is spent."""
+
+    __slots__ = ("_left", "_limit")
+
+    def __init__(self, limit: int | None) -> None:
+        self._limit = limit
+        self._left = limit
+
+    def before(self, items: int) -> None:
+        if self._left is not None and self._left < items and self._left != self._limit:
+            raise Retire
+
+    def after(self, items: int) -> None:
+        if self._left is not None:
+            self._left -= items
+            if self._left <= 0:
+                raise Retire
+
+
+class Meter:
+    """One worker's row of counters, written by that worker alone (see counters.py).
+
+    A replacement worker takes over its predecessor's row and adds to it."""
+
+    __slots__ = ("_array", "_base_cpu", "_base_errors", "_base_retried", "_next_usage", "_row")
 
     def __init__(self, array: Any, index: int) -> None:
         self._array = array
         self._row = index * FIELDS
         self._next_usage = 0.0
+        self._base_errors = array[self._row + ERRORS]
+        self._base_retried = array[self._row + RETRIED]
+        self._base_cpu = array[self._row + CPU]
 
     def start(self) -> None:
-        """The worker's loop starts now (percentages are of the time since)."""
-        self._array[self._row + STARTED] = time.time()
+        """The worker's loop starts now (percentages are of the time since), unless a
+        predecessor in this row started it already."""
+        if not self._array[self._row + STARTED]:
+            self._array[self._row + STARTED] = time.time()
 
     def process(self, stage: Stage, chunk: list[Any]) -> Any:
         """``stage.process(chunk)``, timed. Items in and busy time move together, after the
         work: the feeder divides one by the other, and an item counted early reads as free."""
         t0 = time.perf_counter()
         out = stage.process(chunk)
+        self._count(len(chunk), stage, t0)
+        return out
+
+    def timed(self, items: int, stage: Stage, work: Any) -> Any:
+        """``work()`` counted as :meth:`process` counts ``stage.process``."""
+        t0 = time.perf_counter()
+        out = work()
+        self._count(items, stage, t0)
+        return out
+
+    def _count(self, items: int, stage: Stage, t0: float) -> None:
         array, row = self._array, self._row
         array[row + BUSY] += time.perf_counter() - t0
-        array[row + ITEMS_IN] += len(chunk)
-        array[row + ERRORS] = stage.errors
-        array[row + RETRIED] = stage.retried
-        return out
+        array[row + ITEMS_IN] += items
+        array[row + ERRORS] = self._base_errors + stage.errors
+        array[row + RETRIED] = self._base_retried + stage.retried
 
     def waited(self, seconds: float) -> None:
         """Time spent waiting for input."""
@@ -229,8 +353,9 @@ class Meter:
     def record_usage(self) -> None:
         """CPU seconds and peak RSS of this process, now."""
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        self._array[self._row + CPU] = usage.ru_utime + usage.ru_stime
-        self._array[self._row + PEAK_RSS_MB] = usage.ru_maxrss / 1024  # Linux reports KiB
+        self._array[self._row + CPU] = self._base_cpu + usage.ru_utime + usage.ru_stime
+        peak = self._row + PEAK_RSS_MB
+        self._array[peak] = max(self._array[peak], usage.ru_maxrss / 1024)  # Linux reports KiB
 
 
 class _Outputs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -54,6 +55,32 @@ class Stage:
         """Called at or after :meth:`deadline`; returns a chunk to emit."""
         return []
 
+    def rerun(
+        self,
+        items: list[Any],
+        died: Exception,
+        culprits: dict[int, Exception],
+        probe: Callable[[int], None],
+    ) -> Any:
+        """Run again, item by item, a chunk whose worker died (``died`` says how).
+
+        ``probe(2 * i)`` is called before item ``i`` runs, so that a death names it;
+        ``culprits`` are the items known to kill a worker: each becomes :meth:`recover`'s
+        answer, ``probe(2 * i + 1)`` first."""
+        out: list[Any] = []
+        for index, item in enumerate(items):
+            if index in culprits:
+                probe(2 * index + 1)
+                out.extend(self.recover(item, culprits[index]))
+            else:
+                probe(2 * index)
+                out.extend(self.process([item]))
+        return out
+
+    def recover(self, item: Any, died: Exception) -> list[Any]:
+        """What an item that killed its worker becomes (``on_error``'s answer)."""
+        raise ItemFailed(item) from died
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -70,6 +97,8 @@ class StageSpec:
     * ``parallelism``: items in flight in one worker (``concurrency``).
     * ``renumbers_output``: outputs are numbered as they complete (``ordered=False``).
     * ``idle_timeout``: the stream ends after that many seconds without input (``timeout``).
+    * ``isolates_crashes``: a dead worker is replaced and its item handed to ``on_error``.
+    * ``items_per_worker``: a worker is replaced after that many items.
     """
 
     name: str
@@ -102,6 +131,21 @@ class StageSpec:
     def idle_timeout(self) -> float | None:
         """Seconds without input after which the stage ends its stream (``timeout``)."""
         return None
+
+    @property
+    def isolates_crashes(self) -> bool:
+        """Whether a worker's death is one item's failure (``on_error``, a server)."""
+        return False
+
+    @property
+    def items_per_worker(self) -> int | None:
+        """Items after which a worker is replaced (``max_items_per_worker``)."""
+        return None
+
+    @property
+    def replaceable(self) -> bool:
+        """Whether the engine may replace this stage's workers during a run."""
+        return self.isolates_crashes or self.items_per_worker is not None
 
     def make(self) -> Stage:
         """Build the stage; called inside the worker."""

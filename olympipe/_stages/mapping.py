@@ -92,7 +92,7 @@ class _Calls:
                 if self._retry(attempt, exc):
                     attempt += 1
                     continue
-                return self._recover(item, exc)
+                return self.recover(item, exc)
 
     def _retry(self, attempt: int, exc: Exception) -> bool:
         """Whether attempt ``attempt`` (from 0) failing with ``exc`` earns another, counted."""
@@ -102,7 +102,7 @@ class _Calls:
             self.retried += 1
         return True
 
-    def _recover(self, item: Any, exc: Exception) -> Any:
+    def recover(self, item: Any, exc: Exception) -> Any:
         with self._count:
             self.errors += 1
         if self.on_error is None:
@@ -125,7 +125,7 @@ class _Calls:
                         if self._retry(attempt, exc):
                             attempt += 1
                             continue
-                        return self._recover(item, exc)
+                        return self.recover(item, exc)
 
         return list(await asyncio.gather(*(one(x) for x in items)))
 
@@ -138,6 +138,7 @@ class CallSpec(ParallelSpec):
     concurrency: int = 1
     retries: int = 0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
+    max_items_per_worker: int | None = None
 
     per_item: ClassVar[bool] = True
     one_to_one: ClassVar[bool] = True
@@ -145,6 +146,10 @@ class CallSpec(ParallelSpec):
     @property
     def parallelism(self) -> int:
         return self.concurrency
+
+    @property
+    def items_per_worker(self) -> int | None:
+        return self.max_items_per_worker
 
 
 class _CallStage(Stage):
@@ -162,6 +167,14 @@ class _CallStage(Stage):
     def close(self) -> None:
         if self._calls is not None:
             self._calls.close()
+
+    def recover(self, item: Any, died: Exception) -> list[Any]:
+        assert self._calls is not None
+        try:
+            replacement = self._calls.recover(item, died)
+        finally:
+            self.errors = self._calls.errors
+        return [] if replacement is _DROP else [replacement]
 
 
 class TaskStage(_CallStage):
@@ -187,6 +200,10 @@ class TaskSpec(CallSpec):
     def renumbers_output(self) -> bool:
         return not self.ordered
 
+    @property
+    def isolates_crashes(self) -> bool:
+        return self.on_error is not None
+
     def make(self) -> Stage:
         return TaskStage(self)
 
@@ -207,7 +224,7 @@ class ClassTaskStage(_CallStage):
         method = spec.method
         instance = self._instance
         self._calls = _Calls(
-            lambda item: method(instance, item), spec.concurrency, None, spec.retries, spec.retry_on
+            lambda item: method(instance, item), spec.concurrency, spec.on_error, spec.retries, spec.retry_on
         )
         self._calls.open()
 
@@ -227,6 +244,11 @@ class ClassTaskSpec(CallSpec):
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     close_method: Callable[[Any], Any] | None = None
+    on_error: Callable[[Any, Exception], Any] | None = None
+
+    @property
+    def isolates_crashes(self) -> bool:
+        return self.on_error is not None
 
     def make(self) -> Stage:
         return ClassTaskStage(self)

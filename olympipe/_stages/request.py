@@ -5,7 +5,7 @@ The HTTP side is ``olympipe/_server.py``; this module is what workers need, with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,15 @@ class RequestStageSpec(StageSpec):
         assert self.inner is not None
         return self.inner.output_slots
 
+    @property
+    def isolates_crashes(self) -> bool:
+        return True  # a crash fails its own request
+
+    @property
+    def items_per_worker(self) -> int | None:
+        assert self.inner is not None
+        return self.inner.items_per_worker
+
     def make(self) -> Stage:
         assert self.inner is not None
         return _RequestStage(self.inner.make())
@@ -52,6 +61,17 @@ class _RequestStage(Stage):
 
     def close(self) -> None:
         self._inner.close()
+
+    def rerun(
+        self,
+        items: list[Any],
+        died: Exception,
+        culprits: dict[int, Exception],
+        probe: Callable[[int], None],
+    ) -> Any:
+        """A chunk is one request: the worker died on it, so it fails (500)."""
+        probe(1)  # answering it is all that is left to do
+        return [RequestFailed(f"{type(died).__name__}: {died}")]
 
     def process(self, items: list[Any]) -> Any:
         if items and isinstance(items[0], RequestFailed):

@@ -67,6 +67,15 @@ class Channel:
         # small frames each name megabytes of segments.
         self._slots: Semaphore = ctx.Semaphore(SHM_SLOTS)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A replacement worker is started after the caller dropped the ends it does not
+        # need; what it needs (its inbox's reader, its outputs' writers) is still open.
+        state = dict(self.__dict__)
+        for end in ("_reader", "_writer"):
+            if state[end].closed:
+                state[end] = None
+        return state
+
     @property
     def reader(self) -> Connection:
         """The read end, for ``multiprocessing.connection.wait``."""

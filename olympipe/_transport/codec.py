@@ -199,9 +199,8 @@ def decode_chunk(payload: memoryview) -> list[Any]:
     return items
 
 
-def decode_shared(body: memoryview, keep: bool = False) -> list[Any]:
-    """Unpickle a chunk whose large parts are in shared memory: mapped, and unlinked at once
-    or (``keep``, in a worker) when no longer used, so that they can be forwarded."""
+def _segments(body: memoryview) -> tuple[list[tuple[str, int]], int]:
+    """The segments a shared frame's body names, and where the rest of the body starts."""
     (count,) = _COUNT.unpack_from(body, 0)
     offset = _COUNT.size
     segments = []
@@ -210,10 +209,26 @@ def decode_shared(body: memoryview, keep: bool = False) -> list[Any]:
         offset += _SEGMENT.size
         segments.append((bytes(body[offset : offset + length]).decode(), size))
         offset += length
+    return segments, offset
+
+
+def frame_segments(frame: bytes) -> list[str]:
+    """The names of the shared-memory segments a frame carries (none for an inline one)."""
+    kind, _port, _seq = unpack_header(frame)
+    if kind != KIND_SHARED:
+        return []
+    return [name for name, _size in _segments(memoryview(frame)[HEADER_SIZE:])[0]]
+
+
+def decode_shared(body: memoryview, keep: bool = False, private: bool = False) -> list[Any]:
+    """Unpickle a chunk whose large parts are in shared memory: mapped, and unlinked at once
+    or (``keep``, in a worker) when no longer used, so that they can be forwarded;
+    ``private``: mapped copy-on-write, so that the segment keeps what was sent."""
+    segments, offset = _segments(body)
     pickle_in_shm = body[offset] == 1
     views = [
         # the pickle itself (segment 0 when it is in shared memory) is never forwarded
-        shm.take_segment(name, size, keep=keep and not (pickle_in_shm and index == 0))
+        shm.take_segment(name, size, keep=keep and not (pickle_in_shm and index == 0), private=private)
         for index, (name, size) in enumerate(segments)
     ]
     data = views.pop(0) if pickle_in_shm else body[offset + 1 :]
@@ -233,18 +248,22 @@ def send_encoded(channel: Channel, port: int, seq: int, encoded: Encoded, prefix
         channel.send(pack_header(port, seq) + encoded.data)
 
 
-def decode_frame(channel: Channel, frame: bytes, keep: bool = False) -> tuple[int, int, int, list[Any]]:
+def decode_frame(
+    channel: Channel | None, frame: bytes, keep: bool = False, private: bool = False
+) -> tuple[int, int, int, list[Any]]:
     """``(kind, port, seq, items)`` of a frame read from ``channel`` (items empty for END);
-    ``keep``: see :func:`decode_shared`."""
+    ``keep`` and ``private``: see :func:`decode_shared`. ``channel`` ``None``: a frame read
+    again (a held chunk), whose shared-memory slot was given back when it was first read."""
     kind, port, seq = unpack_header(frame)
     if kind == KIND_END:
         return kind, port, seq, []
     body = memoryview(frame)[HEADER_SIZE:]
     if kind == KIND_SHARED:
         try:
-            return kind, port, seq, decode_shared(body, keep)
+            return kind, port, seq, decode_shared(body, keep, private)
         finally:
-            channel.release_shm_slot()
+            if channel is not None:
+                channel.release_shm_slot()
     return kind, port, seq, decode_chunk(body)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -121,3 +122,24 @@ class Retrier:
 
     def call(self, key: str) -> str:
         return flaky_twice(key)
+
+
+def crash_at_7_and_30(x: int) -> int:
+    """Kills its process on items 7 and 30."""
+    if x in (7, 30):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * 10
+
+
+def minus_on_death(item: int, exc: Exception) -> int:
+    from olympipe import WorkerDied
+
+    return -item if isinstance(exc, WorkerDied) else 10**6
+
+
+def with_pid(x: int) -> tuple[int, int]:
+    return x, os.getpid()
+
+
+def plus_one(x: int) -> int:
+    return x + 1

@@ -1,0 +1,40 @@
+"""Crash isolation and recycled workers on the Ray engine: a replacement actor."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from olympipe import Pipeline, RayEngine, WorkerDied
+from tests.engines import stagefns as f
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_dead_actor_is_replaced_and_its_item_goes_to_on_error(ray_engine: RayEngine, count: int) -> None:
+    pipe = (
+        Pipeline(range(60))
+        .task(f.plus_one)
+        .task(f.crash_at_7_and_30, count=count, on_error=f.minus_on_death)
+        .task(f.plus_one)
+    )
+    got = pipe.wait_for_result(engine=ray_engine)
+    bad = {7, 30}
+    assert got == [(-(x + 1) if x + 1 in bad else (x + 1) * 10) + 1 for x in range(60)]
+    assert sum(r.crashes for r in pipe.stats().rows) >= 2
+
+
+def test_without_on_error_a_dead_actor_ends_the_run(ray_engine: RayEngine) -> None:
+    with pytest.raises(WorkerDied):
+        Pipeline(range(60)).task(f.crash_at_7_and_30).wait_for_result(engine=ray_engine)
+
+
+def test_recycled_actors_take_at_most_n_items(ray_engine: RayEngine) -> None:
+    pipe = Pipeline(range(50)).task(f.with_pid, count=2, max_items_per_worker=6)
+    got = pipe.wait_for_result(engine=ray_engine)
+    assert [x for x, _pid in got] == list(range(50))
+    per_pid = Counter(pid for _x, pid in got)
+    assert max(per_pid.values()) <= 6
+    assert len(per_pid) >= 50 // 6
