@@ -24,7 +24,8 @@ STARTED = 8  # time.time() at which the worker started its loop
 RETRIED = 9  # attempts repeated after a retry_on exception
 CRASHES = 10  # deaths survived: written by the supervisor when it replaces the worker
 RECYCLED = 11  # replacements after max_items_per_worker: written by the supervisor
-FIELDS = 12
+CURRENT = 12  # a crash-isolated worker: the index in its chunk of the item it runs (-1: unknown)
+FIELDS = 13
 
 
 class Counters:

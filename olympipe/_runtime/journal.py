@@ -8,7 +8,8 @@ got::
     BUFFERED     read, waiting for an earlier chunk (or for a replacement, at retirement)
     PROCESSING   the stage is working on the whole chunk
     SENDING      the output is being written: a death now is not recoverable
-    2 * i        a replacement is re-running item ``i`` alone
+    2 * i        item ``i`` is running alone in a replacement, or the supervisor found
+                 that the dead worker was running it (a stage that tracks its items)
     2 * i + 1    a replacement is handing item ``i`` to ``on_error``
 
 So when a worker dies, the supervisor reads the marks to decide whether the death is one
@@ -145,6 +146,14 @@ class Journal:
             if len(data) == _MARK.size:
                 out.append((port, seq, _MARK.unpack(data)[0]))
         return sorted(out)
+
+    def remark(self, port: int, seq: int, mark: int) -> None:
+        """Move the mark of a held chunk (supervisor side: its worker is dead)."""
+        fd = os.open(f"{self._stem}-{port}-{seq}", os.O_WRONLY)
+        try:
+            os.pwrite(fd, _MARK.pack(mark), 0)
+        finally:
+            os.close(fd)
 
     def _held_paths(self) -> Iterator[tuple[str, int, int]]:
         for path in glob.glob(glob.escape(self._stem) + "-*"):

@@ -48,7 +48,7 @@ from olympipe._runtime.context import (
     shared_memory_disabled,
     without_main_replay,
 )
-from olympipe._runtime.counters import CRASHES, FIELDS, RECYCLED, STARTED, Counters
+from olympipe._runtime.counters import CRASHES, CURRENT, FIELDS, RECYCLED, STARTED, Counters
 from olympipe._runtime.credits import Credits, Target, plan_credits
 from olympipe._runtime.feeder import Feeder, cost_reader
 from olympipe._runtime.messages import Control, Done, Failure, Retired
@@ -381,7 +381,12 @@ class Run:
         exitcode = worker.process.exitcode
         plan, spec = self._plans[worker.index]
         if plan.journal is not None and spec.isolates_crashes:
-            marks = tuple(journal.Journal(plan.journal, worker.index).marks())
+            held = journal.Journal(plan.journal, worker.index)
+            marks = tuple(held.marks())
+            item = int(self.counters.array[worker.index * FIELDS + CURRENT])
+            for port, seq, mark in marks:
+                if mark == journal.PROCESSING and item >= 0:
+                    held.remark(port, seq, 2 * item)  # the worker said which item it ran
             # The same marks twice: the replacement died before doing anything (in its
             # constructor, say), and would again.
             if journal.recoverable(list(marks)) and marks != worker.marks:

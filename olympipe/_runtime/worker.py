@@ -34,6 +34,7 @@ from olympipe._runtime.counters import (
     BLOCKED_OUT,
     BUSY,
     CPU,
+    CURRENT,
     ERRORS,
     FIELDS,
     ITEMS_IN,
@@ -208,12 +209,17 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     budget = _Budget(spec.items_per_worker)
     died = WorkerDied(stage=plan.label, exitcode=plan.recovering)
     held: dict[tuple[int, int], Recovered] = {}
+    current = plan.index * FIELDS + CURRENT
+    array = plan.counters.array
+    array[current] = -1
+    stage.track_items(array, current)  # after open(): a class_task builds its calls there
     meter.start()
 
     def run(port: int, seq: int, chunk: list[Any]) -> None:
         entry = held.pop((port, seq))
         budget.before(len(chunk))
         if entry.mark == BUFFERED:
+            array[current] = -1
             entry.held.mark(PROCESSING)
             produced = meter.process(stage, chunk)
         else:

@@ -77,6 +77,12 @@ class Stage:
                 out.extend(self.process([item]))
         return out
 
+    def track_items(self, array: Any, at: int) -> bool:
+        """Write into ``array[at]`` the index in its chunk of each item before running it,
+        so that a crash names its item; ``False`` when the stage cannot (items run
+        concurrently, or it does not run items one by one)."""
+        return False
+
     def recover(self, item: Any, died: Exception) -> list[Any]:
         """What an item that killed its worker becomes (``on_error``'s answer)."""
         raise ItemFailed(item) from died

@@ -45,6 +45,7 @@ class _Calls:
         self._count = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.track: tuple[Any, int] | None = None  # see Stage.track_items
 
     def open(self) -> None:
         if self.is_async:
@@ -77,6 +78,12 @@ class _Calls:
             except Exception as exc:
                 raise ItemFailed(items[len(out)]) from exc
             return out
+        elif self.track is not None:
+            array, at = self.track
+            out = []
+            for index, x in enumerate(items):
+                array[at] = index
+                out.append(self._guarded(x))
         else:
             out = [self._guarded(x) for x in items]
         if self.on_error is not None:
@@ -167,6 +174,13 @@ class _CallStage(Stage):
     def close(self) -> None:
         if self._calls is not None:
             self._calls.close()
+
+    def track_items(self, array: Any, at: int) -> bool:
+        calls = self._calls
+        if calls is None or calls.is_async or calls.concurrency > 1 or calls.on_error is None:
+            return False
+        calls.track = (array, at)
+        return True
 
     def recover(self, item: Any, died: Exception) -> list[Any]:
         assert self._calls is not None

@@ -73,6 +73,9 @@ class _RequestStage(Stage):
         probe(1)  # answering it is all that is left to do
         return [RequestFailed(f"{type(died).__name__}: {died}")]
 
+    def track_items(self, array: Any, at: int) -> bool:
+        return False  # a crash fails the whole request
+
     def process(self, items: list[Any]) -> Any:
         if items and isinstance(items[0], RequestFailed):
             return items  # failed upstream: carried to the end untouched

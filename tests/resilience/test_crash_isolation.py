@@ -4,6 +4,9 @@ the item it died on goes to ``on_error`` as a ``WorkerDied``, and the run goes o
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -219,3 +222,38 @@ def test_without_isolation_errors_still_name_the_item() -> None:
     with pytest.raises(PipelineError) as info:
         Pipeline(range(10)).task(stage, max_items_per_worker=3).wait_for_result()
     assert info.value.item_repr == "5"
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_every_start_method_replaces_workers(method: str) -> None:
+    pipe = Pipeline(range(40), start_method=method).task(
+        crash_at("sigkill", 12), count=2, on_error=negate_on_death
+    )
+    assert pipe.wait_for_result() == expected({12}, range(40))
+
+
+def hang_on_10(folder: str) -> Callable[[int], int]:
+    def stage(x: int) -> int:
+        if x == 10:
+            with open(os.path.join(folder, "pid"), "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(60)  # killed from outside meanwhile
+        return x
+
+    return stage
+
+
+def test_a_worker_killed_from_outside_while_working(tmp_path: Any) -> None:
+    folder = str(tmp_path)
+    pid_file = tmp_path / "pid"
+
+    def killer() -> None:
+        while not pid_file.exists() or not pid_file.read_text():
+            time.sleep(0.01)  # polling a file another process writes: no event to wait on
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    got = Pipeline(range(30)).task(hang_on_10(folder), count=2, on_error=drop).wait_for_result()
+    thread.join()
+    assert got == [x for x in range(30) if x != 10]
