@@ -143,3 +143,19 @@ def with_pid(x: int) -> tuple[int, int]:
 
 def plus_one(x: int) -> int:
     return x + 1
+
+
+class Tally:
+    """Counts its items, and writes the count into a file named by its pid when closed."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.items = 0
+
+    def work(self, x: int) -> int:
+        self.items += 1
+        return x + 1
+
+    def close(self) -> None:
+        with open(os.path.join(self.folder, str(os.getpid())), "w") as out:
+            out.write(str(self.items))

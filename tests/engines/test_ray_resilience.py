@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,13 @@ def test_recycled_actors_take_at_most_n_items(ray_engine: RayEngine) -> None:
     per_pid = Counter(pid for _x, pid in got)
     assert max(per_pid.values()) <= 6
     assert len(per_pid) >= 50 // 6
+
+
+def test_recycled_actors_run_close_method(ray_engine: RayEngine, tmp_path: Path) -> None:
+    pipe = Pipeline(range(40)).class_task(
+        f.Tally, f.Tally.work, [str(tmp_path)], close_method=f.Tally.close, max_items_per_worker=8
+    )
+    assert pipe.wait_for_result(engine=ray_engine) == list(range(1, 41))
+    counts = [int(p.read_text()) for p in tmp_path.iterdir()]
+    assert sum(counts) == 40
+    assert max(counts) <= 8

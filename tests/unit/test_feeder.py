@@ -1,0 +1,35 @@
+"""The feeder thread on its own: nothing escapes it when the run's pipes are gone."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from typing import Any
+
+import pytest
+
+from olympipe._runtime.credits import Target
+from olympipe._runtime.feeder import Feeder
+from olympipe._runtime.messages import Control
+from olympipe._transport.channel import Channel
+
+
+@pytest.mark.parametrize("source", [[], iter([])])
+def test_end_of_stream_into_a_pipe_with_no_reader_does_not_escape(source: Any) -> None:
+    """Hardening defect 11: the end-of-stream write was outside the broken-pipe guard."""
+    ctx = multiprocessing.get_context("fork")
+    inbox = Channel(ctx, 1, 1)
+    inbox.close_reader()  # every worker reading this stage is gone
+    control = Control(Channel(ctx, 1, 1))
+    escaped: list[Any] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: escaped.append(args.exc_value)
+    try:
+        feeder = Feeder(source, [Target(inbox, 0, None)], control, threading.Event(), lambda: (None, 1))
+        feeder.start()
+        assert feeder.join(10)
+    finally:
+        threading.excepthook = previous
+        inbox.close()
+        control.channel.close()
+    assert escaped == []
