@@ -168,6 +168,8 @@ class Feeder:
         try:
             seq = 0
             while True:
+                if self._written and not self._buf:
+                    self._flush(0)  # nothing else to write meanwhile: send what is written now
                 chunk = self._take()
                 if chunk is None:
                     break

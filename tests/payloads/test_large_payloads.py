@@ -4,6 +4,7 @@ caller's results outlive the run, and nothing stays in /dev/shm."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,3 +121,21 @@ def test_memory_is_flat_with_an_infinite_source_of_big_arrays() -> None:
             break
     assert peak < 400 * 2**20, f"{peak / 2**20:.0f} MiB of segments in /dev/shm at once"
     assert me.memory_info().rss < 2 * 2**30
+
+
+def test_a_large_item_from_a_slow_source_is_not_held_back() -> None:
+    """A large item must go on as soon as it is written to shared memory, not wait for
+    the source's next item (a camera frame every 30 ms waited 30 ms)."""
+    yielded: list[float] = []
+
+    def frames() -> Any:
+        for i in range(4):
+            yielded.append(time.monotonic())
+            yield np.full(200_000, i, dtype=np.uint8)
+            time.sleep(0.6)  # the next frame comes much later
+
+    delays = []
+    for i, frame in enumerate(Pipeline(frames()).task(lambda a: a)):
+        delays.append(time.monotonic() - yielded[i])
+        assert int(frame[0]) == i
+    assert max(delays) < 0.3, delays
