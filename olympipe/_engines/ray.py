@@ -307,7 +307,7 @@ class RayRun:
         self._source_items = 0
         self._target = engine.chunk_size or 1
         self._retired: list[Any] = []  # replaced actors: killed with the others at the end
-        self._closing: list[Any] = []  # close() refs of recycled actors
+        self._closing: list[tuple[Any, Any]] = []  # recycled actors and their close() refs
         self._last_activity = 0.0
         limits = [g.items_per_worker for g in self.groups if g.items_per_worker is not None]
         self._most_per_chunk = min([MAX_ITEMS, *limits])  # a chunk never exceeds a worker's budget
@@ -580,9 +580,9 @@ class RayRun:
         try:
             self._ray.get(call.outs[-1])
         except Exception as exc:
-            if self._actor_died(exc) and (
-                call.group.isolates_crashes or not call.group.tail.spec.ordered_input
-            ):
+            # Its input was there (an upstream call that failed was made again first, and
+            # its args replaced): this actor itself died.
+            if self._actor_died(exc) and call.group.isolates_crashes:
                 return False
             raise self._translate(exc) from exc
         return True
@@ -621,7 +621,7 @@ class RayRun:
         try:
             self._ray.get(group.actors[index].ready.remote())
         except Exception as exc:
-            if not self._actor_died(exc):
+            if not (self._actor_died(exc) and group.isolates_crashes):
                 raise self._translate(exc) from exc
             self._replace_actor(group, index)
 
@@ -653,9 +653,31 @@ class RayRun:
         limit = group.items_per_worker
         assert limit is not None
         if group.sent[index] and group.sent[index] + items > limit:
-            self._closing.append(group.actors[index].close.remote())
+            old = group.actors[index]
+            self._closing.append((old, old.close.remote()))
             self._replace_actor(group, index, RECYCLED)
+            self._reap_closed()
         group.sent[index] += items
+
+    def _reap_closed(self) -> None:
+        """Kill the recycled actors that have closed, so that idle ones do not pile up."""
+        ray = self._ray
+        refs = [ref for _actor, ref in self._closing]
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        if not done:
+            return
+        finished = set(done)
+        still = []
+        for actor, ref in self._closing:
+            if ref not in finished:
+                still.append((actor, ref))
+                continue
+            try:
+                ray.get(ref)
+            except Exception as exc:  # close_method failed: the run's failure
+                raise self._translate(exc) from exc
+            ray.kill(actor, no_restart=True)
+        self._closing = still
 
     def _adapt_target(self) -> None:
         """About :data:`TARGET_SECONDS` of work per call at the costliest stage."""
@@ -732,7 +754,7 @@ class RayRun:
     def _close_actors(self) -> None:
         """After a clean end: close every stage (``close_method`` runs), then the actors go."""
         try:
-            closing, self._closing = self._closing, []
+            closing, self._closing = [ref for _actor, ref in self._closing], []
             self._ray.get([*closing, *(a.close.remote() for g in self.groups for a in g.actors)])
         except Exception as exc:
             raise self._translate(exc)
@@ -785,7 +807,7 @@ class RayRun:
         once, and a call right after it can still be served."""
         ray = self._ray
         alive = [*self._retired, *(a for g in self.groups for a in g.actors)]
-        self._read_quietly(self._closing)
+        self._read_quietly([ref for _actor, ref in self._closing])
         for actor in alive:
             try:
                 ray.kill(actor, no_restart=True)

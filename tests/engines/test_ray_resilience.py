@@ -49,3 +49,9 @@ def test_recycled_actors_run_close_method(ray_engine: RayEngine, tmp_path: Path)
     counts = [int(p.read_text()) for p in tmp_path.iterdir()]
     assert sum(counts) == 40
     assert max(counts) <= 8
+
+
+def test_a_dead_actor_of_a_stage_without_on_error_still_ends_the_run(ray_engine: RayEngine) -> None:
+    pipe = Pipeline(range(60)).task(f.crash_at_7_and_30).task(f.plus_one, on_error=f.minus_on_death)
+    with pytest.raises(WorkerDied):
+        pipe.wait_for_result(engine=ray_engine)
