@@ -159,3 +159,17 @@ class Tally:
     def close(self) -> None:
         with open(os.path.join(self.folder, str(os.getpid())), "w") as out:
             out.write(str(self.items))
+
+
+class CrashOnce:
+    """Kills its process on item 7 the first time only (a marker file remembers)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __call__(self, x: int) -> int:
+        if x == 7 and not os.path.exists(self.marker):
+            with open(self.marker, "w"):
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x

@@ -51,7 +51,10 @@ def test_recycled_actors_run_close_method(ray_engine: RayEngine, tmp_path: Path)
     assert max(counts) <= 8
 
 
-def test_a_dead_actor_of_a_stage_without_on_error_still_ends_the_run(ray_engine: RayEngine) -> None:
-    pipe = Pipeline(range(60)).task(f.crash_at_7_and_30).task(f.plus_one, on_error=f.minus_on_death)
+def test_a_dead_actor_of_a_stage_without_on_error_still_ends_the_run(
+    ray_engine: RayEngine, tmp_path: Path
+) -> None:
+    crash_once = f.CrashOnce(str(tmp_path / "crashed"))  # a replacement would not crash
+    pipe = Pipeline(range(60)).task(crash_once).task(f.plus_one, on_error=f.minus_on_death)
     with pytest.raises(WorkerDied):
         pipe.wait_for_result(engine=ray_engine)
