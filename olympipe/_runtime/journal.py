@@ -57,12 +57,13 @@ def directory() -> str:
 class Held:
     """One held chunk: its file, kept open to move its mark."""
 
-    __slots__ = ("_fd", "links", "path")
+    __slots__ = ("_fd", "dead", "links", "path")
 
-    def __init__(self, path: str, fd: int, links: list[str]) -> None:
+    def __init__(self, path: str, fd: int, links: list[str], dead: bool = False) -> None:
         self.path = path
         self._fd = fd
         self.links = links
+        self.dead = dead  # a side file of culprits exists
 
     def mark(self, value: int) -> None:
         """Record how far the chunk got (see the module's table)."""
@@ -72,11 +73,12 @@ class Held:
         """Item ``item`` killed a worker: a replacement must not run it again."""
         with open(self.path + ".dead", "ab") as side:
             side.write(_DEAD.pack(item, _NO_EXITCODE if exitcode is None else exitcode))
+        self.dead = True
 
     def release(self) -> None:
         """The chunk's output is sent: forget it."""
         os.close(self._fd)
-        for path in (self.path, *self.links, self.path + ".dead"):
+        for path in (self.path, *self.links, *((self.path + ".dead",) if self.dead else ())):
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -122,16 +124,9 @@ class Journal:
                 data = f.read()
             (mark,) = _MARK.unpack_from(data, 0)
             links = sorted(glob.glob(glob.escape(path) + ".s*"), key=lambda p: int(p.rsplit(".s", 1)[1]))
-            found.append(
-                Recovered(
-                    port,
-                    seq,
-                    mark,
-                    data[_MARK.size :],
-                    Held(path, os.open(path, os.O_WRONLY), links),
-                    _culprits(path + ".dead"),
-                )
-            )
+            culprits = _culprits(path + ".dead")
+            held = Held(path, os.open(path, os.O_WRONLY), links, dead=bool(culprits))
+            found.append(Recovered(port, seq, mark, data[_MARK.size :], held, culprits))
         return sorted(found, key=lambda r: (r.port, r.seq))
 
     def marks(self) -> list[tuple[int, int, int]]:

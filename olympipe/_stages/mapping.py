@@ -78,17 +78,46 @@ class _Calls:
             except Exception as exc:
                 raise ItemFailed(items[len(out)]) from exc
             return out
-        elif self.track is not None:
-            array, at = self.track
-            out = []
-            for index, x in enumerate(items):
-                array[at] = index
-                out.append(self._guarded(x))
         else:
-            out = [self._guarded(x) for x in items]
+            out = self._apply_resuming(items)
         if self.on_error is not None:
             out = [x for x in out if x is not _DROP]
         return out
+
+    def _apply_resuming(self, items: list[Any]) -> list[Any]:
+        """One try around the whole loop, resumed after the failed item: a ``try`` per item
+        costs more than the call of a trivial function. With ``track``, each item's index
+        is written first (see :meth:`Stage.track_items`)."""
+        fn = self.fn
+        out: list[Any] = []
+        append = out.append
+        array, at = self.track if self.track is not None else (None, 0)
+        index, n = 0, len(items)
+        while index < n:
+            try:
+                if array is None:
+                    for index in range(index, n):  # noqa: B020 - resumed where it failed
+                        append(fn(items[index]))
+                else:
+                    for index in range(index, n):  # noqa: B020
+                        array[at] = index
+                        append(fn(items[index]))
+                break
+            except Exception as exc:
+                append(self._after_failure(items[index], exc))
+                index += 1
+        return out
+
+    def _after_failure(self, item: Any, exc: Exception) -> Any:
+        """Retries of an item whose first attempt raised ``exc``, then ``on_error``."""
+        attempt = 0
+        while self._retry(attempt, exc):
+            attempt += 1
+            try:
+                return self.fn(item)
+            except Exception as again:
+                exc = again
+        return self.recover(item, exc)
 
     def _guarded(self, item: Any) -> Any:
         attempt = 0
