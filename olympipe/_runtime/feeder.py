@@ -15,11 +15,6 @@ Two threads share one buffer under a condition variable:
   between messages) therefore never holds an item back: the puller is blocked in ``next()``
   and the sender sends what there is.
 
-Large buffers (numpy arrays, big pickles) are copied into shared memory by two writer
-threads, chunks ``k`` and ``k + 1`` at once, and still sent in order: writing a fresh
-segment is the one copy a large item costs, and two writers to two files run nearly twice
-as fast as one (the copy releases the GIL).
-
 Chunk size adapts, with no setting needed: it aims at about :data:`TARGET_SECONDS` of work
 per chunk at the costliest stage, read from the workers' shared counters (thousands of
 items when items are trivial, one item when each takes 10 ms, so ``count=N`` stays
@@ -32,21 +27,18 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
 from olympipe._runtime.credits import Target
 from olympipe._runtime.messages import Control, Failure
-from olympipe._transport.codec import EncodeError, encode_chunk, frame_body, send_encoded, send_shared
+from olympipe._transport.codec import EncodeError, encode_chunk, send_encoded
 
 TARGET_SECONDS = 0.001
 HOLD_SECONDS = 0.001
 MAX_ITEMS = 4096
 MAX_CHUNK_BYTES = 1 << 20  # large items travel alone: bounded memory, balanced workers
-WRITERS = 2  # threads copying large chunks into shared memory, chunks k and k + 1 at once
 
 
 class _PipeBroken(Exception):
@@ -85,8 +77,6 @@ class Feeder:
         self._item_bytes = 0.0  # encoded bytes per item, from the last chunk
         self._prev_opened = 0.0
         self._prev_n = 0
-        self._writers: ThreadPoolExecutor | None = None  # made at the first large chunk
-        self._written: deque[tuple[int, int, Future[bytes]]] = deque()  # (seq, items, body)
         self._puller = threading.Thread(target=self._pull, name="olympipe-source", daemon=True)
         self._sender = threading.Thread(target=self._send_loop, name="olympipe-feeder", daemon=True)
 
@@ -168,14 +158,11 @@ class Feeder:
         try:
             seq = 0
             while True:
-                if self._written and not self._buf:
-                    self._flush(0)  # nothing else to write meanwhile: send what is written now
                 chunk = self._take()
                 if chunk is None:
                     break
                 self._send(seq, chunk)
                 seq += 1
-            self._flush(0)
             if not self._stop.is_set():
                 try:
                     for target in self._outputs:
@@ -189,9 +176,6 @@ class Feeder:
             self._control.send(Failure.capture("source", exc, exc.item, True, msg))
             self._stop.set()
             self.wake()
-        finally:
-            if self._writers is not None:
-                self._writers.shutdown(wait=True, cancel_futures=True)
 
     def _take(self) -> list[Any] | None:
         """The next chunk to send, or ``None`` at the end (or on stop)."""
@@ -232,14 +216,6 @@ class Feeder:
         encoded = encode_chunk(chunk, self._prefix is not None)
         size = len(encoded.data) + sum(b.nbytes for b in encoded.buffers)
         self._item_bytes = size / len(chunk)
-        if self._prefix is not None and encoded.shared and len(self._outputs) == 1:
-            if self._writers is None:
-                self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="olympipe-writer")
-            body = self._writers.submit(frame_body, encoded, self._prefix)
-            self._written.append((seq, len(chunk), body))
-            self._flush(WRITERS - 1)
-            return
-        self._flush(0)
         try:
             for target in self._outputs:
                 if target.window is not None:
@@ -250,24 +226,6 @@ class Feeder:
         except OSError as exc:
             raise _PipeBroken from exc
         self.items += len(chunk)
-
-    def _flush(self, keep: int) -> None:
-        """Send, in order, the large chunks whose segments are being written, until only
-        ``keep`` are left writing."""
-        target = self._outputs[0] if self._outputs else None
-        while len(self._written) > keep:
-            seq, items, body = self._written.popleft()
-            try:
-                frame = body.result()
-                assert target is not None
-                if target.window is not None:
-                    target.window.acquire()  # a credit per chunk (see credits.py)
-                if self._stop.is_set():
-                    raise _PipeBroken
-                send_shared(target.channel, target.port, seq, frame)
-            except OSError as exc:
-                raise _PipeBroken from exc
-            self.items += items
 
     def _next_target(self, gap: float) -> int:
         if self._one_item_chunks:

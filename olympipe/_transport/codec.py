@@ -242,15 +242,10 @@ def decode_shared(body: memoryview, keep: bool = False, private: bool = False) -
 def send_encoded(channel: Channel, port: int, seq: int, encoded: Encoded, prefix: str | None) -> None:
     """Write one chunk to ``channel``: inline, or through shared memory when it is large."""
     if prefix is not None and encoded.shared:
-        send_shared(channel, port, seq, frame_body(encoded, prefix))
+        channel.acquire_shm_slot()
+        channel.send(pack_header(port, seq, KIND_SHARED) + frame_body(encoded, prefix))
     else:
         channel.send(pack_header(port, seq) + encoded.data)
-
-
-def send_shared(channel: Channel, port: int, seq: int, body: bytes) -> None:
-    """Write a chunk whose segments are written already (``body`` from :func:`frame_body`)."""
-    channel.acquire_shm_slot()
-    channel.send(pack_header(port, seq, KIND_SHARED) + body)
 
 
 def decode_frame(
