@@ -58,3 +58,10 @@ def test_a_dead_actor_of_a_stage_without_on_error_still_ends_the_run(
     pipe = Pipeline(range(60)).task(crash_once).task(f.plus_one, on_error=f.minus_on_death)
     with pytest.raises(WorkerDied):
         pipe.wait_for_result(engine=ray_engine)
+
+
+def test_a_stateful_stage_after_a_crash_ends_the_run_on_ray(ray_engine: RayEngine) -> None:
+    """Documented limit: later chunks may already have reached the batch."""
+    pipe = Pipeline(range(60)).task(f.crash_at_7_and_30, on_error=f.minus_on_death).batch(5)
+    with pytest.raises(WorkerDied, match="stateful"):
+        pipe.wait_for_result(engine=ray_engine)
