@@ -239,13 +239,11 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         for ready_seq, chunk in ready:
             run(entry.port, ready_seq, chunk)
 
-    for entry in sorted(
-        journal.recover(),
-        key=lambda e: (reorder is not None and e.seq >= reorder.next_seq(e.port), e.port, e.seq),
-    ):
+    for entry in _recovery_order(journal.recover(), reorder):
         restore_segments(entry, frame_segments(entry.frame))
         take(entry, decode_frame(None, entry.frame, private=True)[3])
     while True:
+        meter.sample_usage()
         t0 = time.perf_counter()
         frame = plan.inbox.recv()
         meter.waited(time.perf_counter() - t0)
@@ -255,6 +253,15 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         entry = Recovered(port, seq, BUFFERED, b"", journal.hold(port, seq, frame, frame_segments(frame)))
         take(entry, decode_frame(plan.inbox, frame, private=True)[3])
     meter.record_usage()
+
+
+def _recovery_order(entries: list[Recovered], reorder: Reorder | None) -> list[Recovered]:
+    """What a predecessor held, in the order to take it over: first the chunks it had
+    released from its reorder buffer (the one it was processing among them), then those
+    still waiting there."""
+    if reorder is None:
+        return entries
+    return sorted(entries, key=lambda e: (e.seq >= reorder.next_seq(e.port), e.port, e.seq))
 
 
 def _rerun(stage: Stage, chunk: list[Any], entry: Recovered, died: WorkerDied) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from olympipe import Pipeline
+from tests.engines.stagefns import Tally
 from tests.faults.test_crash_matrix import CRASHES
 from tests.integration.test_server import call, serve
 
@@ -40,21 +41,6 @@ def test_recycled_single_worker_behind_racing_workers() -> None:
     )
     assert [x for x, _pid in got] == list(range(300))
     assert max(Counter(pid for _x, pid in got).values()) <= 10
-
-
-class Tally:
-    """Counts its items, and writes the count into a file named by its pid when closed."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
-        self.items = 0
-
-    def work(self, x: int) -> int:
-        self.items += 1
-        return x + 1
-
-    def close(self) -> None:
-        Path(self.folder, str(os.getpid())).write_text(str(self.items))
 
 
 def test_close_method_runs_in_each_retiring_worker(tmp_path: Path) -> None:
