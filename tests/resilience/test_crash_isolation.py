@@ -257,3 +257,36 @@ def test_a_worker_killed_from_outside_while_working(tmp_path: Any) -> None:
     got = Pipeline(range(30)).task(hang_on_10(folder), count=2, on_error=drop).wait_for_result()
     thread.join()
     assert got == [x for x in range(30) if x != 10]
+
+
+def test_crash_with_threads_in_the_worker_is_found_by_probing() -> None:
+    pipe = Pipeline(range(N)).task(crash_at("segfault", 40), count=2, concurrency=4, on_error=negate_on_death)
+    assert pipe.wait_for_result() == expected({40})
+
+
+async def async_crash(x: int) -> int:
+    if x == 17:
+        CRASHES["sigkill"]()
+    return x * 10
+
+
+def test_crash_in_an_async_stage() -> None:
+    pipe = Pipeline(range(N)).task(async_crash, concurrency=8, on_error=negate_on_death)
+    assert pipe.wait_for_result() == expected({17})
+
+
+def test_crash_with_ordered_false_loses_nothing() -> None:
+    pipe = Pipeline(range(N)).task(
+        crash_at("os_exit", 3, 90), count=3, ordered=False, on_error=negate_on_death
+    )
+    assert sorted(pipe.wait_for_result()) == sorted(expected({3, 90}))
+
+
+def test_crash_while_iterating_and_breaking() -> None:
+    pipe = Pipeline(range(N)).task(crash_at("sigkill", 5), count=2, on_error=negate_on_death)
+    got = []
+    for x in pipe:
+        got.append(x)
+        if len(got) == 20:
+            break
+    assert got == expected({5})[:20]
