@@ -206,6 +206,12 @@ class _InFlight:
     sinks: list[tuple[int, Any]]
     metas: list[tuple[_Group, int, Any]]  # (group, actor index, meta ref)
     calls: list[_Call] = field(default_factory=list)
+    remade: dict[Any, Any] = field(default_factory=dict)  # a ref lost in a crash -> its value
+    # Calls held back until this submission is collected (see RayRun._deferred):
+    later: dict[tuple[int, int], list[Any]] | None = None  # the refs they read
+    finishing: _Group | None = None
+    open_groups: set[int] = field(default_factory=set)  # ids of the held-back groups still open
+    source_items: int = 0
 
 
 _END = object()
@@ -309,6 +315,8 @@ class RayRun:
         self._retired: list[Any] = []  # replaced actors: killed with the others at the end
         self._closing: list[tuple[Any, Any]] = []  # recycled actors and their close() refs
         self._last_activity = 0.0
+        self._deferred = _held_back(self.groups, self._group_of)
+        self._deferred_nodes = {n.id for g in self.groups if id(g) in self._deferred for n in g.nodes}
         limits = [g.items_per_worker for g in self.groups if g.items_per_worker is not None]
         self._most_per_chunk = min([MAX_ITEMS, *limits])  # a chunk never exceeds a worker's budget
         most = max((g.count for g in self.groups), default=1)
@@ -471,19 +479,51 @@ class RayRun:
         self, refs: dict[tuple[int, int], list[Any]], finishing: _Group | None, source_items: int = 0
     ) -> None:
         """Call every group that has input in ``refs`` (or ``finishing``'s flush), in graph
-        order, chaining the returned refs; record what the sinks get."""
-        entry = _InFlight([], [])
-        for group in self.groups:
+        order, chaining the returned refs; record what the sinks get. Calls of held-back
+        groups wait until the submission is collected."""
+        entry = _InFlight([], [], source_items=source_items)
+        front = [g for g in self.groups if id(g) not in self._deferred]
+        self._call_groups(entry, front, refs, finishing, lambda g: g.head.id not in self._ended)
+        self._add_sinks(entry, refs, deferred=False)
+        held = [g for g in self.groups if id(g) in self._deferred]
+        entry.open_groups = {id(g) for g in held if g.head.id not in self._ended}
+        if entry.open_groups or (finishing is not None and id(finishing) in self._deferred):
+            entry.later, entry.finishing = refs, finishing
+        if entry.sinks or entry.metas or entry.later is not None:
+            self._inflight.append(entry)
+
+    def _submit_later(self, entry: _InFlight) -> None:
+        """The held-back calls of a submission now collected, its inputs made good."""
+        assert entry.later is not None
+        ray = self._ray
+        refs = {
+            key: [entry.remade.get(r, r) if isinstance(r, ray.ObjectRef) else r for r in values]
+            for key, values in entry.later.items()
+        }
+        held = [g for g in self.groups if id(g) in self._deferred]
+        self._call_groups(entry, held, refs, entry.finishing, lambda g: id(g) in entry.open_groups)
+        self._add_sinks(entry, refs, deferred=True)
+        entry.later = None
+
+    def _call_groups(
+        self,
+        entry: _InFlight,
+        groups: list[_Group],
+        refs: dict[tuple[int, int], list[Any]],
+        finishing: _Group | None,
+        is_open: Any,
+    ) -> None:
+        for group in groups:
             calls: list[tuple[Any, ...]] = []
             if group is finishing:
                 calls.append(())
-            elif group.head.id not in self._ended:
+            elif is_open(group):
                 for upstream, slot in group.head.inputs:
                     calls.extend((ref,) for ref in refs.get((upstream.id, slot), []))
             for args in calls:
                 index = self._pick(group)
                 if args and group.items_per_worker is not None:
-                    self._recycle_if_spent(group, index, source_items)
+                    self._recycle_if_spent(group, index, entry.source_items)
                 actor = group.actors[index]
                 method = actor.finish if not args else actor.process
                 out = method.options(num_returns=group.slots + 1).remote(*args)
@@ -492,16 +532,21 @@ class RayRun:
                 entry.calls.append(_Call(group, index, args, list(out)))
                 for slot in range(group.slots):
                     refs.setdefault((group.tail.id, slot), []).append(out[slot])
+
+    def _add_sinks(self, entry: _InFlight, refs: dict[tuple[int, int], list[Any]], deferred: bool) -> None:
+        """What the sinks fed by front groups (or by held-back ones) get from ``refs``."""
         for sink, (node, slot) in enumerate(self.plan.sinks):
+            if (node.id in self._deferred_nodes) != deferred:
+                continue
             for ref in refs.get((node.id, slot), []):
                 if not node.is_source:
                     entry.sinks.append((sink, ref))
+        if deferred:
+            return
         # A sink fed straight by a source gets the items without any call.
         for sink, (node, slot) in enumerate(self.plan.sinks):
             if node.is_source and (node.id, slot) in refs:
                 entry.sinks.extend((sink, ref) for ref in refs[(node.id, slot)])
-        if entry.sinks or entry.metas:
-            self._inflight.append(entry)
 
     def _pick(self, group: _Group) -> int:
         """The actor of ``group`` with the fewest calls outstanding (round robin on ties)."""
@@ -513,23 +558,14 @@ class RayRun:
 
     def _collect_oldest(self) -> Iterator[tuple[int, list[Any]]]:
         entry = self._inflight.popleft()
-        ray = self._ray
-        refs = self._refs_of(entry)
-        values = [r if not isinstance(r, ray.ObjectRef) else None for r in refs]
-        pending = [i for i, r in enumerate(refs) if isinstance(r, ray.ObjectRef)]
-        try:
-            got = ray.get([refs[i] for i in pending])
-        except Exception as exc:
-            if not self._actor_died(exc) or not any(c.group.isolates_crashes for c in entry.calls):
-                self._read_quietly([refs[i] for i in pending])
-                raise self._translate(exc)
-            got = self._recover(entry, [refs[i] for i in pending])
-        for i, value in zip(pending, got, strict=True):
-            values[i] = value
+        if entry.later is not None:
+            self._values(entry, [meta for _group, _index, meta in entry.metas])
+            self._submit_later(entry)
+        values = self._values(entry, self._refs_of(entry))
         chunks = values[: len(entry.sinks)]
         exhausted = False
         for (group, index, _ref), meta in zip(entry.metas, values[len(entry.sinks) :], strict=True):
-            exhausted |= self._account(group, index, meta)  # type: ignore[arg-type]
+            exhausted |= self._account(group, index, meta)
         self._last_activity = time.monotonic()
         self._adapt_target()
         if exhausted:
@@ -537,6 +573,33 @@ class RayRun:
         for (sink, _ref), chunk in zip(entry.sinks, chunks, strict=True):
             if chunk:
                 yield sink, chunk
+
+    def _values(self, entry: _InFlight, refs: list[Any]) -> list[Any]:
+        """The values of ``refs`` (refs of ``entry``); a dead actor of a crash-isolated stage
+        is repaired first (see :meth:`_repair`)."""
+        ray = self._ray
+        todo = [r for r in refs if isinstance(r, ray.ObjectRef) and r not in entry.remade]
+        try:
+            got = dict(zip(todo, ray.get(todo), strict=True))
+        except Exception as exc:
+            if not self._actor_died(exc) or not any(c.group.isolates_crashes for c in entry.calls):
+                self._read_quietly(todo)
+                raise self._translate(exc)
+            self._repair(entry)
+            got = {}
+        try:
+            return [
+                r
+                if not isinstance(r, ray.ObjectRef)
+                else entry.remade[r]
+                if r in entry.remade
+                else got[r]
+                if r in got
+                else ray.get(r)
+                for r in refs
+            ]
+        except Exception as exc:
+            raise self._translate(exc)
 
     def _account(self, group: _Group, index: int, meta: Meta) -> bool:
         group.outstanding[index] = max(0, group.outstanding[index] - 1)
@@ -554,14 +617,16 @@ class RayRun:
     def _actor_died(self, exc: BaseException) -> bool:
         return isinstance(exc, self._ray.exceptions.RayActorError)
 
-    def _recover(self, entry: _InFlight, refs: list[Any]) -> list[Any]:
+    def _repair(self, entry: _InFlight) -> None:
         """An actor died under this submission: make its calls again, in graph order, on
-        live actors (a replacement for a dead one); the values of ``refs`` as they would
-        have been. A chunk that kills its actor again is re-run item by item, and the item
-        that kills it goes to ``on_error`` as a :class:`WorkerDied`."""
+        live actors (a replacement for a dead one), recording in ``entry.remade`` the values
+        that stand for the lost refs. A chunk that kills its actor again is re-run item by
+        item, and the item that kills it goes to ``on_error`` as a :class:`WorkerDied`."""
         ray = self._ray
-        remade: dict[Any, Any] = {}  # a failed ref -> the value that stands for it
+        remade = entry.remade
         for call in entry.calls:
+            if call.outs[-1] in remade:
+                continue  # made again already
             args = tuple(remade.get(a, a) if isinstance(a, ray.ObjectRef) else a for a in call.args)
             if args == call.args and self._call_succeeded(call):
                 continue
@@ -571,10 +636,6 @@ class RayRun:
                 )
             values = self._remake(call, [ray.get(a) if isinstance(a, ray.ObjectRef) else a for a in args])
             remade.update(zip(call.outs, values, strict=True))
-        try:
-            return [remade[ref] if ref in remade else ray.get(ref) for ref in refs]
-        except Exception as exc:
-            raise self._translate(exc) from exc
 
     def _call_succeeded(self, call: _Call) -> bool:
         try:
@@ -584,7 +645,7 @@ class RayRun:
             # its args replaced): this actor itself died.
             if self._actor_died(exc) and call.group.isolates_crashes:
                 return False
-            raise self._translate(exc) from exc
+            raise self._translate(exc)
         return True
 
     def _remake(self, call: _Call, args: list[Any]) -> list[Any]:
@@ -595,7 +656,7 @@ class RayRun:
             return self._call(group, index, *args)
         except Exception as exc:
             if not (self._actor_died(exc) and group.isolates_crashes and args):
-                raise self._translate(exc) from exc
+                raise self._translate(exc)
         self._replace_actor(group, index)
         chunks: list[list[Any]] = [[] for _ in range(group.slots)]
         meta: Any = None
@@ -604,7 +665,7 @@ class RayRun:
                 result = self._call(group, index, [item])
             except Exception as exc:
                 if not self._actor_died(exc):
-                    raise self._translate(exc) from exc
+                    raise self._translate(exc)
                 self._replace_actor(group, index)
                 died = _died(group, exc)
                 result = self._call(group, index, item, died, method="recover")
@@ -622,7 +683,7 @@ class RayRun:
             self._ray.get(group.actors[index].ready.remote())
         except Exception as exc:
             if not (self._actor_died(exc) and group.isolates_crashes):
-                raise self._translate(exc) from exc
+                raise self._translate(exc)
             self._replace_actor(group, index)
 
     def _replace_actor(self, group: _Group, index: int, counter: int = CRASHES) -> None:
@@ -645,7 +706,7 @@ class RayRun:
             try:
                 self._ray.get(group.actors[index].ready.remote())
             except Exception as exc:
-                raise self._translate(exc) from exc
+                raise self._translate(exc)
 
     def _recycle_if_spent(self, group: _Group, index: int, items: int) -> None:
         """``max_items_per_worker``: an actor whose budget this chunk would exceed closes
@@ -675,7 +736,7 @@ class RayRun:
             try:
                 ray.get(ref)
             except Exception as exc:  # close_method failed: the run's failure
-                raise self._translate(exc) from exc
+                raise self._translate(exc)
             ray.kill(actor, no_restart=True)
         self._closing = still
 
@@ -872,6 +933,22 @@ def _died(group: _Group, exc: BaseException) -> WorkerDied:
     names = ", ".join(repr(label) for label in group.labels)
     detail = f"a Ray actor death (running {names}): {str(exc).splitlines()[0] if str(exc) else exc!r}"
     return WorkerDied(stage=group.labels[0], exitcode=None, detail=detail)
+
+
+def _held_back(groups: list[_Group], group_of: dict[int, _Group]) -> set[int]:
+    """The groups whose calls wait until their submission is collected (ids): a stateful
+    stage behind a crash-isolated one, and whatever follows it. A crash upstream must be
+    repaired before such a stage sees the chunk, or it would see later chunks first."""
+    behind_isolated: set[int] = set()
+    held: set[int] = set()
+    for group in groups:
+        upstream = [group_of[up.id] for up, _slot in group.head.inputs if up.id in group_of]
+        if any(up.isolates_crashes or id(up) in behind_isolated for up in upstream):
+            behind_isolated.add(id(group))
+        stateful = group.head.spec.ordered_input or group.tail.spec.ordered_input
+        if (stateful and id(group) in behind_isolated) or any(id(up) in held for up in upstream):
+            held.add(id(group))
+    return held
 
 
 def _plus(base: list[float], row: list[float]) -> list[float]:

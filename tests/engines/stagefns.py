@@ -173,3 +173,7 @@ class CrashOnce:
                 pass
             os.kill(os.getpid(), signal.SIGKILL)
         return x
+
+
+def plus_one_each(batch: list[int]) -> list[int]:
+    return [x + 1 for x in batch]

@@ -60,8 +60,15 @@ def test_a_dead_actor_of_a_stage_without_on_error_still_ends_the_run(
         pipe.wait_for_result(engine=ray_engine)
 
 
-def test_a_stateful_stage_after_a_crash_ends_the_run_on_ray(ray_engine: RayEngine) -> None:
-    """Documented limit: later chunks may already have reached the batch."""
-    pipe = Pipeline(range(60)).task(f.crash_at_7_and_30, on_error=f.minus_on_death).batch(5)
-    with pytest.raises(WorkerDied, match="stateful"):
-        pipe.wait_for_result(engine=ray_engine)
+def test_a_stateful_stage_after_a_crash_sees_every_chunk_in_order(ray_engine: RayEngine) -> None:
+    """The batch's calls wait until the crash-isolated stage's chunk is good."""
+    pipe = (
+        Pipeline(range(60))
+        .task(f.crash_at_7_and_30, count=2, on_error=f.minus_on_death)
+        .batch(5)
+        .task(f.plus_one_each)
+    )
+    got = pipe.wait_for_result(engine=ray_engine)
+    flat = [x - 1 for batch in got for x in batch]
+    assert flat == [-x if x in (7, 30) else x * 10 for x in range(60)]
+    assert all(len(batch) == 5 for batch in got)
