@@ -384,9 +384,11 @@ class Run:
             held = journal.Journal(plan.journal, worker.index)
             marks = tuple(held.marks())
             item = int(self.counters.array[worker.index * FIELDS + CURRENT])
-            for port, seq, mark in marks:
-                if mark == journal.PROCESSING and item >= 0:
-                    held.remark(port, seq, 2 * item)  # the worker said which item it ran
+            if item >= 0 and any(mark == journal.PROCESSING for _port, _seq, mark in marks):
+                for port, seq, mark in marks:
+                    if mark == journal.PROCESSING:
+                        held.remark(port, seq, 2 * item)  # the worker said which item it ran
+                marks = tuple(held.marks())
             # The same marks twice: the replacement died before doing anything (in its
             # constructor, say), and would again.
             if journal.recoverable(list(marks)) and marks != worker.marks:

@@ -150,6 +150,8 @@ def test_a_replacement_that_cannot_start_ends_the_run(tmp_path: Any) -> None:
     )
     with pytest.raises(WorkerDied):
         pipe.wait_for_result()
+    # One replacement tried (and died building itself); none after it.
+    assert pipe.stats().rows[0].crashes == 1
 
 
 def crash_on_big(x: Any) -> Any:
