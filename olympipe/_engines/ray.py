@@ -204,7 +204,6 @@ class _InFlight:
     """One submission: the refs each sink collects, and every call's meta ref."""
 
     sinks: list[tuple[int, Any]]
-    metas: list[tuple[_Group, int, Any]]  # (group, actor index, meta ref)
     calls: list[_Call] = field(default_factory=list)
     remade: dict[Any, Any] = field(default_factory=dict)  # a ref lost in a crash -> its value
     # Calls held back until this submission is collected (see RayRun._deferred):
@@ -212,6 +211,11 @@ class _InFlight:
     finishing: _Group | None = None
     open_groups: set[int] = field(default_factory=set)  # ids of the held-back groups still open
     source_items: int = 0
+
+    @property
+    def metas(self) -> list[tuple[_Group, int, Any]]:
+        """``(group, actor index, meta ref)`` of every call."""
+        return [(call.group, call.index, call.outs[-1]) for call in self.calls]
 
 
 _END = object()
@@ -481,7 +485,7 @@ class RayRun:
         """Call every group that has input in ``refs`` (or ``finishing``'s flush), in graph
         order, chaining the returned refs; record what the sinks get. Calls of held-back
         groups wait until the submission is collected."""
-        entry = _InFlight([], [], source_items=source_items)
+        entry = _InFlight([], source_items=source_items)
         front = [g for g in self.groups if id(g) not in self._deferred]
         self._call_groups(entry, front, refs, finishing, lambda g: g.head.id not in self._ended)
         self._add_sinks(entry, refs, deferred=False)
@@ -528,7 +532,6 @@ class RayRun:
                 method = actor.finish if not args else actor.process
                 out = method.options(num_returns=group.slots + 1).remote(*args)
                 group.outstanding[index] += 1
-                entry.metas.append((group, index, out[-1]))
                 entry.calls.append(_Call(group, index, args, list(out)))
                 for slot in range(group.slots):
                     refs.setdefault((group.tail.id, slot), []).append(out[slot])
@@ -697,9 +700,8 @@ class RayRun:
                 pass
         array = self.counters.array
         group.base[index] = [list(array[row * FIELDS : (row + 1) * FIELDS]) for row in group.rows[index]]
-        group.base[index][0][counter] += 1
-        for row in group.rows[index][:1]:
-            array[row * FIELDS + counter] += 1
+        group.base[index][0][counter] += 1  # counted on the group's first stage
+        array[group.rows[index][0] * FIELDS + counter] += 1
         group.actors[index] = group.make_actor()
         group.sent[index] = 0
         if counter == CRASHES:

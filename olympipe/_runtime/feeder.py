@@ -59,7 +59,7 @@ class Feeder:
         one_item_chunks: bool = False,
         max_chunk: int | None = None,
     ) -> None:
-        self._max_chunk = max_chunk or MAX_ITEMS
+        self._max_chunk = min(max_chunk or MAX_ITEMS, MAX_ITEMS)
         self._prefix = shm_prefix
         self._one_item_chunks = one_item_chunks
         self._iterable = iterable
@@ -237,7 +237,7 @@ class Feeder:
         target = min(TARGET_SECONDS / max(cost, 1e-9), by_size)
         if gap > 0:
             target = min(target, HOLD_SECONDS / gap)
-        return int(min(max(target, at_least), MAX_ITEMS, self._max_chunk))
+        return int(min(max(target, at_least), self._max_chunk))
 
 
 def cost_reader(

@@ -103,7 +103,7 @@ class Journal:
     def __init__(self, stem: str, worker: int) -> None:
         self._stem = f"{stem}-{worker}"
 
-    def hold(self, port: int, seq: int, frame: bytes, segments: list[str], mark: int = BUFFERED) -> Held:
+    def hold(self, port: int, seq: int, frame: bytes, segments: list[str]) -> Held:
         """Write a frame just read (and link the segments it names) before decoding it."""
         path = f"{self._stem}-{port}-{seq}"
         links = []
@@ -112,7 +112,7 @@ class Journal:
             os.link(os.path.join(shm.SHM_DIR, name), link)
             links.append(link)
         fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-        _write_all(fd, _MARK.pack(mark) + frame)
+        _write_all(fd, _MARK.pack(BUFFERED) + frame)
         return Held(path, fd, links)
 
     def recover(self) -> list[Recovered]:

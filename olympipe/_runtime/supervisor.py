@@ -95,9 +95,9 @@ class Run:
         # Replacements start from a fork server, never by forking a caller that has threads;
         # what they inherit must then be made for that start method, not for fork.
         self._respawn_method = "forkserver" if self.method == "fork" else self.method
+        # Locks, semaphores and shared values are made with it too, so they can be handed on.
         self._respawn_ctx = get_context(self._respawn_method) if self.replaceable else self._ctx
-        self._sync_ctx = self._respawn_ctx
-        self._plans: dict[int, tuple[WorkerPlan, StageSpec]] = {}  # worker -> what it was started with
+        self._plans: dict[int, tuple[WorkerPlan, StageSpec, int]] = {}  # worker -> its plan, spec, node
         self._definitions: dict[int, Definition] = {}  # node -> its definition for a fork server
         self._ended: list[Any] = []  # processes of replaced workers, joined, to close
         self._workers: list[_Worker] = []
@@ -123,7 +123,7 @@ class Run:
         token = f"olympipe-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.shm_prefix: str | None = token if shm.available() and not shared_memory_disabled() else None
         self._journal = os.path.join(journal.directory(), f"{token}-held") if self.replaceable else None
-        self.counters = Counters(self._sync_ctx, sum(n.spec.count for n in plan.stages))
+        self.counters = Counters(self._respawn_ctx, sum(n.spec.count for n in plan.stages))
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -145,7 +145,7 @@ class Run:
 
     def _wire_channels(self) -> Credits:
         """One inbox per stage, one channel per sink, the control channel, the credits."""
-        ctx, plan = self._sync_ctx, self.plan
+        ctx, plan = self._respawn_ctx, self.plan
         self._control = Control(Channel(ctx, sum(n.spec.count for n in plan.nodes), 1))
         for node in plan.stages:
             self._channels[node.id] = Channel(ctx, plan.producers(node), node.spec.count)
@@ -181,14 +181,14 @@ class Run:
         )
         if isinstance(definition, Definition):
             self._definitions[node.id] = definition
-        renumber = self._sync_ctx.Value("q", 0) if node.spec.renumbers_output else None
+        renumber = self._respawn_ctx.Value("q", 0) if node.spec.renumbers_output else None
         self._shared.append(renumber)  # held until close: spawned children open it by name
         self.stage_workers[node.id] = []
         for _ in range(spec.count):
             index = len(self._workers)
             cursor = None
             if spec.replaceable and spec.count == 1:
-                cursor = self._sync_ctx.RawArray("q", len(node.inputs))
+                cursor = self._respawn_ctx.RawArray("q", len(node.inputs))
                 self._shared.append(cursor)
             worker_plan = WorkerPlan(
                 index=index,
@@ -207,7 +207,7 @@ class Run:
                 journal=self._journal if spec.replaceable else None,
                 cursor=cursor,
             )
-            self._plans[index] = (worker_plan, spec)
+            self._plans[index] = (worker_plan, spec, node.id)
             process = self._ctx.Process(  # type: ignore[attr-defined]
                 target=worker_main,
                 args=(worker_plan, definition),
@@ -273,7 +273,7 @@ class Run:
         fed = {id(target.channel) for targets in source_outputs.values() for target in targets}
         # What a replacement will need, the caller keeps: it hands them on.
         read_by_replaceable = set()
-        for plan, _spec in self._plans.values():
+        for plan, _spec, _node in self._plans.values():
             if plan.journal is not None:
                 read_by_replaceable.add(id(plan.inbox))
                 fed.update(id(t.channel) for slot in plan.outputs for t in slot)
@@ -379,7 +379,7 @@ class Run:
         if worker.retired:
             return self._replace(worker, None, RECYCLED, None)
         exitcode = worker.process.exitcode
-        plan, spec = self._plans[worker.index]
+        plan, spec, _node = self._plans[worker.index]
         if plan.journal is not None and spec.isolates_crashes:
             held = journal.Journal(plan.journal, worker.index)
             marks = tuple(held.marks())
@@ -405,8 +405,7 @@ class Run:
         marks: tuple[tuple[int, int, int], ...] | None,
     ) -> _Worker:
         """Start a worker in ``worker``'s place; it takes over what ``worker`` held."""
-        plan, spec = self._plans[worker.index]
-        node_id = next(n for n, workers in self.stage_workers.items() if worker.index in workers)
+        plan, spec, node_id = self._plans[worker.index]
         definition = self._definitions.get(node_id)
         if definition is None:
             try:

@@ -120,15 +120,10 @@ class _Calls:
         return self.recover(item, exc)
 
     def _guarded(self, item: Any) -> Any:
-        attempt = 0
-        while True:
-            try:
-                return self.fn(item)
-            except Exception as exc:
-                if self._retry(attempt, exc):
-                    attempt += 1
-                    continue
-                return self.recover(item, exc)
+        try:
+            return self.fn(item)
+        except Exception as exc:
+            return self._after_failure(item, exc)
 
     def _retry(self, attempt: int, exc: Exception) -> bool:
         """Whether attempt ``attempt`` (from 0) failing with ``exc`` earns another, counted."""
