@@ -39,6 +39,9 @@ $(OLD)/.installed-stamp:
 
 bench: $(STAMP) $(OLD)/.installed-stamp
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	# An editable install has no bytecode until a run writes it (never, under
+	# PYTHONDONTWRITEBYTECODE); an installed wheel has it, so compile as pip would.
+	$(BIN)/python -m compileall -q olympipe
 	$(BIN)/python benchmarks/run_all.py
 
 soak: $(STAMP)

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from olympipe._engines.base import Engine, Execution, check_engine, resolve_engine
 from olympipe._graph import Endpoint, Node, Plan, RunOptions, SourceSpec, plan_for, render, sources_of
-from olympipe._runtime.context import check_start_method
+from olympipe._runtime.context import check_start_method, warm_up_in_notebook
 from olympipe._stages.base import StageSpec
 from olympipe._stages.cache import CachedTaskSpec, fingerprint
 from olympipe._stages.mapping import ClassTaskSpec, DebugSpec, ExplodeSpec, FilterSpec, TaskSpec
@@ -630,3 +630,6 @@ def _tuple_arity(fn: Callable[..., Any]) -> int:
         "split needs n=<number of branches>: it could not be inferred from the function's"
         " return annotation (annotate it as tuple[A, B, ...] or pass n)"
     )
+
+
+warm_up_in_notebook()  # a kernel's first run would otherwise wait for the fork server

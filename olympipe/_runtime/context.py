@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.spawn
 import os
 import sys
@@ -82,6 +83,25 @@ def get_context(method: str) -> BaseContext:
         ctx.set_forkserver_preload(PRELOAD)
         _preloaded = True
     return ctx
+
+
+def start_fork_server() -> None:
+    """Start the fork server now if it is not running, without waiting for it.
+
+    Its start (an interpreter, then the preloaded imports) is the largest part of a first
+    forkserver run; started early, it overlaps with whatever the caller does meanwhile.
+    """
+    get_context("forkserver")
+    with without_main_replay():  # it never needs __main__ either (and %run's has no __spec__)
+        multiprocessing.forkserver.ensure_running()
+
+
+def warm_up_in_notebook() -> None:
+    """In a notebook kernel (always threaded, so forkserver is the default), start the fork
+    server when olympipe is imported: the first run, cells later, finds it ready."""
+    in_kernel = "ipykernel" in sys.modules and multiprocessing.parent_process() is None
+    if in_kernel and resolve_start_method(None) == "forkserver":
+        start_fork_server()
 
 
 # -- starting workers without replaying __main__ ------------------------------------------

@@ -8,9 +8,10 @@ accept a value that is a chunk old.
 from __future__ import annotations
 
 from multiprocessing.context import BaseContext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from olympipe.stats import StageStats
+if TYPE_CHECKING:  # only readers build stats: a worker never imports them
+    from olympipe.stats import StageStats
 
 ITEMS_IN = 0
 ITEMS_OUT = 1
@@ -49,6 +50,8 @@ class Counters:
     def stage_stats(self, name: str, workers: list[int], end: float) -> StageStats:
         """One stage's figures at time ``end`` (``time.time()``): sums over its workers, and
         each percentage averaged over them, relative to each worker's own running time."""
+        from olympipe.stats import StageStats
+
         rows = [self.row(w) for w in workers]
         shares = dict.fromkeys((BUSY, WAIT_IN, BLOCKED_OUT, CPU), 0.0)
         for row in rows:

@@ -19,10 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from multiprocessing.synchronize import Semaphore
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from olympipe._graph import Node, Plan
 from olympipe._transport.channel import Channel
+
+if TYPE_CHECKING:  # the graph is the caller's: a worker never imports it
+    from olympipe._graph import Node, Plan
 
 
 def default_window(workers: int) -> int:

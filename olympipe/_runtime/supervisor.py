@@ -46,6 +46,7 @@ from olympipe._runtime.context import (
     get_context,
     resolve_start_method,
     shared_memory_disabled,
+    start_fork_server,
     without_main_replay,
 )
 from olympipe._runtime.counters import CRASHES, CURRENT, FIELDS, RECYCLED, STARTED, Counters
@@ -89,6 +90,8 @@ class Run:
         self.plan = plan
         self.options = options
         self.method = resolve_start_method(options.start_method)
+        if self.method == "forkserver":
+            start_fork_server()  # it loads while this run wires itself
         self._ctx = get_context(self.method)
         self._server = _server_of(plan)
         self.replaceable = self._server is not None or any(s.replaceable for s in _stage_specs(plan))

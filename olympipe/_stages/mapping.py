@@ -6,7 +6,6 @@ import inspect
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,6 +13,7 @@ from olympipe._stages.base import ItemFailed, ParallelSpec, Stage, StageSpec
 
 if TYPE_CHECKING:
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
 _DROP = object()  # what an item becomes when on_error asks for it to be dropped
 
@@ -53,6 +53,8 @@ class _Calls:
 
             self._loop = asyncio.new_event_loop()
         elif self.concurrency > 1:
+            from concurrent.futures import ThreadPoolExecutor  # only threaded stages pay for it
+
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="olympipe")
 
     def close(self) -> None:

@@ -172,3 +172,34 @@ def test_a_large_global_is_shared_not_copied_per_worker() -> None:
     assert done.stdout.splitlines()[1] == "[1.0, 2.0, 3.0, 4.0]"
     assert uss_mb < 120, f"a worker holds {uss_mb:.0f} MB of its own: the global was copied into it"
     assert seconds < 1.5, f"{seconds:.2f} s"
+
+
+WARM_UP = textwrap.dedent(
+    """
+    import multiprocessing.forkserver, sys, threading, types
+    if KERNEL:
+        sys.modules["ipykernel"] = types.ModuleType("ipykernel")  # as in a notebook kernel
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, daemon=True).start()  # a kernel always has threads
+    from olympipe import Pipeline
+    print("server", multiprocessing.forkserver._forkserver._forkserver_pid is not None)
+    print("run", Pipeline([1]).task(lambda x: x + 1).wait_for_result())
+    stop.set()
+    """
+)
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_a_notebook_kernel_starts_the_fork_server_at_import(kernel: bool) -> None:
+    """In a kernel the first run would wait for the fork server's start (its interpreter and
+    imports): importing olympipe starts it, so a later cell's first run finds it ready. A
+    plain script starts nothing at import."""
+    out = subprocess.run(
+        [sys.executable, "-c", f"KERNEL = {kernel}\n{WARM_UP}"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=100,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == [f"server {kernel}", "run [2]"]
