@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import statistics
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
-from common import Section, median_time, run_peer
+from common import OLYMPIPE2_PYTHON, Section, median_time, run_peer
 
 from olympipe import Pipeline
 
@@ -61,10 +63,20 @@ def raw_pipe_gbps(data: list[np.ndarray]) -> float:
     return GB / (time.perf_counter() - t0)
 
 
-def _peer(mode: str, reps: int) -> float | None:
-    runs = [run_peer("peer_olympipe2.py", mode, str(N)) for _ in range(min(reps, 3))]
-    figures = [r["gb_per_s"] for r in runs if r]
-    return statistics.median(figures) if figures else None
+def _both(mode: str, reps: int) -> tuple[float | None, float | None]:
+    """Median GB/s of one script (``peer_olympipe2.py``) run as fresh processes on this
+    olympipe and on olympipe 2.2.0, alternated: both sides timed alike, from
+    ``Pipeline(...)`` to ``wait_for_result()`` returning."""
+    ours: list[float] = []
+    old: list[float] = []
+    for i in range(reps):
+        for python, figures in ((Path(sys.executable), ours), (OLYMPIPE2_PYTHON, old)):
+            if python == OLYMPIPE2_PYTHON and i >= 3:
+                continue  # olympipe 2.2.0 is slow: three runs
+            result = run_peer("peer_olympipe2.py", mode, str(N), python=python)
+            if result:
+                figures.append(result["gb_per_s"])
+    return (statistics.median(ours) if ours else None, statistics.median(old) if old else None)
 
 
 def _pool(fn: object, make: object) -> float:
@@ -93,21 +105,29 @@ def main(reps: int) -> Section:
         assert len(out) == N
         assert float(out[-1][0, 0]) == N + 2
 
-    for label, run, peer_mode, fn, make in (
+    for label, run, mode, fn, make in (
         ("list through identity", ours_list, "large", ident, lambda: data),
         ("generator through in-place change", ours_gen, "large-inplace", bump, generated),
     ):
-        ours = GB / median_time(run, reps)
+        ours, old = _both(mode, reps)
+        if ours is None:
+            continue
         s.row(f"{label}: olympipe", f"{ours:.2f} GB/s")
-        pool = _pool(fn, make)
-        s.row(f"{label}: Pool.imap x3", f"{pool:.2f} GB/s", f"ours = {ours / pool:.2f}x")
-        old = _peer(peer_mode, reps)
         if old:
             s.row(f"{label}: olympipe 2.2.0", f"{old:.2f} GB/s", f"ours = {ours / old:.2f}x")
+        pool = _pool(fn, make)
+        s.row(f"{label}: Pool.imap x3", f"{pool:.2f} GB/s", f"ours = {ours / pool:.2f}x")
+        warm = GB / median_time(run, reps)
+        s.row(f"{label}: olympipe, later runs of one process", f"{warm:.2f} GB/s")
     s.row("raw pipe, 1 hop", f"{raw_pipe_gbps(data):.2f} GB/s")
     dst = np.empty_like(data[0])
     memcpy = median_time(lambda: [np.copyto(dst, a) for a in data], reps)
     s.row("memcpy, 1 copy", f"{GB / memcpy:.2f} GB/s")
+    s.note(
+        "olympipe and olympipe 2.2.0 run the same script (`peer_olympipe2.py`), each as fresh"
+        " processes, timed from `Pipeline(...)` to `wait_for_result()` returning; the later-runs"
+        " row times a run in a process that already ran some, dropping its results included"
+    )
     s.note(
         "an array a stage returns as it arrived (or changed in place) is forwarded in its"
         " shared-memory segment, not copied: each array is copied once, by the feeder"

@@ -61,12 +61,14 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, Python {platform.python_version()}, {system}"
 
 
-def run_peer(script: str, *args: str) -> dict[str, Any] | None:
-    """Run ``script`` under olympipe 2.2.0's interpreter; its last stdout line is JSON."""
-    if not OLYMPIPE2_PYTHON.exists():
+def run_peer(script: str, *args: str, python: Path = OLYMPIPE2_PYTHON) -> dict[str, Any] | None:
+    """Run ``script`` as a fresh process under ``python`` (olympipe 2.2.0's interpreter unless
+    told otherwise: ``sys.executable`` runs the same script on this olympipe); its last
+    stdout line is JSON."""
+    if not python.exists():
         return None
     proc = subprocess.run(
-        [str(OLYMPIPE2_PYTHON), str(HERE / script), *args],
+        [str(python), str(HERE / script), *args],
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,4 +1,5 @@
-"""The same workloads on olympipe 2.2.0, run by its own interpreter (the names collide)."""
+"""Workloads timed the same way on either olympipe: run by olympipe 2.2.0's interpreter (the
+package names collide), or by ours where a benchmark compares both as fresh processes."""
 
 from __future__ import annotations
 

@@ -176,6 +176,11 @@ class Feeder:
             self._control.send(Failure.capture("source", exc, exc.item, True, msg))
             self._stop.set()
             self.wake()
+        except Exception as exc:  # a defect here must end the run, not leave it waiting
+            if not self._stop.is_set():
+                self._control.send(Failure.capture("source", exc, message=f"the feeder failed: {exc!r}"))
+                self._stop.set()
+                self.wake()
 
     def _take(self) -> list[Any] | None:
         """The next chunk to send, or ``None`` at the end (or on stop)."""
