@@ -65,18 +65,25 @@ def raw_pipe_gbps(data: list[np.ndarray]) -> float:
 
 def _both(mode: str, reps: int) -> tuple[float | None, float | None]:
     """Median GB/s of one script (``peer_olympipe2.py``) run as fresh processes on this
-    olympipe and on olympipe 2.2.0, alternated: both sides timed alike, from
-    ``Pipeline(...)`` to ``wait_for_result()`` returning."""
-    ours: list[float] = []
-    old: list[float] = []
+    olympipe and on olympipe 2.2.0 (three runs: it is slow), alternated: both sides timed
+    alike, from ``Pipeline(...)`` to ``wait_for_result()`` returning."""
+    ours: list[float | None] = []
+    old: list[float | None] = []
     for i in range(reps):
-        for python, figures in ((Path(sys.executable), ours), (OLYMPIPE2_PYTHON, old)):
-            if python == OLYMPIPE2_PYTHON and i >= 3:
-                continue  # olympipe 2.2.0 is slow: three runs
-            result = run_peer("peer_olympipe2.py", mode, str(N), python=python)
-            if result:
-                figures.append(result["gb_per_s"])
-    return (statistics.median(ours) if ours else None, statistics.median(old) if old else None)
+        ours.append(_script_gbps(mode, Path(sys.executable)))
+        if i < 3:
+            old.append(_script_gbps(mode, OLYMPIPE2_PYTHON))
+    return _median(ours), _median(old)
+
+
+def _script_gbps(mode: str, python: Path) -> float | None:
+    result = run_peer("peer_olympipe2.py", mode, str(N), python=python)
+    return float(result["gb_per_s"]) if result else None
+
+
+def _median(figures: list[float | None]) -> float | None:
+    measured = [f for f in figures if f is not None]  # None: that run failed
+    return statistics.median(measured) if measured else None
 
 
 def _pool(fn: object, make: object) -> float:

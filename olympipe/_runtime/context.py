@@ -91,7 +91,7 @@ def start_fork_server() -> None:
     Its start (an interpreter, then the preloaded imports) is the largest part of a first
     forkserver run; started early, it overlaps with whatever the caller does meanwhile.
     """
-    get_context("forkserver")
+    get_context("forkserver")  # sets what the server preloads, which must come first
     with without_main_replay():  # it never needs __main__ either (and %run's has no __spec__)
         multiprocessing.forkserver.ensure_running()
 

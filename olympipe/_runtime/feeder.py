@@ -114,9 +114,7 @@ class Feeder:
             iterator = iter(self._iterable)
             self._pull_all(iterator)
         except BaseException as exc:
-            if not self._stop.is_set():
-                self._control.send(Failure.capture("source", exc))
-                self._stop.set()
+            self._fail(Failure.capture("source", exc))
         finally:
             with self._cond:
                 self._exhausted = True
@@ -173,14 +171,16 @@ class Feeder:
             pass  # the run is being torn down: its workers, and their pipes, are gone
         except EncodeError as exc:
             msg = f"an item of the source cannot be pickled: {exc}"
-            self._control.send(Failure.capture("source", exc, exc.item, True, msg))
-            self._stop.set()
-            self.wake()
+            self._fail(Failure.capture("source", exc, exc.item, True, msg))
         except Exception as exc:  # a defect here must end the run, not leave it waiting
-            if not self._stop.is_set():
-                self._control.send(Failure.capture("source", exc, message=f"the feeder failed: {exc!r}"))
-                self._stop.set()
-                self.wake()
+            self._fail(Failure.capture("source", exc, message=f"the feeder failed: {exc!r}"))
+
+    def _fail(self, failure: Failure) -> None:
+        """End the run with ``failure``, unless it is already ending, and wake both threads."""
+        if not self._stop.is_set():
+            self._control.send(failure)
+            self._stop.set()
+        self.wake()
 
     def _take(self) -> list[Any] | None:
         """The next chunk to send, or ``None`` at the end (or on stop)."""

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from olympipe import Pipeline, PipelineError
+from olympipe._runtime import feeder
 from olympipe._runtime.credits import Target
 from olympipe._runtime.feeder import Feeder
 from olympipe._runtime.messages import Control
@@ -39,13 +41,9 @@ def test_end_of_stream_into_a_pipe_with_no_reader_does_not_escape(source: Any) -
 def test_a_defect_in_the_feeder_fails_the_run_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected exception in the sender thread used to end the thread silently, and the
     run waited for ever for chunks that would never come."""
-    from olympipe import Pipeline, PipelineError
-    from olympipe._runtime import feeder
-
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("a defect")
 
     monkeypatch.setattr(feeder, "encode_chunk", broken)
     with pytest.raises(PipelineError, match="the feeder failed"):
         Pipeline(range(10), start_method="fork").task(abs).wait_for_result()
-
