@@ -82,7 +82,8 @@ def _is_helper(proc: psutil.Process) -> bool:
     except psutil.Error:
         return False
     # olympipe's janitor lives as long as the caller (see olympipe/_transport/janitor.py).
-    return "forkserver" in cmd or "resource_tracker" in cmd or name.startswith("olympipe-jan")
+    janitor = name.startswith("olympipe-jan") or "olympipe-janitor" in cmd  # named once it runs
+    return "forkserver" in cmd or "resource_tracker" in cmd or janitor
 
 
 def _is_zombie(proc: psutil.Process) -> bool:

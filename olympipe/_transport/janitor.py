@@ -5,15 +5,24 @@ by SIGKILL, or by SIGTERM with Python's default handler) cannot; so the first ru
 shared memory in a process starts one small janitor process for it. The janitor blocks
 reading a pipe whose write end only the caller (and workers forked from it, which die with
 it) hold; at end of file every one of them is gone, and it unlinks every segment named
-``olympipe-<caller pid>-*``, then exits. It holds no other file descriptor, so it never keeps
-a pipe of a run open.
+``olympipe-<caller pid>-*``, then exits.
+
+It is a fresh interpreter (``python -I -S -c``), not a fork: a forked janitor would keep,
+for the caller's whole life, every page the caller had when it started (the caller's
+later writes and frees give it private copies), which can be gigabytes. It runs in a
+session of its own, so a Ctrl-C meant for the caller never reaches it, and holds no file
+descriptor but its end of the pipe. Where the interpreter cannot be started again (a frozen
+application), it is forked as a last resort.
 """
 
 from __future__ import annotations
 
 import ctypes
+import multiprocessing.spawn
 import os
 import signal
+import subprocess
+import sys
 import threading
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
@@ -26,30 +35,78 @@ NAME = b"olympipe-janitor"  # the process's name in ps and psutil
 
 _lock = threading.Lock()
 _started_for: int | None = None  # the pid whose janitor runs
-_keep: list[Any] = []  # the caller's write end: open for the caller's whole life
+_keep: list[Any] = []  # the caller's write end and the process: kept for the caller's life
+
+# Runs without site-packages: only the standard library, nothing of olympipe.
+_PROGRAM = f"""
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl({_PR_SET_NAME}, ctypes.c_char_p({NAME!r}), 0, 0, 0)
+except (OSError, AttributeError):
+    pass
+fd, directory, prefix = int(sys.argv[1]), sys.argv[2], sys.argv[3] + "-"
+while True:
+    try:
+        if not os.read(fd, 4096):
+            break
+    except InterruptedError:
+        continue
+    except OSError:
+        break
+for name in os.listdir(directory):
+    if name.startswith(prefix):
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+"""
 
 
 def ensure_janitor(ctx: BaseContext, start: Any) -> None:
-    """Start this process's janitor once; ``start(process)`` starts it (the caller knows
-    how to start a process safely right now)."""
+    """Start this process's janitor once; ``start(process)`` starts a forked one, where the
+    interpreter cannot be started again (the caller knows how to fork safely right now)."""
     global _started_for
     with _lock:
         if _started_for == os.getpid():
             return
-        reader, writer = ctx.Pipe(duplex=False)
-        process = ctx.Process(  # type: ignore[attr-defined]
-            target=_janitor_main,
-            args=(reader, f"olympipe-{os.getpid()}"),
-            name="olympipe-janitor",
-            daemon=True,
-        )
-        start(process)
-        reader.close()
-        _keep[:] = [writer, process]
+        prefix = f"olympipe-{os.getpid()}"
+        reader, writer = os.pipe()
+        try:
+            process: Any = _start_interpreter(reader, prefix)
+        except OSError:
+            process = None
+        finally:
+            os.close(reader)
+        if process is None:
+            os.close(writer)
+            connection, writer_end = ctx.Pipe(duplex=False)
+            process = ctx.Process(  # type: ignore[attr-defined]
+                target=_forked_janitor, args=(connection, prefix), name="olympipe-janitor", daemon=True
+            )
+            start(process)
+            connection.close()
+            _keep[:] = [writer_end, process]
+        else:
+            _keep[:] = [writer, process]
         _started_for = os.getpid()
 
 
-def _janitor_main(reader: Connection, prefix: str) -> None:
+def _start_interpreter(reader: int, prefix: str) -> subprocess.Popen[bytes] | None:
+    """The janitor as a fresh interpreter, or ``None`` when this one cannot be re-run."""
+    executable = multiprocessing.spawn.get_executable()
+    if getattr(sys, "frozen", False) or not executable:
+        return None
+    return subprocess.Popen(
+        [os.fsdecode(executable), "-I", "-S", "-c", _PROGRAM, str(reader), shm.SHM_DIR, prefix],
+        pass_fds=(reader,),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _forked_janitor(reader: Connection, prefix: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ctypes.CDLL(None).prctl(_PR_SET_NAME, ctypes.c_char_p(NAME), 0, 0, 0)

@@ -57,3 +57,32 @@ def test_second_ctrl_c_during_teardown_leaves_no_segment() -> None:
     out, err = proc.communicate(timeout=20)
     assert "left 0" in out, err[-2000:]
     psutil.wait_procs(descendants, timeout=20)
+
+
+JANITOR_MEMORY = """
+import os, sys
+import numpy as np, psutil
+from olympipe import Pipeline
+
+big = np.ones(1 << 25)  # 256 MiB, written
+Pipeline([np.zeros(1 << 17)], start_method=sys.argv[1]).task(lambda a: a).wait_for_result()
+del big  # the caller gives its pages back; a janitor forked with them would keep them
+janitor = [p for p in psutil.Process().children() if "olympipe-janitor" in " ".join(p.cmdline())]
+print(len(janitor), janitor[0].memory_full_info().uss if janitor else 0)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_the_janitor_holds_none_of_the_callers_memory(method: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", JANITOR_MEMORY, method],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    count, uss = map(int, done.stdout.split())
+    assert count == 1
+    assert uss < 64 * 2**20, f"the janitor holds {uss / 2**20:.0f} MiB of its own"
