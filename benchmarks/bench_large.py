@@ -63,21 +63,24 @@ def raw_pipe_gbps(data: list[np.ndarray]) -> float:
     return GB / (time.perf_counter() - t0)
 
 
-def _both(mode: str, reps: int) -> tuple[float | None, float | None]:
+def _both(mode: str, reps: int) -> tuple[float | None, float | None, float | None]:
     """Median GB/s of one script (``peer_olympipe2.py``) run as fresh processes on this
-    olympipe and on olympipe 2.2.0 (three runs: it is slow), alternated: both sides timed
-    alike, from ``Pipeline(...)`` to ``wait_for_result()`` returning."""
+    olympipe, on this olympipe copying every buffer (``OLYMPIPE_COPY_INHERITED=1``) and on
+    olympipe 2.2.0 (three runs each: they are slow), alternated: every side timed alike,
+    from ``Pipeline(...)`` to ``wait_for_result()`` returning."""
     ours: list[float | None] = []
+    copying: list[float | None] = []
     old: list[float | None] = []
     for i in range(reps):
         ours.append(_script_gbps(mode, Path(sys.executable)))
         if i < 3:
+            copying.append(_script_gbps(mode, Path(sys.executable), {"OLYMPIPE_COPY_INHERITED": "1"}))
             old.append(_script_gbps(mode, OLYMPIPE2_PYTHON))
-    return _median(ours), _median(old)
+    return _median(ours), _median(copying), _median(old)
 
 
-def _script_gbps(mode: str, python: Path) -> float | None:
-    result = run_peer("peer_olympipe2.py", mode, str(N), python=python)
+def _script_gbps(mode: str, python: Path, env: dict[str, str] | None = None) -> float | None:
+    result = run_peer("peer_olympipe2.py", mode, str(N), python=python, env=env)
     return float(result["gb_per_s"]) if result else None
 
 
@@ -116,10 +119,13 @@ def main(reps: int) -> Section:
         ("list through identity", ours_list, "large", ident, lambda: data),
         ("generator through in-place change", ours_gen, "large-inplace", bump, generated),
     ):
-        ours, old = _both(mode, reps)
+        ours, copying, old = _both(mode, reps)
         if ours is None:
             continue
         s.row(f"{label}: olympipe", f"{ours:.2f} GB/s")
+        if copying:
+            ratio = f"ours = {ours / copying:.2f}x"
+            s.row(f"{label}: olympipe, every buffer copied", f"{copying:.2f} GB/s", ratio)
         if old:
             s.row(f"{label}: olympipe 2.2.0", f"{old:.2f} GB/s", f"ours = {ours / old:.2f}x")
         pool = _pool(fn, make)
@@ -136,7 +142,10 @@ def main(reps: int) -> Section:
         " row times a run in a process that already ran some, dropping its results included"
     )
     s.note(
-        "an array a stage returns as it arrived (or changed in place) is forwarded in its"
-        " shared-memory segment, not copied: each array is copied once, by the feeder"
+        "the list's arrays travel by address (the forked workers already hold them, unchanged;"
+        " docs/API.md, \"Buffers the workers already hold\"): no copy, and the results share"
+        " memory with the list. The generator's arrays are new memory: each is copied once,"
+        " by the feeder, then forwarded in its shared-memory segment. `every buffer copied`"
+        " runs the same script with `OLYMPIPE_COPY_INHERITED=1`"
     )
     return s

@@ -61,10 +61,12 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, Python {platform.python_version()}, {system}"
 
 
-def run_peer(script: str, *args: str, python: Path = OLYMPIPE2_PYTHON) -> dict[str, Any] | None:
+def run_peer(
+    script: str, *args: str, python: Path = OLYMPIPE2_PYTHON, env: dict[str, str] | None = None
+) -> dict[str, Any] | None:
     """Run ``script`` as a fresh process under ``python`` (olympipe 2.2.0's interpreter unless
-    told otherwise: ``sys.executable`` runs the same script on this olympipe); its last
-    stdout line is JSON."""
+    told otherwise: ``sys.executable`` runs the same script on this olympipe), with ``env``
+    added to the environment; its last stdout line is JSON."""
     if not python.exists():
         return None
     proc = subprocess.run(
@@ -73,6 +75,7 @@ def run_peer(script: str, *args: str, python: Path = OLYMPIPE2_PYTHON) -> dict[s
         text=True,
         timeout=600,
         cwd=str(HERE),
+        env={**os.environ, **(env or {})},
     )
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-2000:])

@@ -67,6 +67,12 @@ def cuda_initialized() -> bool:
         return True
 
 
+def copies_forced() -> bool:
+    """``OLYMPIPE_COPY_INHERITED=1``: large buffers the workers already hold are copied all
+    the same (see ``_transport.inherited``)."""
+    return os.environ.get("OLYMPIPE_COPY_INHERITED") == "1"
+
+
 def shared_memory_disabled() -> bool:
     """``OLYMPIPE_DISABLE_SHM=1``: every chunk travels through the pipes."""
     return os.environ.get("OLYMPIPE_DISABLE_SHM") == "1"

@@ -40,6 +40,7 @@ class Target(NamedTuple):
     channel: Channel
     port: int
     window: Semaphore | None
+    takes_addresses: bool = False  # a single-input consumer of a run that sends by address
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import Any
 from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
 from olympipe._runtime.credits import Target
 from olympipe._runtime.messages import Control, Failure
-from olympipe._transport.codec import EncodeError, encode_chunk, send_encoded
+from olympipe._transport.codec import ByAddress, EncodeError, encode_chunk, send_encoded
 
 TARGET_SECONDS = 0.001
 HOLD_SECONDS = 0.001
@@ -58,8 +58,10 @@ class Feeder:
         shm_prefix: str | None = None,
         one_item_chunks: bool = False,
         max_chunk: int | None = None,
+        by_address: ByAddress | None = None,
     ) -> None:
         self._max_chunk = min(max_chunk or MAX_ITEMS, MAX_ITEMS)
+        self._by_address = by_address  # large buffers the workers already hold: by address
         self._prefix = shm_prefix
         self._one_item_chunks = one_item_chunks
         self._iterable = iterable
@@ -218,7 +220,7 @@ class Feeder:
         return chunk
 
     def _send(self, seq: int, chunk: list[Any]) -> None:
-        encoded = encode_chunk(chunk, self._prefix is not None)
+        encoded = encode_chunk(chunk, self._prefix is not None, by_address=self._by_address)
         size = len(encoded.data) + sum(b.nbytes for b in encoded.buffers)
         self._item_bytes = size / len(chunk)
         try:

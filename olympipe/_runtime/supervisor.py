@@ -43,6 +43,7 @@ from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
 from olympipe._runtime import journal
 from olympipe._runtime.context import (
+    copies_forced,
     get_context,
     resolve_start_method,
     shared_memory_disabled,
@@ -60,7 +61,7 @@ from olympipe._stages.request import RequestStageSpec
 if TYPE_CHECKING:
     from olympipe._server import ServerSource
 from olympipe._stages.base import StageSpec
-from olympipe._transport import shm
+from olympipe._transport import inherited, shm
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, Definition, decode_frame, dumps_definition
 from olympipe._transport.janitor import ensure_janitor
@@ -127,6 +128,10 @@ class Run:
         self.shm_prefix: str | None = token if shm.available() and not shared_memory_disabled() else None
         self._journal = os.path.join(journal.directory(), f"{token}-held") if self.replaceable else None
         self.counters = Counters(self._respawn_ctx, sum(n.spec.count for n in plan.stages))
+        # Large buffers the forked workers already hold go by address (see inherited.py):
+        # decided when the workers start, made once they have.
+        self._by_address = False
+        self._sender: inherited.Sender | None = None
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -140,7 +145,17 @@ class Run:
         if self.shm_prefix is not None or self._journal is not None:
             ensure_janitor(self._ctx, self._start_process)  # before any pipe exists: it holds none
         credits = self._wire_channels()
+        self._by_address = (
+            self.method == "fork"
+            and self.shm_prefix is not None
+            and not self.replaceable
+            and threading.active_count() == 1  # nothing writes memory between the forks
+            and not copies_forced()
+            and inherited.supported()
+        )
         self._start_workers(credits)
+        if self._by_address:
+            self._sender = inherited.Sender()  # after the forks: any later one turns it off
         self._start_feeders(credits)
         if self.options.progress:
             self._progress = Progress(self.stats, bar_totals(self.plan))
@@ -206,6 +221,7 @@ class Run:
                 lifeline=lifeline,
                 watch_caller=threading.current_thread() is not threading.main_thread(),
                 shm_prefix=self.shm_prefix,
+                by_address=self._by_address,
                 renumber=renumber,
                 journal=self._journal if spec.replaceable else None,
                 cursor=cursor,
@@ -231,9 +247,11 @@ class Run:
         )
         for node in self.plan.sources:
             assert isinstance(node.spec, SourceSpec)
+            targets = outputs[node.id]
+            sender = self._sender if all(t.takes_addresses for t in targets) else None
             feeder = Feeder(
                 node.spec.iterable,
-                outputs[node.id],
+                targets,
                 self._control,
                 self._stop,
                 cost,
@@ -243,6 +261,7 @@ class Run:
                     (s.items_per_worker for s in _stage_specs(self.plan) if s.items_per_worker),
                     default=None,
                 ),
+                by_address=sender.token if sender is not None else None,
             )
             self._feeders.append(feeder)
             feeder.start()
@@ -263,10 +282,13 @@ class Run:
             for index, consumer in enumerate(consumers):
                 if consumer.node is not None:
                     channel, port = self._channels[consumer.node.id], consumer.port
+                    # one input: no two paths bring the same bytes by address to one worker
+                    single_input = len(consumer.node.inputs) == 1
                 else:
                     assert consumer.sink is not None
-                    channel, port = self._sink_channels[consumer.sink], 0
-                targets.append(Target(channel, port, credits.window(node_id, slot, index)))
+                    channel, port, single_input = self._sink_channels[consumer.sink], 0, True
+                window = credits.window(node_id, slot, index)
+                targets.append(Target(channel, port, window, self._by_address and single_input))
             out.append(targets)
         return out
 
@@ -313,7 +335,8 @@ class Run:
                     continue
                 try:
                     frame = sinks[index].recv()
-                    kind, _port, seq, items = decode_frame(sinks[index], frame)
+                    resolve = self._sender.resolve if self._sender is not None else None
+                    kind, _port, seq, items = decode_frame(sinks[index], frame, resolve=resolve)
                 except EOFError:
                     # Every writer is gone without END: a producer died. Its sentinel says
                     # which one; wait for it rather than report a vaguer error.

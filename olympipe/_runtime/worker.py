@@ -50,6 +50,7 @@ from olympipe._runtime.journal import BUFFERED, PROCESSING, SENDING, Journal, Re
 from olympipe._runtime.messages import Control, Done, Failure, Retired
 from olympipe._runtime.ordering import Reorder
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
+from olympipe._transport import inherited
 from olympipe._transport.channel import KIND_END, Channel, unpack_header
 from olympipe._transport.codec import (
     DecodeError,
@@ -93,6 +94,7 @@ class WorkerPlan:
     lifeline: Connection | None = None  # forkserver only: EOF when the caller is gone
     watch_caller: bool = False  # forked from a thread: the death signal would follow the thread
     shm_prefix: str | None = None  # where large buffers go; None: always inline
+    by_address: bool = False  # forked for a run that sends what workers hold by address
     renumber: Any = None  # ordered=False: a shared counter; output numbered as it completes
     journal: str | None = None  # a replaceable stage: where held chunks are written
     cursor: Any = None  # a replaceable single worker: the next chunk per port, for its successor
@@ -116,6 +118,8 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
     """Build the stage, run it to the end of its stream, report Done or a Failure."""
     spec: StageSpec = loads_definition(definition) if isinstance(definition, Definition) else definition
     register_main_classes(spec)
+    if plan.by_address:
+        inherited.enable_forwarding()
     stage: Stage | None = None
     try:
         stage = spec.make()
@@ -402,7 +406,8 @@ class _Outputs:
                 continue
             # An array returned as it arrived (or changed in place) is forwarded, not copied,
             # when one consumer gets it (several would share one segment).
-            encoded = encode_chunk(chunk, self._prefix is not None, forward=len(consumers) == 1)
+            by_address = inherited.forward if all(t.takes_addresses for t in consumers) else None
+            encoded = encode_chunk(chunk, self._prefix is not None, len(consumers) == 1, by_address)
             t0 = time.perf_counter()
             for target in consumers:
                 if target.window is not None:
@@ -452,7 +457,7 @@ def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any]]:
     t0 = time.perf_counter()
     frame = inbox.recv()
     meter.waited(time.perf_counter() - t0)
-    return decode_frame(inbox, frame, keep=True)
+    return decode_frame(inbox, frame, keep=True, resolve=inherited.take)
 
 
 def _give_back(windows: dict[int, list[Semaphore]], port: int, chunks: int) -> None:

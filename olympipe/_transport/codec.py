@@ -27,12 +27,13 @@ import io
 import pickle
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import dill
 
-from olympipe._transport import shm
+from olympipe._transport import inherited, shm
 from olympipe._transport.channel import (
     HEADER_SIZE,
     KIND_END,
@@ -43,6 +44,8 @@ from olympipe._transport.channel import (
 )
 
 PROTOCOL = 5
+ByAddress = Callable[[memoryview], "str | None"]  # a buffer -> its "@<address>" name, or None
+Resolve = Callable[[int, int], memoryview]  # (address, size) -> the buffer it names
 _COUNT = struct.Struct("<H")
 _SEGMENT = struct.Struct("<QH")
 
@@ -63,7 +66,8 @@ class DecodeError(Exception):
 
 @dataclass(frozen=True)
 class Forwarded:
-    """A large buffer that is already a segment (see ``shm.forward``): only its name travels."""
+    """A large buffer that is already a segment (see ``shm.forward``), or that its consumer
+    already holds (see ``inherited``): only its name travels."""
 
     name: str
     nbytes: int
@@ -146,11 +150,14 @@ def dumps(value: Any, buffer_callback: Any = None) -> bytes:
     return out.getvalue()
 
 
-def encode_chunk(items: list[Any], use_shm: bool = True, forward: bool = False) -> Encoded:
+def encode_chunk(
+    items: list[Any], use_shm: bool = True, forward: bool = False, by_address: ByAddress | None = None
+) -> Encoded:
     """Pickle a chunk of items; raise :class:`EncodeError` naming the culprit's type.
 
     ``forward``: a buffer that is exactly a segment this process received travels by name,
-    without a copy (only for a chunk sent to a single consumer)."""
+    without a copy (only for a chunk sent to a single consumer). ``by_address``: gives the
+    name of a buffer every consumer already holds (see ``inherited``), or ``None``."""
     buffers: list[memoryview | Forwarded] = []
 
     def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
@@ -161,6 +168,8 @@ def encode_chunk(items: list[Any], use_shm: bool = True, forward: bool = False) 
         if raw.nbytes < shm.THRESHOLD:
             return True
         name = shm.forward(raw) if forward else None
+        if name is None and by_address is not None:
+            name = by_address(raw)
         buffers.append(raw if name is None else Forwarded(name, raw.nbytes))
         return False
 
@@ -217,18 +226,24 @@ def frame_segments(frame: bytes) -> list[str]:
     kind, _port, _seq = unpack_header(frame)
     if kind != KIND_SHARED:
         return []
-    return [name for name, _size in _segments(memoryview(frame)[HEADER_SIZE:])[0]]
+    segments = _segments(memoryview(frame)[HEADER_SIZE:])[0]
+    return [name for name, _size in segments if not name.startswith(inherited.PREFIX)]
 
 
-def decode_shared(body: memoryview, keep: bool = False, private: bool = False) -> list[Any]:
+def decode_shared(
+    body: memoryview, keep: bool = False, private: bool = False, resolve: Resolve | None = None
+) -> list[Any]:
     """Unpickle a chunk whose large parts are in shared memory: mapped, and unlinked at once
     or (``keep``, in a worker) when no longer used, so that they can be forwarded;
-    ``private``: mapped copy-on-write, so that the segment keeps what was sent."""
+    ``private``: mapped copy-on-write, so that the segment keeps what was sent.
+    ``resolve`` gives the buffers sent by address."""
     segments, offset = _segments(body)
     pickle_in_shm = body[offset] == 1
     views = [
+        _by_address(name, size, resolve)
+        if name.startswith(inherited.PREFIX)
         # the pickle itself (segment 0 when it is in shared memory) is never forwarded
-        shm.take_segment(name, size, keep=keep and not (pickle_in_shm and index == 0), private=private)
+        else shm.take_segment(name, size, keep=keep and not (pickle_in_shm and index == 0), private=private)
         for index, (name, size) in enumerate(segments)
     ]
     data = views.pop(0) if pickle_in_shm else body[offset + 1 :]
@@ -237,6 +252,15 @@ def decode_shared(body: memoryview, keep: bool = False, private: bool = False) -
     except Exception as exc:
         raise DecodeError(f"{type(exc).__name__}: {exc}") from exc
     return items
+
+
+def _by_address(name: str, size: int, resolve: Resolve | None) -> memoryview:
+    if resolve is None:
+        raise DecodeError(f"a buffer came by address ({name}) where none can be")
+    try:
+        return resolve(int(name[len(inherited.PREFIX) :]), size)
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise DecodeError(f"the buffer sent as {name} cannot be found: {exc}") from exc
 
 
 def send_encoded(channel: Channel, port: int, seq: int, encoded: Encoded, prefix: str | None) -> None:
@@ -249,18 +273,23 @@ def send_encoded(channel: Channel, port: int, seq: int, encoded: Encoded, prefix
 
 
 def decode_frame(
-    channel: Channel | None, frame: bytes, keep: bool = False, private: bool = False
+    channel: Channel | None,
+    frame: bytes,
+    keep: bool = False,
+    private: bool = False,
+    resolve: Resolve | None = None,
 ) -> tuple[int, int, int, list[Any]]:
     """``(kind, port, seq, items)`` of a frame read from ``channel`` (items empty for END);
-    ``keep`` and ``private``: see :func:`decode_shared`. ``channel`` ``None``: a frame read
-    again (a held chunk), whose shared-memory slot was given back when it was first read."""
+    ``keep``, ``private`` and ``resolve``: see :func:`decode_shared`. ``channel`` ``None``: a
+    frame read again (a held chunk), whose shared-memory slot was given back when it was
+    first read."""
     kind, port, seq = unpack_header(frame)
     if kind == KIND_END:
         return kind, port, seq, []
     body = memoryview(frame)[HEADER_SIZE:]
     if kind == KIND_SHARED:
         try:
-            return kind, port, seq, decode_shared(body, keep, private)
+            return kind, port, seq, decode_shared(body, keep, private, resolve)
         finally:
             if channel is not None:
                 channel.release_shm_slot()
