@@ -63,18 +63,19 @@ def raw_pipe_gbps(data: list[np.ndarray]) -> float:
     return GB / (time.perf_counter() - t0)
 
 
-def _both(mode: str, reps: int) -> tuple[float | None, float | None, float | None]:
+def _both(mode: str, reps: int, copying_too: bool) -> tuple[float | None, float | None, float | None]:
     """Median GB/s of one script (``peer_olympipe2.py``) run as fresh processes on this
-    olympipe, on this olympipe copying every buffer (``OLYMPIPE_COPY_INHERITED=1``) and on
-    olympipe 2.2.0 (three runs each: they are slow), alternated: every side timed alike,
-    from ``Pipeline(...)`` to ``wait_for_result()`` returning."""
+    olympipe, on this olympipe copying every buffer (``OLYMPIPE_COPY_INHERITED=1``, when
+    ``copying_too``) and on olympipe 2.2.0 (three runs each: they are slow), alternated:
+    every side timed alike, from ``Pipeline(...)`` to ``wait_for_result()`` returning."""
     ours: list[float | None] = []
     copying: list[float | None] = []
     old: list[float | None] = []
     for i in range(reps):
         ours.append(_script_gbps(mode, Path(sys.executable)))
-        if i < 3:
+        if i < 3 and copying_too:
             copying.append(_script_gbps(mode, Path(sys.executable), {"OLYMPIPE_COPY_INHERITED": "1"}))
+        if i < 3:
             old.append(_script_gbps(mode, OLYMPIPE2_PYTHON))
     return _median(ours), _median(copying), _median(old)
 
@@ -119,7 +120,7 @@ def main(reps: int) -> Section:
         ("list through identity", ours_list, "large", ident, lambda: data),
         ("generator through in-place change", ours_gen, "large-inplace", bump, generated),
     ):
-        ours, copying, old = _both(mode, reps)
+        ours, copying, old = _both(mode, reps, copying_too=fn is ident)
         if ours is None:
             continue
         s.row(f"{label}: olympipe", f"{ours:.2f} GB/s")
