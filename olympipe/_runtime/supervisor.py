@@ -325,6 +325,7 @@ class Run:
         assert self._control is not None
         control = self._control.channel
         by_sentinel = {w.process.sentinel: w for w in self._workers}
+        resolve = self._sender.resolve if self._sender is not None else None
         while open_sinks:
             ready = wait([*open_sinks, control.reader, *by_sentinel])
             if control.reader in ready:
@@ -335,7 +336,6 @@ class Run:
                     continue
                 try:
                     frame = sinks[index].recv()
-                    resolve = self._sender.resolve if self._sender is not None else None
                     kind, _port, seq, items = decode_frame(sinks[index], frame, resolve=resolve)
                 except EOFError:
                     # Every writer is gone without END: a producer died. Its sentinel says

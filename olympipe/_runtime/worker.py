@@ -392,6 +392,10 @@ class _Outputs:
         self._own_seq = [0] * len(plan.outputs)
         self._renumber = plan.renumber
         self._prefix = plan.shm_prefix
+        # per slot: buffers received by address go on by address when every consumer takes them
+        self._by_address = [
+            inherited.forward if all(t.takes_addresses for t in slot) else None for slot in plan.outputs
+        ]
         self.ended = False  # ended early: limit reached, timeout expired
 
     def send(self, seq: int | None, produced: Any) -> None:
@@ -406,7 +410,7 @@ class _Outputs:
                 continue
             # An array returned as it arrived (or changed in place) is forwarded, not copied,
             # when one consumer gets it (several would share one segment).
-            by_address = inherited.forward if all(t.takes_addresses for t in consumers) else None
+            by_address = self._by_address[slot]
             encoded = encode_chunk(chunk, self._prefix is not None, len(consumers) == 1, by_address)
             t0 = time.perf_counter()
             for target in consumers:
