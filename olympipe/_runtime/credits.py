@@ -12,6 +12,14 @@ caller's sink). Edges into single-worker stages, and stages that renumber their 
 completes (``ordered=False``), return the credit as soon as the chunk is processed. The
 source's first edge always has a window, so that the feeder never runs far ahead of the
 first stage.
+
+A window must never be smaller than the one its chunks already hold. A racing stage takes
+credits into the next one in the order its chunks *complete*: with a smaller window there,
+chunks that overtook chunk ``k`` could take every credit and then wait, in order, for ``k``,
+which waits for a credit. So the edge from a racing stage to the consumer its chunks come
+back in order through carries no window of its own (the stage's input window already bounds
+those chunks, up to the same place), and any other edge out of a racing stage gets a window
+at least as large as the stage's input window.
 """
 
 from __future__ import annotations
@@ -64,7 +72,9 @@ class Credits:
 def plan_credits(plan: Plan, ctx: BaseContext, queue_size: int | None) -> Credits:
     """Every window of ``plan`` and where its credits come back."""
     credits = Credits()
-    for producer in plan.nodes:
+    held: dict[int, int] = {}  # racing node -> the largest window its input chunks hold
+    for producer in plan.nodes:  # topological: a producer's input windows are known
+        upstream = held.get(producer.id, 0) if _races(producer) else 0
         for slot, consumers in enumerate(plan.consumers[producer.id]):
             for index, consumer in enumerate(consumers):
                 node = consumer.node
@@ -73,7 +83,12 @@ def plan_credits(plan: Plan, ctx: BaseContext, queue_size: int | None) -> Credit
                 first_of_source = producer.is_source and slot == 0 and index == 0
                 if not (first_of_source or _races(node)):
                     continue
+                if upstream and slot == 0 and index == 0:
+                    held[node.id] = max(held.get(node.id, 0), upstream)  # see the docstring
+                    continue
                 size = (queue_size if first_of_source else None) or default_window(node.spec.count)
+                size = max(size, upstream)
+                held[node.id] = max(held.get(node.id, 0), size)
                 window = ctx.Semaphore(size)
                 credits.windows[(producer.id, slot, index)] = window
                 credits.sizes.append((window, size))
