@@ -33,7 +33,7 @@ from typing import Any
 from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
 from olympipe._runtime.credits import Target
 from olympipe._runtime.messages import Control, Failure
-from olympipe._transport.codec import ByAddress, EncodeError, encode_chunk, send_encoded
+from olympipe._transport.codec import ByAddress, EncodeError, WriteSlot, encode_chunk, send_encoded
 
 TARGET_SECONDS = 0.001
 HOLD_SECONDS = 0.001
@@ -59,9 +59,11 @@ class Feeder:
         one_item_chunks: bool = False,
         max_chunk: int | None = None,
         by_address: ByAddress | None = None,
+        write_slot: WriteSlot | None = None,
     ) -> None:
         self._max_chunk = min(max_chunk or MAX_ITEMS, MAX_ITEMS)
         self._by_address = by_address  # large buffers the workers already hold: by address
+        self._write_slot = write_slot  # other large buffers: into a reused slot (see pool.py)
         self._prefix = shm_prefix
         self._one_item_chunks = one_item_chunks
         self._iterable = iterable
@@ -229,7 +231,7 @@ class Feeder:
                     target.window.acquire()  # a credit per chunk (see credits.py)
                 if self._stop.is_set():
                     raise _PipeBroken
-                send_encoded(target.channel, target.port, seq, encoded, self._prefix)
+                send_encoded(target.channel, target.port, seq, encoded, self._prefix, self._write_slot)
         except OSError as exc:
             raise _PipeBroken from exc
         self.items += len(chunk)

@@ -61,7 +61,7 @@ from olympipe._stages.request import RequestStageSpec
 if TYPE_CHECKING:
     from olympipe._server import ServerSource
 from olympipe._stages.base import StageSpec
-from olympipe._transport import inherited, shm
+from olympipe._transport import inherited, pool, shm
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, Definition, decode_frame, dumps_definition
 from olympipe._transport.janitor import ensure_janitor
@@ -132,6 +132,7 @@ class Run:
         # decided when the workers start, made once they have.
         self._by_address = False
         self._sender: inherited.Sender | None = None
+        self._pool: pool.Pool | None = None  # the slots the feeders' large buffers reuse
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -156,6 +157,10 @@ class Run:
         self._start_workers(credits)
         if self._by_address:
             self._sender = inherited.Sender()  # after the forks: any later one turns it off
+        slots_budget = pool.budget()
+        # Not for replaceable stages: their journal re-reads frames, which a slot outlives.
+        if self.shm_prefix is not None and not self.replaceable and slots_budget > 0:
+            self._pool = pool.Pool(self.shm_prefix, slots_budget)
         self._start_feeders(credits)
         if self.options.progress:
             self._progress = Progress(self.stats, bar_totals(self.plan))
@@ -262,6 +267,7 @@ class Run:
                     default=None,
                 ),
                 by_address=sender.token if sender is not None else None,
+                write_slot=self._pool.write if self._pool is not None else None,
             )
             self._feeders.append(feeder)
             feeder.start()
@@ -288,7 +294,9 @@ class Run:
                     assert consumer.sink is not None
                     channel, port, single_input = self._sink_channels[consumer.sink], 0, True
                 window = credits.window(node_id, slot, index)
-                targets.append(Target(channel, port, window, self._by_address and single_input))
+                by_address = self._by_address and single_input
+                takes_slots = consumer.node is not None
+                targets.append(Target(channel, port, window, by_address, takes_slots))
             out.append(targets)
         return out
 
@@ -326,6 +334,7 @@ class Run:
         control = self._control.channel
         by_sentinel = {w.process.sentinel: w for w in self._workers}
         resolve = self._sender.resolve if self._sender is not None else None
+        pooled = self._pool.take_out if self._pool is not None else None
         while open_sinks:
             ready = wait([*open_sinks, control.reader, *by_sentinel])
             if control.reader in ready:
@@ -336,7 +345,9 @@ class Run:
                     continue
                 try:
                     frame = sinks[index].recv()
-                    kind, _port, seq, items = decode_frame(sinks[index], frame, resolve=resolve)
+                    kind, _port, seq, items = decode_frame(
+                        sinks[index], frame, resolve=resolve, pooled=pooled
+                    )
                 except EOFError:
                     # Every writer is gone without END: a producer died. Its sentinel says
                     # which one; wait for it rather than report a vaguer error.
@@ -565,6 +576,8 @@ class Run:
             self._lifeline_reader.close()
         if self._journal is not None:
             journal.remove_all(self._journal)
+        if self._pool is not None:
+            self._pool.close()
         if self.shm_prefix is not None:
             # Only now is every process that could write or map a segment dead.
             shm.remove_all(self.shm_prefix)

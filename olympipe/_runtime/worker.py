@@ -50,7 +50,7 @@ from olympipe._runtime.journal import BUFFERED, PROCESSING, SENDING, Journal, Re
 from olympipe._runtime.messages import Control, Done, Failure, Retired
 from olympipe._runtime.ordering import Reorder
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
-from olympipe._transport import inherited
+from olympipe._transport import inherited, pool
 from olympipe._transport.channel import KIND_END, Channel, unpack_header
 from olympipe._transport.codec import (
     DecodeError,
@@ -396,6 +396,8 @@ class _Outputs:
         self._by_address = [
             inherited.forward if all(t.takes_addresses for t in slot) else None for slot in plan.outputs
         ]
+        # per slot: slots go on to workers; the caller's sink gets a segment of its own
+        self._passes_slots = [len(slot) == 1 and slot[0].takes_slots for slot in plan.outputs]
         self.ended = False  # ended early: limit reached, timeout expired
 
     def send(self, seq: int | None, produced: Any) -> None:
@@ -411,7 +413,9 @@ class _Outputs:
             # An array returned as it arrived (or changed in place) is forwarded, not copied,
             # when one consumer gets it (several would share one segment).
             by_address = self._by_address[slot]
-            encoded = encode_chunk(chunk, self._prefix is not None, len(consumers) == 1, by_address)
+            encoded = encode_chunk(
+                chunk, self._prefix is not None, len(consumers) == 1, by_address, self._passes_slots[slot]
+            )
             t0 = time.perf_counter()
             for target in consumers:
                 if target.window is not None:
@@ -461,7 +465,7 @@ def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any]]:
     t0 = time.perf_counter()
     frame = inbox.recv()
     meter.waited(time.perf_counter() - t0)
-    return decode_frame(inbox, frame, keep=True, resolve=inherited.take)
+    return decode_frame(inbox, frame, keep=True, resolve=inherited.take, pooled=pool.take)
 
 
 def _give_back(windows: dict[int, list[Semaphore]], port: int, chunks: int) -> None:

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import dill
 
-from olympipe._transport import inherited, shm
+from olympipe._transport import inherited, pool, shm
 from olympipe._transport.channel import (
     HEADER_SIZE,
     KIND_END,
@@ -46,6 +46,8 @@ from olympipe._transport.channel import (
 PROTOCOL = 5
 ByAddress = Callable[[memoryview], "str | None"]  # a buffer -> its "@<address>" name, or None
 Resolve = Callable[[int, int], memoryview]  # (address, size) -> the buffer it names
+Pooled = Callable[[str, int], Any]  # (slot name, size) -> the buffer the slot holds
+WriteSlot = Callable[[memoryview], "str | None"]  # a buffer -> the name of a slot now holding it
 _COUNT = struct.Struct("<H")
 _SEGMENT = struct.Struct("<QH")
 
@@ -151,13 +153,18 @@ def dumps(value: Any, buffer_callback: Any = None) -> bytes:
 
 
 def encode_chunk(
-    items: list[Any], use_shm: bool = True, forward: bool = False, by_address: ByAddress | None = None
+    items: list[Any],
+    use_shm: bool = True,
+    forward: bool = False,
+    by_address: ByAddress | None = None,
+    slots: bool = False,
 ) -> Encoded:
     """Pickle a chunk of items; raise :class:`EncodeError` naming the culprit's type.
 
     ``forward``: a buffer that is exactly a segment this process received travels by name,
-    without a copy (only for a chunk sent to a single consumer). ``by_address``: gives the
-    name of a buffer every consumer already holds (see ``inherited``), or ``None``."""
+    without a copy (only for a chunk sent to a single consumer); ``slots``: so does one that
+    is exactly a slot (see ``pool``; only to a worker). ``by_address``: gives the name of a
+    buffer every consumer already holds (see ``inherited``), or ``None``."""
     buffers: list[memoryview | Forwarded] = []
 
     def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
@@ -167,7 +174,9 @@ def encode_chunk(
             return True
         if raw.nbytes < shm.THRESHOLD:
             return True
-        name = shm.forward(raw) if forward else None
+        name = pool.forward(raw) if slots else None
+        if name is None and forward:
+            name = shm.forward(raw)
         if name is None and by_address is not None:
             name = by_address(raw)
         buffers.append(raw if name is None else Forwarded(name, raw.nbytes))
@@ -180,16 +189,23 @@ def encode_chunk(
     return Encoded(data, buffers)
 
 
-def frame_body(encoded: Encoded, prefix: str) -> bytes:
-    """The body of a ``shared`` frame: writes the segments, returns their description."""
+def frame_body(encoded: Encoded, prefix: str, write_slot: WriteSlot | None = None) -> bytes:
+    """The body of a ``shared`` frame: writes the segments (into slots when ``write_slot``
+    finds one, see ``pool``), returns their description."""
     parts = []
     segments: list[memoryview | Forwarded] = list(encoded.buffers)
     pickle_in_shm = len(encoded.data) >= shm.THRESHOLD
-    if pickle_in_shm:
-        segments.insert(0, memoryview(encoded.data))
+    encoded_pickle = memoryview(encoded.data) if pickle_in_shm else None
+    if encoded_pickle is not None:
+        segments.insert(0, encoded_pickle)
     parts.append(_COUNT.pack(len(segments)))
     for segment in segments:
-        written = segment.name if isinstance(segment, Forwarded) else shm.write_segment(prefix, segment)
+        if isinstance(segment, Forwarded):
+            written = segment.name
+        else:
+            slotted = write_slot is not None and segment is not encoded_pickle
+            in_slot = write_slot(segment) if slotted and write_slot is not None else None
+            written = in_slot or shm.write_segment(prefix, segment)
         name = written.encode()
         parts.append(_SEGMENT.pack(segment.nbytes, len(name)))
         parts.append(name)
@@ -227,21 +243,27 @@ def frame_segments(frame: bytes) -> list[str]:
     if kind != KIND_SHARED:
         return []
     segments = _segments(memoryview(frame)[HEADER_SIZE:])[0]
-    return [name for name, _size in segments if not name.startswith(inherited.PREFIX)]
+    return [name for name, _size in segments if not name.startswith((inherited.PREFIX, pool.PREFIX))]
 
 
 def decode_shared(
-    body: memoryview, keep: bool = False, private: bool = False, resolve: Resolve | None = None
+    body: memoryview,
+    keep: bool = False,
+    private: bool = False,
+    resolve: Resolve | None = None,
+    pooled: Pooled | None = None,
 ) -> list[Any]:
     """Unpickle a chunk whose large parts are in shared memory: mapped, and unlinked at once
     or (``keep``, in a worker) when no longer used, so that they can be forwarded;
     ``private``: mapped copy-on-write, so that the segment keeps what was sent.
-    ``resolve`` gives the buffers sent by address."""
+    ``resolve`` gives the buffers sent by address, ``pooled`` those sent in slots."""
     segments, offset = _segments(body)
     pickle_in_shm = body[offset] == 1
-    views = [
+    views: list[Any] = [
         _by_address(name, size, resolve)
         if name.startswith(inherited.PREFIX)
+        else _in_slot(name, size, pooled)
+        if name.startswith(pool.PREFIX)
         # the pickle itself (segment 0 when it is in shared memory) is never forwarded
         else shm.take_segment(name, size, keep=keep and not (pickle_in_shm and index == 0), private=private)
         for index, (name, size) in enumerate(segments)
@@ -263,11 +285,24 @@ def _by_address(name: str, size: int, resolve: Resolve | None) -> memoryview:
         raise DecodeError(f"the buffer sent as {name} cannot be found: {exc}") from exc
 
 
-def send_encoded(channel: Channel, port: int, seq: int, encoded: Encoded, prefix: str | None) -> None:
+def _in_slot(name: str, size: int, pooled: Pooled | None) -> Any:
+    if pooled is None:
+        raise DecodeError(f"a buffer came in a slot ({name}) where none can be")
+    return pooled(name, size)
+
+
+def send_encoded(
+    channel: Channel,
+    port: int,
+    seq: int,
+    encoded: Encoded,
+    prefix: str | None,
+    write_slot: WriteSlot | None = None,
+) -> None:
     """Write one chunk to ``channel``: inline, or through shared memory when it is large."""
     if prefix is not None and encoded.shared:
         channel.acquire_shm_slot()
-        channel.send(pack_header(port, seq, KIND_SHARED) + frame_body(encoded, prefix))
+        channel.send(pack_header(port, seq, KIND_SHARED) + frame_body(encoded, prefix, write_slot))
     else:
         channel.send(pack_header(port, seq) + encoded.data)
 
@@ -278,9 +313,10 @@ def decode_frame(
     keep: bool = False,
     private: bool = False,
     resolve: Resolve | None = None,
+    pooled: Pooled | None = None,
 ) -> tuple[int, int, int, list[Any]]:
     """``(kind, port, seq, items)`` of a frame read from ``channel`` (items empty for END);
-    ``keep``, ``private`` and ``resolve``: see :func:`decode_shared`. ``channel`` ``None``: a
+    ``keep``, ``private``, ``resolve`` and ``pooled``: see :func:`decode_shared`. ``channel`` ``None``: a
     frame read again (a held chunk), whose shared-memory slot was given back when it was
     first read."""
     kind, port, seq = unpack_header(frame)
@@ -289,7 +325,7 @@ def decode_frame(
     body = memoryview(frame)[HEADER_SIZE:]
     if kind == KIND_SHARED:
         try:
-            return kind, port, seq, decode_shared(body, keep, private, resolve)
+            return kind, port, seq, decode_shared(body, keep, private, resolve, pooled)
         finally:
             if channel is not None:
                 channel.release_shm_slot()

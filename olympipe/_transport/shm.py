@@ -72,7 +72,7 @@ def take_segment(name: str, size: int, keep: bool = False, private: bool = False
         if not keep:
             os.unlink(path)
     if keep:
-        address = _address(memoryview(mapping))
+        address = buffer_address(memoryview(mapping))
         assert address is not None
         _kept[address] = (name, size, weakref.finalize(mapping, _drop, path, address))
     return memoryview(mapping)
@@ -92,7 +92,7 @@ def map_private(name: str, size: int) -> memoryview:
 def forward(buffer: memoryview) -> str | None:
     """The name of the kept segment that is exactly ``buffer``, handed on: from now on the
     process that receives the name unlinks it. ``None`` when ``buffer`` is not one."""
-    address = _address(buffer)
+    address = buffer_address(buffer)
     entry = _kept.get(address) if address is not None else None
     if entry is None or entry[1] != buffer.nbytes:
         return None
@@ -101,7 +101,8 @@ def forward(buffer: memoryview) -> str | None:
     return name
 
 
-def _address(buffer: memoryview) -> int | None:
+def buffer_address(buffer: memoryview) -> int | None:
+    """Where a writable buffer starts in memory; ``None`` for a read-only one."""
     if buffer.readonly:
         return None
     return ctypes.addressof(ctypes.c_char.from_buffer(buffer))

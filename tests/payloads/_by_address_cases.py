@@ -1,7 +1,7 @@
 """Runs of a list of arrays under fork, each in a fresh single-threaded interpreter (as a
 script runs; the test session has threads of its own). Prints one JSON object:
 ``ok`` (the values are right), ``shared`` (per result, whether it shares memory with the
-source) and ``copies`` (segments the caller wrote)."""
+source) and ``copies`` (segments and slots the caller wrote)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from olympipe import Pipeline
-from olympipe._transport import shm
+from olympipe._transport import pool, shm
 
 N = 1 << 16  # float32 elements: 256 KiB, over the shared-memory threshold
 
@@ -30,6 +30,17 @@ def _counting(prefix: str, data: memoryview) -> str:
 
 
 shm.write_segment = _counting
+_write_slot = pool.Pool.write
+
+
+def _counting_slots(self: pool.Pool, data: memoryview) -> str | None:
+    global copies
+    name = _write_slot(self, data)
+    copies += name is not None
+    return name
+
+
+pool.Pool.write = _counting_slots  # type: ignore[method-assign]
 
 
 def ident(a: Any) -> Any:

@@ -13,6 +13,7 @@ import pytest
 
 from olympipe import Pipeline
 from olympipe._transport import shm
+from tests.payloads._stages import bump, ident
 
 pytestmark = pytest.mark.timeout(60)
 PREFIX = f"olympipe-{os.getpid()}-"
@@ -21,15 +22,6 @@ BIG = 1 << 17  # elements: over the shared-memory threshold for every dtype belo
 
 def _segments() -> list[str]:
     return [e for e in os.listdir(shm.SHM_DIR) if e.startswith(PREFIX)]
-
-
-def ident(a: Any) -> Any:
-    return a
-
-
-def bump(a: np.ndarray) -> np.ndarray:
-    a += 1  # in place: the segment the array arrived in is forwarded
-    return a
 
 
 def arrays(n: int, dtype: Any = np.float32) -> list[np.ndarray]:

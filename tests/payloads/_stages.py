@@ -1,0 +1,16 @@
+"""Stages the payload tests share: importable by reference, so every start method runs them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def ident(a: Any) -> Any:
+    return a
+
+
+def bump(a: np.ndarray) -> np.ndarray:
+    a += 1  # in place: the buffer the array arrived in is forwarded
+    return a
