@@ -14,7 +14,7 @@ buffer goes by address only when
 * the run's workers were forked from a single-threaded caller (nothing else could write in
   the middle of the forks), and the caller has not forked since (a later child would share
   pages the caller wrote after the run's forks);
-* every page of it is present and mapped by more than the caller;
+* every page of it is private anonymous memory, present and mapped by more than the caller;
 * no part of it was already sent by address in this run (a worker may change what it gets
   in place; a second delivery of the same bytes must not see that);
 * the consumer has one input (two paths could bring the same bytes to one worker).
@@ -37,9 +37,11 @@ import threading
 
 PREFIX = "@"
 _PAGE = mmap.PAGESIZE
-# The top byte of a pagemap entry: bit 63 present, 56 exclusively mapped.
-_PRESENT, _EXCLUSIVE = 0x80, 0x01
-_SHARED_PAGE = bytes(b for b in range(256) if b & _PRESENT and not b & _EXCLUSIVE)
+# The top byte of a pagemap entry: bit 63 present, 61 a file's or shared page, 56 exclusively
+# mapped. Only private anonymous pages are copied on write: a shared one (a slot or segment
+# the caller holds a result in) a worker would change under the caller.
+_PRESENT, _FILE, _EXCLUSIVE = 0x80, 0x20, 0x01
+_SHARED_PAGE = bytes(b for b in range(256) if b & _PRESENT and not b & (_EXCLUSIVE | _FILE))
 _GIVE_UP_AFTER = 32  # a source whose first buffers are all new memory makes new memory
 
 _forks = 0

@@ -142,6 +142,28 @@ def main(case: str) -> None:
         data = source(4)
         out = Pipeline(data, start_method="fork").task(bump_then_fork).task(bump).wait_for_result()
         report([float(o[0]) for o in out] == [i + 2.0 for i in range(4)], out, data)
+    elif case == "shared_memory_source":
+        # Arrays in a shared mapping that another process maps too: a worker's write to such a
+        # page is not copied on write, it lands in the caller's array.
+        import mmap
+
+        shared = mmap.mmap(-1, 4 * N * 4)  # MAP_SHARED, anonymous
+        grid: np.ndarray = np.frombuffer(shared, dtype=np.float32).reshape(4, N)
+        grid[:] = np.arange(4, dtype=np.float32)[:, None]
+        read_end, write_end = os.pipe()
+        if os.fork() == 0:  # maps every page of it, until the end
+            os.close(write_end)
+            float(grid.sum())
+            os.read(read_end, 1)
+            os._exit(0)
+        os.close(read_end)
+        lines: list[np.ndarray] = [grid[k] for k in range(4)]
+        out = Pipeline(lines, start_method="fork").task(bump).wait_for_result()
+        ok = [float(o[0]) for o in out] == [k + 1.0 for k in range(4)]
+        ok = ok and [float(row[-1]) for row in lines] == [float(k) for k in range(4)]
+        os.close(write_end)
+        os.wait()
+        report(ok, out, [grid])
     else:
         raise SystemExit(f"unknown case {case}")
 

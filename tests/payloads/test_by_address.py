@@ -100,3 +100,11 @@ def test_a_broadcast_branch_changing_arrays_in_place_leaves_the_other_intact() -
     assert got["ok"]
     assert got["shared"][:6] == [False] * 6  # changed in place: copies
     assert all_but_one(got["shared"][6:])
+
+
+def test_arrays_in_memory_shared_with_another_process_are_copied() -> None:
+    """A shared page is not copied on write: by address, a worker's in-place change of such an
+    array used to land in the caller's source."""
+    got = run_case("shared_memory_source")
+    assert got["ok"]
+    assert got["copies"] == 4
