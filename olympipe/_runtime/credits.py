@@ -49,7 +49,7 @@ class Target(NamedTuple):
     port: int
     window: Semaphore | None
     takes_addresses: bool = False  # a single-input consumer of a run that sends by address
-    takes_slots: bool = False  # a worker: the caller's sink gets a result in a segment of its own
+    to_caller: bool = False  # the caller's sink
 
 
 @dataclass

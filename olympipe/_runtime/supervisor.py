@@ -295,8 +295,8 @@ class Run:
                     channel, port, single_input = self._sink_channels[consumer.sink], 0, True
                 window = credits.window(node_id, slot, index)
                 by_address = self._by_address and single_input
-                takes_slots = consumer.node is not None
-                targets.append(Target(channel, port, window, by_address, takes_slots))
+                to_caller = consumer.node is None
+                targets.append(Target(channel, port, window, by_address, to_caller))
             out.append(targets)
         return out
 
@@ -334,7 +334,7 @@ class Run:
         control = self._control.channel
         by_sentinel = {w.process.sentinel: w for w in self._workers}
         resolve = self._sender.resolve if self._sender is not None else None
-        pooled = self._pool.take_out if self._pool is not None else None
+        pooled = self._pool.receive if self._pool is not None else None
         while open_sinks:
             ready = wait([*open_sinks, control.reader, *by_sentinel])
             if control.reader in ready:

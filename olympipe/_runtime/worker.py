@@ -396,8 +396,9 @@ class _Outputs:
         self._by_address = [
             inherited.forward if all(t.takes_addresses for t in slot) else None for slot in plan.outputs
         ]
-        # per slot: slots go on to workers; the caller's sink gets a segment of its own
-        self._passes_slots = [len(slot) == 1 and slot[0].takes_slots for slot in plan.outputs]
+        # per slot: its one consumer is the caller's sink, which takes slots only while it
+        # lends them out (see pool); else a result is copied into a segment of its own
+        self._to_caller = [len(slot) == 1 and slot[0].to_caller for slot in plan.outputs]
         self.ended = False  # ended early: limit reached, timeout expired
 
     def send(self, seq: int | None, produced: Any) -> None:
@@ -413,9 +414,9 @@ class _Outputs:
             # An array returned as it arrived (or changed in place) is forwarded, not copied,
             # when one consumer gets it (several would share one segment).
             by_address = self._by_address[slot]
-            encoded = encode_chunk(
-                chunk, self._prefix is not None, len(consumers) == 1, by_address, self._passes_slots[slot]
-            )
+            single = len(consumers) == 1
+            slots = single and (not self._to_caller[slot] or pool.caller_lends(self._prefix))
+            encoded = encode_chunk(chunk, self._prefix is not None, single, by_address, slots)
             t0 = time.perf_counter()
             for target in consumers:
                 if target.window is not None:

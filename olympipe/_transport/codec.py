@@ -163,7 +163,7 @@ def encode_chunk(
 
     ``forward``: a buffer that is exactly a segment this process received travels by name,
     without a copy (only for a chunk sent to a single consumer); ``slots``: so does one that
-    is exactly a slot (see ``pool``; only to a worker). ``by_address``: gives the name of a
+    is exactly a slot (see ``pool``). ``by_address``: gives the name of a
     buffer every consumer already holds (see ``inherited``), or ``None``."""
     buffers: list[memoryview | Forwarded] = []
 

@@ -17,9 +17,15 @@ Who lets go, and how the caller knows:
   consumer, the worker passes the slot on with ``hops + 1`` and, once its exporter is gone,
   writes *let go* on the run's FIFO;
 * the last holder ends the slot's trip: a worker whose exporter goes without passing it on
-  writes *ended after ``hops``*; the caller copies a result out of its slot into a segment of
-  its own (results outlive the run) and ends it at once;
+  writes *ended after ``hops``*; the caller, when a result comes in a slot, lends it to the
+  result (an exporter of its own) and ends the trip when that exporter goes;
 * the slot is free again when its trip has ended and ``hops`` holders have let go.
+
+The caller lends slots only while it holds few results in them (:meth:`Pool.receive`): one
+that drops each result soon, as a consumer feeding a model does, gets them all without a
+copy, and its slots come back. One that keeps every result would take a slot for good per
+result; a byte the workers read (:func:`caller_lends`) then tells the last stage to copy its
+results into segments of their own, and the slots keep going round between the stages.
 
 A stage that keeps an array after returning it keeps its exporter alive: that slot is not
 used again while it does, so nothing a stage holds ever changes under it. A slot whose
@@ -30,6 +36,7 @@ of its own as before: the slots never wait, and never take more than the budget.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import fcntl
 import mmap
@@ -47,6 +54,8 @@ _MESSAGE = struct.Struct("<Ii")  # slot, hops of an ended trip or _LET_GO
 _LET_GO = -1
 _FIFO_BYTES = 1 << 20  # room for the let-go messages of every slot many times over
 _MAX_SLOTS = 4096
+_LEND_SLOTS = 8  # results the caller may hold in slots at once
+_LEND_SHARE = 1 / 4  # and the budget they may take
 
 
 def budget() -> int:
@@ -70,6 +79,11 @@ def _capacity(nbytes: int) -> int:
     return int(max(shm.THRESHOLD, 1 << (nbytes - 1).bit_length()))
 
 
+def _copy_out(view: memoryview) -> bytearray:
+    """A result's own copy of a slot's buffer, in the caller's memory."""
+    return bytearray(view)
+
+
 def _name(index: int, hops: int, filename: str) -> str:
     return f"{PREFIX}{index}.{hops}.{filename}"
 
@@ -81,6 +95,10 @@ def _parse(name: str) -> tuple[int, int, str]:
 
 def _fifo_path(prefix: str) -> str:
     return os.path.join(shm.SHM_DIR, f"{prefix}-pool")
+
+
+def _lends_path(prefix: str) -> str:
+    return os.path.join(shm.SHM_DIR, f"{prefix}-pool-lends")
 
 
 @dataclass
@@ -104,6 +122,8 @@ class Pool:
         self._slots: list[_Slot] = []
         self._free: dict[int, list[int]] = {}  # capacity -> free slots, the last freed last
         self._lock = threading.Lock()  # feeder threads take slots, the sink gives them back
+        self._lent_bytes = 0  # slots the caller holds results in
+        self._returned: collections.deque[tuple[int, int]] = collections.deque()  # let go by the caller
         fifo = _fifo_path(prefix)
         os.mkfifo(fifo, 0o600)
         # Read and write: the FIFO stays open for the workers whatever the caller does.
@@ -112,6 +132,15 @@ class Pool:
             fcntl.fcntl(self._returns, fcntl.F_SETPIPE_SZ, _FIFO_BYTES)
         except OSError:  # a lower limit for unprivileged users: the default size then
             pass
+        # One byte the workers read: 1 while the caller takes results in slots.
+        fd = os.open(_lends_path(prefix), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, 1)
+            self._lends = mmap.mmap(fd, 1)
+        finally:
+            os.close(fd)
+        self._lends[0] = 1
+        self._lent = 0
         self._closed = False
 
     def write(self, data: memoryview) -> str | None:
@@ -123,6 +152,7 @@ class Pool:
             if self._closed:
                 return None
             self._read_returns()
+            self._take_back_returned()
             slot = self._free_slot(capacity)
             if slot is None and self._bytes + capacity <= self._max_bytes and len(self._slots) < _MAX_SLOTS:
                 slot = self._new_slot(capacity)
@@ -132,27 +162,48 @@ class Pool:
         slot.view[:nbytes] = source
         return _name(slot.index, 0, os.path.basename(self._file(slot.index)))
 
-    def take_out(self, name: str, size: int) -> memoryview:
-        """Caller side: the buffer a slot holds, copied into a segment of its own (a result
-        outlives the run; the slot does not), and the slot's trip ended."""
+    def receive(self, name: str, size: int) -> Any:
+        """Caller side: a result in a slot, lent as it is (an object of its own over the slot,
+        whose end gives the slot back).
+
+        A caller that drops each result soon holds few at a time and gets every one of them
+        this way, without a copy. One that keeps them (``wait_for_result``) would keep taking
+        slots for good, and the feeders would fill new slots that every stage maps anew: past
+        :data:`_LEND_SLOTS` results held, or :data:`_LEND_SHARE` of the budget, the caller
+        tells the workers to copy results into segments of their own instead, as they do when
+        there are no slots (see :func:`caller_lends`); one already on its way is copied out
+        here (:func:`_copy_out`) and its slot's trip ended at once."""
         index, hops, _filename = _parse(name)
         slot = self._slots[index]
-        copied = shm.write_segment(self._prefix, slot.view[:size])
-        view = shm.take_segment(copied, size)
+        with self._lock:
+            if not self._closed:
+                self._take_back_returned()
+            lend = not self._closed and self._may_lend(slot.capacity)
+            if lend:
+                self._lent += 1
+                self._lent_bytes += slot.capacity
+                self._tell_lending()
+        if lend:
+            exporter = (ctypes.c_char * size).from_buffer(slot.mapping)
+            # deque.append: atomic, and takes no lock a finalizer could find held
+            weakref.finalize(exporter, self._returned.append, (index, hops))
+            return exporter
+        copied = _copy_out(slot.view[:size])
         with self._lock:
             self._end(slot, hops)
-        return view
+        return copied
 
     def close(self) -> None:
         """Unmap every slot (the run removes their files)."""
         with self._lock:
             self._closed = True
             os.close(self._returns)
+            self._lends.close()
             for slot in self._slots:
                 slot.view.release()
                 try:
                     slot.mapping.close()
-                except BufferError:  # still exported somewhere: unmapped when collected
+                except BufferError:  # a result the caller holds: unmapped when collected
                     pass
             self._slots, self._free = [], {}
 
@@ -206,6 +257,23 @@ class Pool:
                 else:
                     self._end(slot, hops)
 
+    def _may_lend(self, capacity: int) -> bool:
+        return self._lent < _LEND_SLOTS and self._lent_bytes + capacity <= self._max_bytes * _LEND_SHARE
+
+    def _tell_lending(self) -> None:
+        self._lends[0] = self._may_lend(0)
+
+    def _take_back_returned(self) -> None:
+        if not self._returned:
+            return
+        while self._returned:
+            index, hops = self._returned.popleft()
+            slot = self._slots[index]
+            self._lent -= 1
+            self._lent_bytes -= slot.capacity
+            self._end(slot, hops)
+        self._tell_lending()
+
     def _end(self, slot: _Slot, hops: int) -> None:
         slot.ended_after = hops
         self._free_if_done(slot)
@@ -232,6 +300,26 @@ class _Held:
 _mapped: dict[str, mmap.mmap] = {}  # slot file -> this process's mapping of it, for the run
 _held: dict[int, _Held] = {}  # address of a slot's exporter -> what this process holds there
 _fifos: dict[str, int] = {}  # FIFO path -> this process's write end (-1: none)
+_lends: dict[str, mmap.mmap | None] = {}  # run prefix -> the caller's lending byte
+
+
+def caller_lends(prefix: str | None) -> bool:
+    """Worker side: whether a slot this process holds may go on to the caller as a result
+    (see :meth:`Pool.receive`)."""
+    if not _held or prefix is None:
+        return False  # no slot to pass on
+    if prefix not in _lends:
+        try:
+            fd = os.open(_lends_path(prefix), os.O_RDONLY)
+        except OSError:  # the run is over
+            _lends[prefix] = None
+        else:
+            try:
+                _lends[prefix] = mmap.mmap(fd, 1, prot=mmap.PROT_READ)
+            finally:
+                os.close(fd)
+    lends = _lends[prefix]
+    return lends is not None and lends[0] == 1
 
 
 def take(name: str, size: int) -> Any:

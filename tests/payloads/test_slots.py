@@ -155,12 +155,58 @@ def test_a_source_straight_to_the_caller(counts: Counts) -> None:
     assert _leftovers() == []
 
 
-def test_results_are_not_the_slots(counts: Counts) -> None:
+def test_results_the_caller_holds_never_change(counts: Counts) -> None:
     got = Pipeline(arrays(40), start_method="fork").task(ident).wait_for_result()
     more = Pipeline(arrays(40), start_method="fork").task(bump).wait_for_result()
     assert counts.written == 80
     assert [float(a.sum()) for a in got] == [float(N * i) for i in range(40)]
     assert [float(a[0]) for a in more] == [i + 1.0 for i in range(40)]
+
+
+@pytest.fixture
+def lent(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Per result that came to the caller in a slot: whether it was lent (else copied out)."""
+    seen: list[bool] = []
+    receive = pool.Pool.receive
+
+    def counting_receive(self: pool.Pool, name: str, size: int) -> Any:
+        got = receive(self, name, size)
+        seen.append(not isinstance(got, bytearray))
+        return got
+
+    monkeypatch.setattr(pool.Pool, "receive", counting_receive)
+    return seen
+
+
+def test_a_caller_dropping_its_results_gets_them_in_slots_without_a_copy(
+    counts: Counts, lent: list[bool]
+) -> None:
+    # each result dropped before the next comes
+    seen = [
+        float(a[0]) + float(a[-1]) for a in Pipeline(arrays(300), start_method="fork").task(bump).task(bump)
+    ]
+    assert seen == [2.0 * (i + 2) for i in range(300)]
+    assert lent == [True] * 300
+    assert counts.written == 300
+    assert counts.made <= 40  # slots come back from the caller too
+    assert _leftovers() == []
+
+
+def test_a_caller_keeping_its_results_makes_the_last_stage_copy(counts: Counts, lent: list[bool]) -> None:
+    got = Pipeline(arrays(200), start_method="fork").task(bump).task(bump).wait_for_result()
+    assert [float(a[0]) for a in got] == [i + 2.0 for i in range(200)]
+    assert 0 < sum(lent) <= pool._LEND_SLOTS
+    assert len(lent) < 50  # past the lent ones, results come in segments, not slots copied here
+    assert counts.made <= 100
+    assert _leftovers() == []
+
+
+def test_lent_results_as_the_source_of_a_later_run_do_not_change(counts: Counts) -> None:
+    held = list(Pipeline(arrays(6), start_method="fork").task(ident))
+    assert counts.written == 6
+    out = Pipeline(held, start_method="fork").task(bump).task(bump).wait_for_result()
+    assert [float(a[0]) for a in out] == [i + 2.0 for i in range(6)]
+    assert [float(a.sum()) for a in held] == [float(N * i) for i in range(6)]
 
 
 def test_nothing_is_left_when_a_worker_holding_slots_is_killed(counts: Counts) -> None:

@@ -41,6 +41,7 @@ def test_end_of_stream_into_a_pipe_with_no_reader_does_not_escape(source: Any) -
 def test_a_defect_in_the_feeder_fails_the_run_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected exception in the sender thread used to end the thread silently, and the
     run waited for ever for chunks that would never come."""
+
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("a defect")
 
