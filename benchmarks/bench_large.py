@@ -133,6 +133,9 @@ def main(reps: int) -> Section:
         s.row(f"{label}: Pool.imap x3", f"{pool:.2f} GB/s", f"ours = {ours / pool:.2f}x")
         warm = GB / median_time(run, reps)
         s.row(f"{label}: olympipe, later runs of one process", f"{warm:.2f} GB/s")
+    streamed = _median([_script_gbps("large-stream", Path(sys.executable)) for _ in range(reps)])
+    if streamed is not None:
+        s.row("generator through in-place change, each result dropped: olympipe", f"{streamed:.2f} GB/s")
     s.row("raw pipe, 1 hop", f"{raw_pipe_gbps(data):.2f} GB/s")
     dst = np.empty_like(data[0])
     memcpy = median_time(lambda: [np.copyto(dst, a) for a in data], reps)
@@ -146,7 +149,14 @@ def main(reps: int) -> Section:
         "the list's arrays travel by address (the forked workers already hold them, unchanged;"
         " docs/API.md, \"Buffers the workers already hold\"): no copy, and the results share"
         " memory with the list. The generator's arrays are new memory: each is copied once,"
-        " by the feeder, then forwarded in its shared-memory segment. `every buffer copied`"
-        " runs the same script with `OLYMPIPE_COPY_INHERITED=1`"
+        " by the feeder, into a shared-memory slot used again and again, and forwarded in it;"
+        " the results the caller keeps are written by the last stage into memory of their own"
+        " (docs/API.md, \"Slots\"). `every buffer copied` runs the same script with"
+        " `OLYMPIPE_COPY_INHERITED=1`"
+    )
+    s.note(
+        "each result dropped: the same generator and stages iterated (`for a in pipeline`),"
+        " as a consumer feeding a model does; its results come lent in their slots, no copy"
+        " after the feeder's (olympipe 2.2.0 has no iteration)"
     )
     return s

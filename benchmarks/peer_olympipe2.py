@@ -52,6 +52,22 @@ def main() -> None:
         dt = time.perf_counter() - t0
         assert len(out) == n
         print(json.dumps({"gb_per_s": n * 4 / 1024 / dt}))
+    elif which == "large-stream":
+        import numpy as np
+
+        n = int(sys.argv[2])
+
+        def new_arrays() -> object:
+            for i in range(n):
+                yield np.full((1024, 1024), i, dtype=np.float32)
+
+        t0 = time.perf_counter()
+        seen = 0
+        for _a in Pipeline(new_arrays()).task(bump).task(bump).task(bump):  # each result dropped
+            seen += 1
+        dt = time.perf_counter() - t0
+        assert seen == n
+        print(json.dumps({"gb_per_s": n * 4 / 1024 / dt}))
     elif which == "startup":
         times = []
         for _ in range(5):
