@@ -56,6 +56,9 @@ _FIFO_BYTES = 1 << 20  # room for the let-go messages of every slot many times o
 _MAX_SLOTS = 4096
 _LEND_SLOTS = 8  # results the caller may hold in slots at once
 _LEND_SHARE = 1 / 4  # and the budget they may take
+# A slot is mapped once per process and filled whole, again and again: its page tables
+# are filled at once rather than fault by fault (a few per cent on 4 MiB items).
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
 def budget() -> int:
@@ -229,7 +232,7 @@ class Pool:
             # Pages reserved now: writing to a mapping of a full /dev/shm is a SIGBUS, not an
             # error. Full: no slot, the buffer takes the usual path (and its error).
             os.posix_fallocate(fd, 0, capacity)
-            mapping = mmap.mmap(fd, capacity)
+            mapping = mmap.mmap(fd, capacity, flags=_MAP_FLAGS)
         except OSError:
             os.close(fd)
             os.unlink(self._file(index))
@@ -330,7 +333,7 @@ def take(name: str, size: int) -> Any:
     if mapping is None:
         fd = os.open(os.path.join(shm.SHM_DIR, filename), os.O_RDWR)
         try:
-            mapping = _mapped[filename] = mmap.mmap(fd, os.fstat(fd).st_size)
+            mapping = _mapped[filename] = mmap.mmap(fd, os.fstat(fd).st_size, flags=_MAP_FLAGS)
         finally:
             os.close(fd)
     exporter = (ctypes.c_char * size).from_buffer(mapping)
