@@ -115,8 +115,8 @@ class _Slot:
 
 
 class Pool:
-    """The caller's slots for one run: the feeders write into them, the sink copies results
-    out of them, and the workers' let-go messages come back on a FIFO."""
+    """The caller's slots for one run: the feeders write into them, the sink lends results
+    in them, and the workers' let-go messages come back on a FIFO."""
 
     def __init__(self, prefix: str, max_bytes: int) -> None:
         self._prefix = prefix
@@ -125,7 +125,8 @@ class Pool:
         self._slots: list[_Slot] = []
         self._free: dict[int, list[int]] = {}  # capacity -> free slots, the last freed last
         self._lock = threading.Lock()  # feeder threads take slots, the sink gives them back
-        self._lent_bytes = 0  # slots the caller holds results in
+        self._lent = 0  # slots the caller holds results in
+        self._lent_bytes = 0
         self._returned: collections.deque[tuple[int, int]] = collections.deque()  # let go by the caller
         fifo = _fifo_path(prefix)
         os.mkfifo(fifo, 0o600)
@@ -143,7 +144,6 @@ class Pool:
         finally:
             os.close(fd)
         self._lends[0] = 1
-        self._lent = 0
         self._closed = False
 
     def write(self, data: memoryview) -> str | None:
