@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 
 def inc(x: int) -> int:
@@ -19,6 +21,14 @@ def ident(a: object) -> object:
 def bump(a: object) -> object:
     a += 1  # type: ignore[operator]
     return a
+
+
+def new_arrays(n: int) -> Iterator[Any]:
+    """4 MiB arrays made one by one, as a camera or a decoder gives them."""
+    import numpy as np
+
+    for i in range(n):
+        yield np.full((1024, 1024), i, dtype=np.float32)
 
 
 def main() -> None:
@@ -39,31 +49,17 @@ def main() -> None:
         dt = time.perf_counter() - t0
         print(json.dumps({"gb_per_s": len(arrays) * 4 / 1024 / dt}))
     elif which == "large-inplace":
-        import numpy as np
-
         n = int(sys.argv[2])
-
-        def arrays() -> object:
-            for i in range(n):
-                yield np.full((1024, 1024), i, dtype=np.float32)
-
         t0 = time.perf_counter()
-        out = Pipeline(arrays()).task(bump).task(bump).task(bump).wait_for_result()
+        out = Pipeline(new_arrays(n)).task(bump).task(bump).task(bump).wait_for_result()
         dt = time.perf_counter() - t0
         assert len(out) == n
         print(json.dumps({"gb_per_s": n * 4 / 1024 / dt}))
     elif which == "large-stream":
-        import numpy as np
-
         n = int(sys.argv[2])
-
-        def new_arrays() -> object:
-            for i in range(n):
-                yield np.full((1024, 1024), i, dtype=np.float32)
-
         t0 = time.perf_counter()
         seen = 0
-        for _a in Pipeline(new_arrays()).task(bump).task(bump).task(bump):  # each result dropped
+        for _a in Pipeline(new_arrays(n)).task(bump).task(bump).task(bump):  # each result dropped
             seen += 1
         dt = time.perf_counter() - t0
         assert seen == n
