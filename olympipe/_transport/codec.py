@@ -163,8 +163,8 @@ def encode_chunk(
 
     ``forward``: a buffer that is exactly a segment this process received travels by name,
     without a copy (only for a chunk sent to a single consumer); ``slots``: so does one that
-    is exactly a slot (see ``pool``). ``by_address``: gives the name of a
-    buffer every consumer already holds (see ``inherited``), or ``None``."""
+    is exactly a slot (see ``pool``). ``by_address``: gives the name of a buffer every
+    consumer already holds (see ``inherited``), or ``None``."""
     buffers: list[memoryview | Forwarded] = []
 
     def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
@@ -203,8 +203,10 @@ def frame_body(encoded: Encoded, prefix: str, write_slot: WriteSlot | None = Non
         if isinstance(segment, Forwarded):
             written = segment.name
         else:
-            slotted = write_slot is not None and segment is not encoded_pickle
-            in_slot = write_slot(segment) if slotted and write_slot is not None else None
+            # the pickle is read once, where it lands: a segment of its own
+            in_slot = (
+                write_slot(segment) if write_slot is not None and segment is not encoded_pickle else None
+            )
             written = in_slot or shm.write_segment(prefix, segment)
         name = written.encode()
         parts.append(_SEGMENT.pack(segment.nbytes, len(name)))
