@@ -147,11 +147,11 @@ def main(reps: int) -> Section:
     )
     s.note(
         "the list's arrays travel by address (the forked workers already hold them, unchanged;"
-        " docs/API.md, \"Buffers the workers already hold\"): no copy, and the results share"
+        ' docs/API.md, "Buffers the workers already hold"): no copy, and the results share'
         " memory with the list. The generator's arrays are new memory: each is copied once,"
         " by the feeder, into a shared-memory slot used again and again, and forwarded in it;"
         " the results the caller keeps are written by the last stage into memory of their own"
-        " (docs/API.md, \"Slots\"). `every buffer copied` runs the same script with"
+        ' (docs/API.md, "Slots"). `every buffer copied` runs the same script with'
         " `OLYMPIPE_COPY_INHERITED=1`"
     )
     s.note(
