@@ -163,7 +163,7 @@ class Pool:
                 return None
         source = data.cast("B") if data.format != "B" or data.ndim != 1 else data
         slot.view[:nbytes] = source
-        return _name(slot.index, 0, os.path.basename(self._file(slot.index)))
+        return _name(slot.index, 0, self._filename(slot.index))
 
     def receive(self, name: str, size: int) -> Any:
         """Caller side: a result in a slot, lent as it is (an object of its own over the slot,
@@ -219,8 +219,11 @@ class Pool:
                 return self._slots[free.pop()]
         return None
 
+    def _filename(self, index: int) -> str:
+        return f"{self._prefix}-pool-{index}"
+
     def _file(self, index: int) -> str:
-        return os.path.join(shm.SHM_DIR, f"{self._prefix}-pool-{index}")
+        return os.path.join(shm.SHM_DIR, self._filename(index))
 
     def _new_slot(self, capacity: int) -> _Slot | None:
         index = len(self._slots)
@@ -255,8 +258,7 @@ class Pool:
                 slot = self._slots[index]
                 if hops == _LET_GO:
                     slot.let_go += 1
-                    if slot.ended_after is not None:
-                        self._free_if_done(slot)
+                    self._free_if_done(slot)
                 else:
                     self._end(slot, hops)
 
