@@ -108,7 +108,7 @@ def _lends_path(prefix: str) -> str:
 class _Slot:
     index: int
     capacity: int
-    mapping: mmap.mmap
+    mapping: ctypes.Array[ctypes.c_char]
     view: memoryview
     ended_after: int | None = None  # the trip ended: holders that passed it on
     let_go: int = 0  # of those, how many have let go
@@ -197,17 +197,14 @@ class Pool:
         return copied
 
     def close(self) -> None:
-        """Unmap every slot (the run removes their files)."""
+        """Let go of every slot: each is unmapped at once, or once no result the caller holds
+        is in it (the run removes their files)."""
         with self._lock:
             self._closed = True
             os.close(self._returns)
             self._lends.close()
             for slot in self._slots:
                 slot.view.release()
-                try:
-                    slot.mapping.close()
-                except BufferError:  # a result the caller holds: unmapped when collected
-                    pass
             self._slots, self._free = [], {}
 
     def _free_slot(self, capacity: int) -> _Slot | None:
@@ -235,13 +232,13 @@ class Pool:
             # Pages reserved now: writing to a mapping of a full /dev/shm is a SIGBUS, not an
             # error. Full: no slot, the buffer takes the usual path (and its error).
             os.posix_fallocate(fd, 0, capacity)
-            mapping = mmap.mmap(fd, capacity, flags=_MAP_FLAGS)
+            mapping = shm.map_file(fd, capacity, _MAP_FLAGS)
         except OSError:
             os.close(fd)
             os.unlink(self._file(index))
             return None
         os.close(fd)
-        slot = _Slot(index, capacity, mapping, memoryview(mapping))
+        slot = _Slot(index, capacity, mapping, memoryview(mapping).cast("B"))
         self._slots.append(slot)
         self._bytes += capacity
         return slot
@@ -302,7 +299,7 @@ class _Held:
     ended: weakref.finalize[..., Any]
 
 
-_mapped: dict[str, mmap.mmap] = {}  # slot file -> this process's mapping of it, for the run
+_mapped: dict[str, ctypes.Array[ctypes.c_char]] = {}  # slot file -> this process's mapping of it, for the run
 _held: dict[int, _Held] = {}  # address of a slot's exporter -> what this process holds there
 _fifos: dict[str, int] = {}  # FIFO path -> this process's write end (-1: none)
 _lends: dict[str, mmap.mmap | None] = {}  # run prefix -> the caller's lending byte
@@ -335,7 +332,7 @@ def take(name: str, size: int) -> Any:
     if mapping is None:
         fd = os.open(os.path.join(shm.SHM_DIR, filename), os.O_RDWR)
         try:
-            mapping = _mapped[filename] = mmap.mmap(fd, os.fstat(fd).st_size, flags=_MAP_FLAGS)
+            mapping = _mapped[filename] = shm.map_file(fd, os.fstat(fd).st_size, _MAP_FLAGS)
         finally:
             os.close(fd)
     exporter = (ctypes.c_char * size).from_buffer(mapping)

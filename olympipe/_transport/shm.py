@@ -15,6 +15,11 @@ using the mapping is gone). When a stage returns such an array unchanged, or cha
 place, its buffer is exactly a kept segment, and :func:`forward` hands the segment's name
 on to the next stage instead of copying 4 MiB into a new one: the unlink becomes the next
 consumer's business. The caller maps and unlinks at once (its results outlive the run).
+
+Mappings are made by :func:`map_file`, not :class:`mmap.mmap`: an ``mmap.mmap`` keeps a
+duplicate of its file descriptor open for as long as it lives, so a caller keeping a
+thousand large results (or a stage keeping a thousand arrays) would hit the limit on open
+files (often 1024) and fail.
 """
 
 from __future__ import annotations
@@ -29,6 +34,28 @@ import weakref
 SHM_DIR = "/dev/shm"
 THRESHOLD = 64 * 1024
 _counter = itertools.count()
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_int = ctypes.c_int
+_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, _int, _int, _int, ctypes.c_ssize_t)  # last: off_t
+_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+_READ_WRITE = mmap.PROT_READ | mmap.PROT_WRITE
+
+
+def map_file(fd: int, size: int, flags: int) -> ctypes.Array[ctypes.c_char]:
+    """Map ``size`` bytes of ``fd``, readable and writable (``flags`` as for ``mmap(2)``): a
+    buffer that owns the mapping, unmapped once it and every view of it are gone, and that
+    keeps no file descriptor open (``fd`` may be closed at once)."""
+    address = _libc.mmap(None, size, _READ_WRITE, flags, fd, 0)
+    if address is None or address == _MAP_FAILED:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    mapping = (ctypes.c_char * size).from_address(address)
+    # Not at exit: an object still in use then would read unmapped memory; the process's
+    # end unmaps everything anyway.
+    weakref.finalize(mapping, _libc.munmap, address, size).atexit = False
+    return mapping
 
 
 def available() -> bool:
@@ -52,7 +79,7 @@ def write_segment(prefix: str, data: memoryview) -> str:
 
 
 # Segments this process keeps: the address of each mapping -> (name, size, its unlinker).
-_kept: dict[int, tuple[str, int, weakref.finalize[..., mmap.mmap]]] = {}
+_kept: dict[int, tuple[str, int, weakref.finalize[..., ctypes.Array[ctypes.c_char]]]] = {}
 
 
 def take_segment(name: str, size: int, keep: bool = False, private: bool = False) -> memoryview:
@@ -65,17 +92,15 @@ def take_segment(name: str, size: int, keep: bool = False, private: bool = False
         # Mapped lazily: a stage that forwards an array never touches its pages, and one that
         # reads them faults them in 64 KiB at a time (the kernel's fault-around), which
         # measured faster than MAP_POPULATE (0.49 against 0.72 ms per 4 MiB read).
-        flags = mmap.MAP_PRIVATE if private else mmap.MAP_SHARED
-        mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        mapping = map_file(fd, size, mmap.MAP_PRIVATE if private else mmap.MAP_SHARED)
     finally:
         os.close(fd)
         if not keep:
             os.unlink(path)
     if keep:
-        address = buffer_address(memoryview(mapping))
-        assert address is not None
+        address = ctypes.addressof(mapping)
         _kept[address] = (name, size, weakref.finalize(mapping, _drop, path, address))
-    return memoryview(mapping)
+    return memoryview(mapping).cast("B")
 
 
 def map_private(name: str, size: int) -> memoryview:
@@ -83,10 +108,10 @@ def map_private(name: str, size: int) -> memoryview:
     until one of them writes (fork's semantics for a stage definition's large buffers)."""
     fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
     try:
-        mapping = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
+        mapping = map_file(fd, size, mmap.MAP_PRIVATE)
     finally:
         os.close(fd)
-    return memoryview(mapping)
+    return memoryview(mapping).cast("B")
 
 
 def forward(buffer: memoryview) -> str | None:
