@@ -24,6 +24,7 @@ those few.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import threading
 import time
@@ -233,7 +234,9 @@ class Feeder:
                     raise _PipeBroken
                 send_encoded(target.channel, target.port, seq, encoded, self._prefix, self._write_slot)
         except OSError as exc:
-            raise _PipeBroken from exc
+            if self._stop.is_set() or _pipe_gone(exc):
+                raise _PipeBroken from exc
+            raise  # writing shared memory failed: the run fails with it (see _send_loop)
         self.items += len(chunk)
 
     def _next_target(self, gap: float) -> int:
@@ -247,6 +250,12 @@ class Feeder:
         if gap > 0:
             target = min(target, HOLD_SECONDS / gap)
         return int(min(max(target, at_least), self._max_chunk))
+
+
+def _pipe_gone(exc: OSError) -> bool:
+    """Whether a send failed because the pipe's other end, or this one, is closed: the run is
+    being torn down, or a worker died (the supervisor reports that)."""
+    return isinstance(exc, (BrokenPipeError, ConnectionResetError)) or exc.errno in (None, errno.EBADF)
 
 
 def cost_reader(

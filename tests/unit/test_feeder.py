@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import threading
 from typing import Any
 
+import numpy as np
 import pytest
 
 from olympipe import Pipeline, PipelineError
@@ -13,6 +15,7 @@ from olympipe._runtime import feeder
 from olympipe._runtime.credits import Target
 from olympipe._runtime.feeder import Feeder
 from olympipe._runtime.messages import Control
+from olympipe._transport import shm
 from olympipe._transport.channel import Channel
 
 
@@ -48,3 +51,17 @@ def test_a_defect_in_the_feeder_fails_the_run_instead_of_hanging(monkeypatch: py
     monkeypatch.setattr(feeder, "encode_chunk", broken)
     with pytest.raises(PipelineError, match="the feeder failed"):
         Pipeline(range(10), start_method="fork").task(abs).wait_for_result()
+
+
+@pytest.mark.timeout(60)
+def test_a_shared_memory_error_fails_the_run_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every OSError of a send was taken for a pipe broken by the teardown: an error writing
+    a segment (an I/O error, a full /dev/shm) ended the sender thread silently, and the run
+    waited for ever."""
+    def failing(_fd: int, _view: memoryview) -> None:
+        raise OSError(errno.EIO, "an I/O error")
+
+    monkeypatch.setenv("OLYMPIPE_POOL_BYTES", "0")
+    monkeypatch.setattr(shm, "_write_all", failing)
+    with pytest.raises(PipelineError, match="an I/O error"):
+        Pipeline((np.ones(1 << 16) for _ in range(3)), start_method="fork").task(abs).wait_for_result()
