@@ -24,6 +24,7 @@ Frame body, after the channel header::
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import struct
 import sys
@@ -191,30 +192,43 @@ def encode_chunk(
 
 def frame_body(encoded: Encoded, prefix: str, write_slot: WriteSlot | None = None) -> bytes:
     """The body of a ``shared`` frame: writes the segments (into slots when ``write_slot``
-    finds one, see ``pool``), returns their description."""
-    parts = []
-    segments: list[memoryview | Forwarded] = list(encoded.buffers)
-    pickle_in_shm = len(encoded.data) >= shm.THRESHOLD
-    encoded_pickle = memoryview(encoded.data) if pickle_in_shm else None
-    if encoded_pickle is not None:
-        segments.insert(0, encoded_pickle)
-    parts.append(_COUNT.pack(len(segments)))
-    for segment in segments:
+    finds one, see ``pool``), returns their description.
+
+    A buffer that /dev/shm has no room for (a container's 64 MB, filled by the results a
+    caller keeps) travels in the body itself, after its description (a name of length 0):
+    through the pipe, slower, but the run goes on."""
+    # the pickle is read once, where it lands: a segment of its own, never a slot
+    large_pickle = len(encoded.data) >= shm.THRESHOLD
+    pickle_name = _write_segment(prefix, memoryview(encoded.data)) if large_pickle else None
+    parts = [_COUNT.pack(len(encoded.buffers) + (pickle_name is not None))]
+    if pickle_name is not None:
+        _describe(parts, len(encoded.data), pickle_name, None)
+    for segment in encoded.buffers:
         if isinstance(segment, Forwarded):
-            written = segment.name
-        else:
-            # the pickle is read once, where it lands: a segment of its own
-            in_slot = (
-                write_slot(segment) if write_slot is not None and segment is not encoded_pickle else None
-            )
-            written = in_slot or shm.write_segment(prefix, segment)
-        name = written.encode()
-        parts.append(_SEGMENT.pack(segment.nbytes, len(name)))
-        parts.append(name)
-    parts.append(b"\x01" if pickle_in_shm else b"\x00")
-    if not pickle_in_shm:
+            _describe(parts, segment.nbytes, segment.name, None)
+            continue
+        name = write_slot(segment) if write_slot is not None else None
+        _describe(parts, segment.nbytes, name or _write_segment(prefix, segment), segment)
+    parts.append(b"\x01" if pickle_name is not None else b"\x00")
+    if pickle_name is None:
         parts.append(encoded.data)
     return b"".join(parts)
+
+
+def _write_segment(prefix: str, data: memoryview) -> str | None:
+    """A new segment holding ``data``, or ``None`` when /dev/shm has no room for it."""
+    try:
+        return shm.write_segment(prefix, data)
+    except OSError as exc:
+        if shm.no_room(exc):
+            return None
+        raise
+
+
+def _describe(parts: list[Any], nbytes: int, name: str | None, data: memoryview | None) -> None:
+    encoded_name = name.encode() if name is not None else b""
+    parts.append(_SEGMENT.pack(nbytes, len(encoded_name)))
+    parts.append(encoded_name if name is not None else data)
 
 
 def decode_chunk(payload: memoryview) -> list[Any]:
@@ -226,17 +240,24 @@ def decode_chunk(payload: memoryview) -> list[Any]:
     return items
 
 
-def _segments(body: memoryview) -> tuple[list[tuple[str, int]], int]:
-    """The segments a shared frame's body names, and where the rest of the body starts."""
+def _segments(body: memoryview) -> tuple[list[tuple[str, int]], list[memoryview], int]:
+    """The segments a shared frame's body names, the buffers it carries itself (a name of
+    length 0, in order), and where the rest of the body starts."""
     (count,) = _COUNT.unpack_from(body, 0)
     offset = _COUNT.size
     segments = []
+    carried = []
     for _ in range(count):
         size, length = _SEGMENT.unpack_from(body, offset)
         offset += _SEGMENT.size
-        segments.append((bytes(body[offset : offset + length]).decode(), size))
-        offset += length
-    return segments, offset
+        if length:
+            segments.append((bytes(body[offset : offset + length]).decode(), size))
+            offset += length
+        else:
+            segments.append(("", size))
+            carried.append(body[offset : offset + size])
+            offset += size
+    return segments, carried, offset
 
 
 def frame_segments(frame: bytes) -> list[str]:
@@ -245,7 +266,7 @@ def frame_segments(frame: bytes) -> list[str]:
     if kind != KIND_SHARED:
         return []
     segments = _segments(memoryview(frame)[HEADER_SIZE:])[0]
-    return [name for name, _size in segments if not name.startswith((inherited.PREFIX, pool.PREFIX))]
+    return [name for name, _size in segments if name and not name.startswith((inherited.PREFIX, pool.PREFIX))]
 
 
 def decode_shared(
@@ -259,10 +280,13 @@ def decode_shared(
     or (``keep``, in a worker) when no longer used, so that they can be forwarded;
     ``private``: mapped copy-on-write, so that the segment keeps what was sent.
     ``resolve`` gives the buffers sent by address, ``pooled`` those sent in slots."""
-    segments, offset = _segments(body)
+    segments, carried, offset = _segments(body)
     pickle_in_shm = body[offset] == 1
+    in_body = iter(carried)
     views: list[Any] = [
-        _by_address(name, size, resolve)
+        bytearray(next(in_body))  # the frame's bytes are read-only: the item's own, writable copy
+        if not name
+        else _by_address(name, size, resolve)
         if name.startswith(inherited.PREFIX)
         else _in_slot(name, size, pooled)
         if name.startswith(pool.PREFIX)
@@ -400,7 +424,13 @@ def dumps_definition(obj: object, prefix: str | None = None) -> Definition:
     if not buffers:
         return Definition(data)
     assert prefix is not None
-    return Definition(data, tuple((shm.write_segment(prefix, b), b.nbytes) for b in buffers))
+    names = [_write_segment(prefix, b) for b in buffers]
+    written = [name for name in names if name is not None]
+    if len(written) < len(names):  # /dev/shm has no room: the buffers go in the pickle
+        for name in written:
+            os.unlink(os.path.join(shm.SHM_DIR, name))
+        return dumps_definition(obj)
+    return Definition(data, tuple(zip(written, [b.nbytes for b in buffers], strict=True)))
 
 
 def loads_definition(definition: Definition) -> Any:

@@ -63,7 +63,8 @@ _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 def budget() -> int:
     """Bytes the slots of one run may take: ``OLYMPIPE_POOL_BYTES`` (0: no slots), else a
-    sixteenth of the machine's memory, at most 1 GiB."""
+    sixteenth of the machine's memory, at most 1 GiB, and at most a quarter of /dev/shm
+    (a container's is often 64 MB: the rest is for the results the caller keeps)."""
     told = os.environ.get("OLYMPIPE_POOL_BYTES", "").strip()
     if told:
         try:
@@ -72,9 +73,10 @@ def budget() -> int:
             pass
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        room = os.statvfs(shm.SHM_DIR)
     except (ValueError, OSError):
         return 0
-    return int(min(1 << 30, memory // 16))
+    return int(min(1 << 30, memory // 16, room.f_frsize * room.f_blocks // 4))
 
 
 def _capacity(nbytes: int) -> int:

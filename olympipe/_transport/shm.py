@@ -25,6 +25,7 @@ files (often 1024) and fail.
 from __future__ import annotations
 
 import ctypes
+import errno
 import glob
 import itertools
 import mmap
@@ -66,16 +67,27 @@ def available() -> bool:
 def write_segment(prefix: str, data: memoryview) -> str:
     """Write ``data`` into a new segment and return its name."""
     name = f"{prefix}-{os.getpid()}-{next(_counter)}"
-    fd = os.open(os.path.join(SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    path = os.path.join(SHM_DIR, name)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     try:
-        view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
-        written = 0
-        total = view.nbytes
-        while written < total:
-            written += os.write(fd, view[written:])
+        _write_all(fd, data.cast("B") if data.format != "B" or data.ndim != 1 else data)
+    except BaseException:
+        os.unlink(path)  # /dev/shm full: a half-written file would keep taking the room
+        raise
     finally:
         os.close(fd)
     return name
+
+
+def no_room(exc: OSError) -> bool:
+    """Whether ``exc`` says that /dev/shm, or the process's table of open files, is full."""
+    return exc.errno in (errno.ENOSPC, errno.EMFILE, errno.ENFILE)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    written = 0
+    while written < view.nbytes:
+        written += os.write(fd, view[written:])
 
 
 # Segments this process keeps: the address of each mapping -> (name, size, its unlinker).

@@ -228,4 +228,4 @@ def test_smaller_items_reuse_larger_slots(counts: Counts, monkeypatch: pytest.Mo
     assert [float(a[0]) for a in got] == [i + 1.0 for i in range(108)]
     assert [a.size for a in got] == [N] * 8 + [N // 3] * 100
     assert counts.made_bytes <= 8 * SLOT_BYTES
-    assert counts.written >= 30  # many small ones in the big slots (without: only the first 8)
+    assert counts.written >= 16  # small ones in the big slots (without: only the first 8; how many: timing)

@@ -1,0 +1,101 @@
+"""When ``/dev/shm`` has no room left (a container's 64 MB default, or results the caller
+keeps filling it), a large buffer travels in its frame, through the pipe: slower, never an
+error, and no half-written file is left taking the room."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from olympipe import Pipeline
+from olympipe._transport import pool, shm
+from tests.payloads._stages import bump
+
+pytestmark = pytest.mark.timeout(60)
+N = 1 << 16  # float32 elements: 256 KiB, over the shared-memory threshold
+ROOM = 3  # segments each process may write before /dev/shm is full
+
+
+def _fill_after(monkeypatch: pytest.MonkeyPatch, room: int) -> None:
+    """Each process (a forked worker starts from its parent's count) writes ``room`` segments;
+    the next ones stop half-way with ENOSPC, as on a full tmpfs."""
+    written = [0]
+    write_all = shm._write_all
+
+    def writing(fd: int, view: memoryview) -> None:
+        if written[0] >= room:
+            write_all(fd, view[: view.nbytes // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written[0] += 1
+        write_all(fd, view)
+
+    monkeypatch.setattr(shm, "_write_all", writing)
+
+
+@pytest.fixture
+def full_shm(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill_after(monkeypatch, ROOM)
+
+
+def arrays(n: int) -> Iterator[np.ndarray]:
+    for i in range(n):
+        yield np.full(N, i, dtype=np.float32)
+
+
+@pytest.mark.parametrize("pool_bytes", ["0", str(1 << 26)])
+def test_kept_results_that_do_not_fit_come_through_the_pipe(
+    full_shm: None, monkeypatch: pytest.MonkeyPatch, pool_bytes: str
+) -> None:
+    monkeypatch.setenv("OLYMPIPE_POOL_BYTES", pool_bytes)
+    out = Pipeline(arrays(40), start_method="fork").task(bump).task(bump).wait_for_result()
+    assert [float(a[0]) for a in out] == [i + 2.0 for i in range(40)]
+    assert all(float(a[-1]) == i + 2.0 for i, a in enumerate(out))
+    for a in out:
+        a += 1  # the caller's own, writable
+    assert [float(a[-1]) for a in out] == [i + 3.0 for i in range(40)]
+
+
+def test_streamed_results_that_do_not_fit_come_through_the_pipe(full_shm: None) -> None:
+    seen = [float(a[-1]) for a in Pipeline(arrays(40), start_method="fork").task(bump)]
+    assert seen == [i + 1.0 for i in range(40)]
+
+
+def test_a_large_pickle_that_does_not_fit_comes_through_the_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill_after(monkeypatch, 0)
+    chunks = [[f"item {i}-{j}" for j in range(5000)] for i in range(5)]  # pickles over 64 KiB
+    out = Pipeline(chunks, start_method="fork").task(list).wait_for_result()
+    assert out == chunks
+
+
+def _weights() -> Any:
+    weights = np.arange(N, dtype=np.float64)  # 512 KiB, captured by the stage
+
+    def dot(a: np.ndarray) -> float:
+        return float(weights[: len(a)] @ a)
+
+    return dot
+
+
+def test_a_large_stage_definition_that_does_not_fit_travels_in_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill_after(monkeypatch, 0)  # the caller writes definitions: spawned workers need them
+    got = Pipeline([np.ones(4), np.ones(8)], start_method="spawn").task(_weights()).wait_for_result()
+    assert got == [6.0, 28.0]
+
+
+def test_a_segment_that_does_not_fit_leaves_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill_after(monkeypatch, 0)
+    prefix = f"olympipe-{os.getpid()}-full"
+    with pytest.raises(OSError, match="No space"):
+        shm.write_segment(prefix, memoryview(bytes(1 << 18)))
+    assert [e for e in os.listdir(shm.SHM_DIR) if e.startswith(prefix)] == []
+
+
+def test_slots_take_at_most_a_quarter_of_shared_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OLYMPIPE_POOL_BYTES", raising=False)
+    room = os.statvfs(shm.SHM_DIR)
+    assert 0 < pool.budget() <= room.f_frsize * room.f_blocks // 4
