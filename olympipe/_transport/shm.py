@@ -84,6 +84,27 @@ def no_room(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EMFILE, errno.ENFILE)
 
 
+def _short_of_room() -> bool:
+    """Whether /dev/shm is more than half full."""
+    try:
+        room = os.statvfs(SHM_DIR)
+    except OSError:
+        return False
+    return room.f_bavail * 2 < room.f_blocks
+
+
+def _read_out(fd: int, size: int) -> memoryview:
+    """A copy of the file ``fd`` in new memory of this process's own."""
+    view = memoryview(map_file(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)).cast("B")
+    done = 0
+    while done < size:
+        read = os.preadv(fd, [view[done:]], done)
+        if not read:
+            raise OSError(errno.EIO, f"a segment ended after {done} of its {size} bytes")
+        done += read
+    return view
+
+
 def _write_all(fd: int, view: memoryview) -> None:
     written = 0
     while written < view.nbytes:
@@ -100,6 +121,15 @@ def take_segment(name: str, size: int, keep: bool = False, private: bool = False
     ``private``: writes stay in this process (the file keeps what was sent)."""
     path = os.path.join(SHM_DIR, name)
     fd = os.open(path, os.O_RDWR)
+    if not keep and not private and _short_of_room():
+        # The caller's result, which it may keep for long: with /dev/shm half full (a
+        # container's is often 64 MB), it moves to the caller's own memory, leaving the room
+        # to what is in flight rather than sending all that through the pipes.
+        try:
+            return _read_out(fd, size)
+        finally:
+            os.close(fd)
+            os.unlink(path)
     try:
         # Mapped lazily: a stage that forwards an array never touches its pages, and one that
         # reads them faults them in 64 KiB at a time (the kernel's fault-around), which

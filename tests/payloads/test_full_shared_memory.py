@@ -99,3 +99,23 @@ def test_slots_take_at_most_a_quarter_of_shared_memory(monkeypatch: pytest.Monke
     monkeypatch.delenv("OLYMPIPE_POOL_BYTES", raising=False)
     room = os.statvfs(shm.SHM_DIR)
     assert 0 < pool.budget() <= room.f_frsize * room.f_blocks // 4
+
+
+def _mapped_segments() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum(f"{shm.SHM_DIR}/olympipe-" in line for line in maps)
+
+
+def test_with_shared_memory_half_full_kept_results_move_to_the_callers_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Left in /dev/shm, the results a caller keeps would fill it, and everything in flight
+    would then go through the pipes."""
+    monkeypatch.setattr(shm, "_short_of_room", lambda: True)
+    monkeypatch.setenv("OLYMPIPE_POOL_BYTES", "0")
+    before = _mapped_segments()
+    out = Pipeline(arrays(20), start_method="fork").task(bump).wait_for_result()
+    assert [float(a[-1]) for a in out] == [i + 1.0 for i in range(20)]
+    assert _mapped_segments() == before  # none of the 20 holds /dev/shm
+    out[0] += 1  # the caller's own, writable
+    assert float(out[0][0]) == 2.0
