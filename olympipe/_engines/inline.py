@@ -150,6 +150,9 @@ class InlineRun:
         stage = self._stages[node.id]
         row = self._rows[node.id] * FIELDS
         array = self.counters.array
+        if stage.streams:
+            self._stream(node, stage, chunk)
+            return
         t0 = time.perf_counter()
         try:
             out = stage.process(chunk)
@@ -165,6 +168,28 @@ class InlineRun:
             # Only marked here: flushing what follows waits until this push is over, or a
             # sibling branch would be ended before this very chunk reached it.
             self._ended.add(node.id)
+
+    def _stream(self, node: Node, stage: Stage, chunk: list[Any]) -> None:
+        """explode: each part goes on as it comes, and the rest is never made once nothing
+        downstream wants it (a limit reached), so an endless iterable ends there."""
+        array = self.counters.array
+        row = self._rows[node.id] * FIELDS
+        parts = stage.stream(chunk)
+        try:
+            while self.plan.wanted(node.id, self._ended):
+                t0 = time.perf_counter()
+                try:
+                    part = next(parts, None)
+                except BaseException as exc:
+                    array[row + ERRORS] += 1
+                    raise error_from(self.plan.labels[node.id], exc)
+                array[row + BUSY] += time.perf_counter() - t0
+                if part is None:
+                    break
+                self._emit(node, part)
+        finally:
+            parts.close()
+        array[row + ITEMS_IN] += len(chunk)
 
     def _emit(self, node: Node, produced: Any) -> None:
         chunks = produced if node.spec.output_slots > 1 else (produced,)

@@ -25,6 +25,7 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Semaphore
@@ -165,7 +166,10 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     # Several workers of one stage cannot share an order; ordered=False asks for none.
     in_order = spec.ordered_input or (spec.count == 1 and plan.renumber is None)
     reorder = Reorder(plan.ports) if in_order else None
-    keeps_numbers = not spec.ordered_input  # map stages: output chunk k for input chunk k
+    # explode sends an item's elements on as they come, in chunks it numbers itself: that
+    # takes one worker reading its input in order
+    streams = stage.streams and spec.count == 1 and plan.renumber is None
+    keeps_numbers = not spec.ordered_input and not streams  # map stages: output chunk k for input chunk k
     timed = type(stage).deadline is not Stage.deadline
     meter.start()
     outputs.end_if_exhausted(stage)  # limit(0)
@@ -185,7 +189,10 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
             continue
         ready = [(seq, items)] if reorder is None else reorder.push(port, seq, items)
         for index, (ready_seq, chunk) in enumerate(ready):
-            outputs.send(ready_seq if keeps_numbers else None, meter.process(stage, chunk))
+            if streams:
+                meter.stream(stage, chunk, outputs.send)
+            else:
+                outputs.send(ready_seq if keeps_numbers else None, meter.process(stage, chunk))
             if stage.exhausted:
                 _give_back(plan.windows, port, len(ready) - index)  # this one and the rest
                 break
@@ -327,19 +334,30 @@ class Meter:
         work: the feeder divides one by the other, and an item counted early reads as free."""
         t0 = time.perf_counter()
         out = stage.process(chunk)
-        self._count(len(chunk), stage, t0)
+        self._count(len(chunk), stage, time.perf_counter() - t0)
         return out
+
+    def stream(self, stage: Stage, chunk: list[Any], send: Callable[[int | None, Any], None]) -> None:
+        """``stage.stream(chunk)``, each part sent (numbered by the sender) as it comes; busy
+        is the time spent making the parts, not sending them."""
+        busy = 0.0
+        t0 = time.perf_counter()
+        for part in stage.stream(chunk):
+            busy += time.perf_counter() - t0
+            send(None, part)
+            t0 = time.perf_counter()
+        self._count(len(chunk), stage, busy + time.perf_counter() - t0)
 
     def timed(self, items: int, stage: Stage, work: Any) -> Any:
         """``work()`` counted as :meth:`process` counts ``stage.process``."""
         t0 = time.perf_counter()
         out = work()
-        self._count(items, stage, t0)
+        self._count(items, stage, time.perf_counter() - t0)
         return out
 
-    def _count(self, items: int, stage: Stage, t0: float) -> None:
+    def _count(self, items: int, stage: Stage, busy: float) -> None:
         array, row = self._array, self._row
-        array[row + BUSY] += time.perf_counter() - t0
+        array[row + BUSY] += busy
         array[row + ITEMS_IN] += items
         array[row + ERRORS] = self._base_errors + stage.errors
         array[row + RETRIED] = self._base_retried + stage.retried

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -32,6 +32,7 @@ class Stage:
     exhausted: bool = False
     errors: int = 0  # items whose user code failed for good
     retried: int = 0  # attempts repeated after a retry_on exception
+    streams: bool = False  # has :meth:`stream`
 
     def open(self) -> None:
         """Acquire resources (build a class instance, open a cache); called in the worker."""
@@ -39,6 +40,11 @@ class Stage:
     def process(self, items: list[Any]) -> Any:
         """Turn one input chunk into one output chunk (possibly empty)."""
         raise NotImplementedError
+
+    def stream(self, items: list[Any]) -> Generator[list[Any], None, None]:
+        """:meth:`process` in parts sent on as they come (a stage that :attr:`streams`), for a
+        worker that numbers its output chunks itself."""
+        yield self.process(items)
 
     def finish(self) -> Any:
         """What remains to emit after a clean end of stream (a last batch, a fold)."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from olympipe._stages.base import ItemFailed, ParallelSpec, Stage, StageSpec
@@ -16,6 +19,12 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
 _DROP = object()  # what an item becomes when on_error asks for it to be dropped
+# explode's elements go on in parts of at most this many, this many bytes of buffers (a
+# large one alone), or what this many seconds made (a slow iterable's reach the next stage)
+_PART_ITEMS = 4096  # as many as a source's chunk (feeder.MAX_ITEMS)
+_PART_BYTES = 1 << 20
+_PART_SECONDS = 0.01
+_FIRST_LOOK = 64  # elements of a new iterable before its first look, at most
 
 
 class _Calls:
@@ -331,6 +340,8 @@ class FilterSpec(StageSpec):
 class ExplodeStage(Stage):
     """``explode(fn)``: each element of ``fn(item)`` (or of the item) goes on alone."""
 
+    streams = True
+
     def __init__(self, fn: Callable[[Any], Iterable[Any]] | None) -> None:
         self._fn = fn
 
@@ -343,6 +354,77 @@ class ExplodeStage(Stage):
             except Exception as exc:
                 raise ItemFailed(x) from exc
         return out
+
+    def stream(self, items: list[Any]) -> Generator[list[Any], None, None]:
+        """The elements in parts, each made only once the one before has gone on: one item
+        may give thousands of frames, or never stop.
+
+        A list, a tuple or another sized iterable of up to :data:`_PART_ITEMS` elements is
+        made already: it goes on with the rest of the chunk, as :meth:`process` sends it.
+        Any other is read element by element and looked at (the clock, the bytes of the
+        last) after runs: of one element while they are large or slow to come, else 8 times
+        longer each time, a new iterable keeping the pace of the last one (its first look
+        within :data:`_FIRST_LOOK` elements). A part goes on at
+        :data:`_PART_ITEMS` elements, :data:`_PART_BYTES` of buffers or
+        :data:`_PART_SECONDS`."""
+        fn = self._fn
+        part: list[Any] = []
+        nbytes = 0
+        started = looked = time.perf_counter()
+        step = 1
+        counted = 0
+        for x in items:
+            try:
+                elements: Any = x if fn is None else fn(x)
+                if type(elements) is list or type(elements) is tuple:  # the hot path
+                    part += elements
+                    continue
+                if type(elements) is not GeneratorType and _len_of(elements) <= _PART_ITEMS:
+                    part += elements  # a range, a string, a small array: made already
+                    continue
+                # the pace of the last iterable goes on, up to _FIRST_LOOK elements of this one
+                look_at = min(counted + step, len(part) + _FIRST_LOOK)
+                for element in elements:
+                    part.append(element)
+                    n = len(part)
+                    if n < look_at:
+                        continue
+                    now = time.perf_counter()
+                    size = _nbytes(element)
+                    nbytes += size * (n - counted)
+                    if n >= _PART_ITEMS or nbytes >= _PART_BYTES or now - started >= _PART_SECONDS:
+                        yield part
+                        part, nbytes, started = [], 0, time.perf_counter()
+                        n = 0
+                    if size > _PART_BYTES // 8 or now - looked > _PART_SECONDS / 8:
+                        step = 1  # large, or slow to come: looked at one by one
+                    elif step < _PART_ITEMS:
+                        step *= 8
+                    looked, counted, look_at = now, n, n + step
+            except Exception as exc:
+                raise ItemFailed(x) from exc
+        if part:
+            yield part
+
+
+def _len_of(elements: Any) -> float:
+    """``len(elements)``, or infinity for an iterable without one (a generator)."""
+    return len(elements) if hasattr(type(elements), "__len__") else math.inf
+
+
+_WITHOUT_NBYTES: set[type] = set()  # types with no nbytes: asking one costs an exception
+
+
+def _nbytes(element: Any) -> int:
+    """The bytes of a buffer (an array, a memoryview), else 0."""
+    kind = type(element)
+    if kind in _WITHOUT_NBYTES:
+        return 0
+    if not hasattr(kind, "nbytes"):
+        _WITHOUT_NBYTES.add(kind)
+        return 0
+    size = getattr(element, "nbytes", 0)
+    return size if isinstance(size, int) else 0
 
 
 @dataclass(frozen=True)

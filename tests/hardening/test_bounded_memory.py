@@ -133,3 +133,35 @@ def test_a_slow_first_chunk_finds_a_credit_into_a_second_racing_branch(tmp_path:
     finally:
         os.close(keep_open)
     assert got == [list(range(40)), list(range(40))]
+
+
+def frames(count: int) -> Iterator[np.ndarray]:
+    """A long iterable from one item, as a video's frames or a file's records are."""
+    for i in range(count):
+        yield np.full(1 << 19, i, dtype=np.float64)  # 4 MiB
+
+
+def endless(_: object) -> Iterator[int]:
+    yield from itertools.count()
+
+
+def test_explode_sends_each_element_on_as_it_comes(method: str) -> None:
+    """explode built the whole list of one item's elements before sending any on: 200 frames
+    of 4 MiB took 800 MB in its worker, and an endless iterable never sent one."""
+    p = Pipeline([200], start_method=method).explode(frames).task(first)
+    assert p.wait_for_result() == [float(i) for i in range(200)]
+    explode = next(row for row in p.stats().rows if row.name == "frames")
+    assert explode.items_out == 200
+    assert explode.peak_rss_mb < 400, explode.peak_rss_mb
+
+
+@pytest.mark.timeout(30)
+def test_an_endless_explode_ends_at_a_limit(method: str) -> None:
+    got = Pipeline([None], start_method=method).explode(endless).limit(1000).wait_for_result()
+    assert got == list(range(1000))
+
+
+@pytest.mark.timeout(30)
+def test_an_endless_explode_ends_at_a_limit_inline() -> None:
+    got = Pipeline([None]).explode(endless).limit(1000).wait_for_result(engine="inline")
+    assert got == list(range(1000))

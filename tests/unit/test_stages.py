@@ -176,3 +176,67 @@ def test_reorder_releases_in_sequence(order: list[int]) -> None:
         out.extend(chunk for _, chunk in reorder.push(0, seq, [seq]))
     assert out == [[i] for i in range(12)]
     assert reorder.buffered == 0
+
+
+def _gen(n: int) -> Any:
+    yield from range(n)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: [x, x],
+        lambda x: (x,),
+        lambda x: range(x),
+        lambda x: range(x * 1000),  # sized, too many to take whole: read in runs
+        lambda x: _gen(x),
+        lambda x: str(x),
+        lambda x: {x: 1},
+        lambda x: _gen(x) if x % 2 else [x] * 3,
+    ],
+)
+def test_explode_in_parts_gives_what_process_gives(fn: Any) -> None:
+    stage = ExplodeSpec(name="e", fn=fn).make()
+    chunk = list(range(12))
+    parts = list(stage.stream(chunk))
+    assert [e for part in parts for e in part] == stage.process(chunk)
+    assert all(parts)
+
+
+def test_explode_sends_an_element_of_a_slow_iterable_before_making_the_next() -> None:
+    made: list[int] = []
+
+    def slow(_: object) -> Any:
+        for i in range(3):
+            time.sleep(0.02)  # a camera's pace: more than a part's 10 ms
+            made.append(i)
+            yield i
+
+    parts = ExplodeSpec(name="e", fn=slow).make().stream([None])
+    assert next(parts) == [0]
+    assert made == [0]
+    assert list(parts) == [[1], [2]]
+
+
+def test_explode_sends_large_buffers_one_by_one() -> None:
+    np = pytest.importorskip("numpy")
+
+    def frames(_: object) -> Any:
+        for i in range(5):
+            yield np.full(1 << 19, i)  # 4 MiB
+
+    parts = list(ExplodeSpec(name="e", fn=frames).make().stream([None]))
+    assert [len(p) for p in parts] == [1] * 5
+
+
+def test_explode_in_parts_fails_on_the_item_whose_iterable_fails() -> None:
+    def breaks(x: int) -> Any:
+        yield x
+        if x == 2:
+            raise ValueError("broken")
+        yield x
+
+    with pytest.raises(ItemFailed) as failed:
+        list(ExplodeSpec(name="e", fn=breaks).make().stream([1, 2, 3]))
+    assert failed.value.item == 2
+    assert isinstance(failed.value.__cause__, ValueError)
