@@ -160,7 +160,12 @@ class Run:
         slots_budget = pool.budget()
         # Not for replaceable stages: their journal re-reads frames, which a slot outlives.
         if self.shm_prefix is not None and not self.replaceable and slots_budget > 0:
-            self._pool = pool.Pool(self.shm_prefix, slots_budget)
+            try:
+                self._pool = pool.Pool(self.shm_prefix, slots_budget)
+            except OSError as exc:
+                if not shm.no_room(exc):
+                    raise
+                self._pool = None  # a full /dev/shm: no slots, large buffers take the pipes
         self._start_feeders(credits)
         if self.options.progress:
             self._progress = Progress(self.stats, bar_totals(self.plan))

@@ -121,6 +121,8 @@ class Pool:
     in them, and the workers' let-go messages come back on a FIFO."""
 
     def __init__(self, prefix: str, max_bytes: int) -> None:
+        """Raises :class:`OSError` when /dev/shm has no room for the pool's own files (the run
+        removes what was made)."""
         self._prefix = prefix
         self._max_bytes = max_bytes
         self._bytes = 0
@@ -138,13 +140,18 @@ class Pool:
             fcntl.fcntl(self._returns, fcntl.F_SETPIPE_SZ, _FIFO_BYTES)
         except OSError:  # a lower limit for unprivileged users: the default size then
             pass
-        # One byte the workers read: 1 while the caller takes results in slots.
-        fd = os.open(_lends_path(prefix), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        # One byte the workers read: 1 while the caller takes results in slots. Its page is
+        # reserved first: writing to a mapping on a full /dev/shm is a SIGBUS, not an error.
         try:
-            os.ftruncate(fd, 1)
-            self._lends = mmap.mmap(fd, 1)
-        finally:
-            os.close(fd)
+            fd = os.open(_lends_path(prefix), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, 1)
+                self._lends = mmap.mmap(fd, 1)
+            finally:
+                os.close(fd)
+        except OSError:
+            os.close(self._returns)
+            raise
         self._lends[0] = 1
         self._closed = False
 

@@ -119,3 +119,55 @@ def test_with_shared_memory_half_full_kept_results_move_to_the_callers_memory(
     assert _mapped_segments() == before  # none of the 20 holds /dev/shm
     out[0] += 1  # the caller's own, writable
     assert float(out[0][0]) == 2.0
+
+
+_ON_FULL_TMPFS = """
+import sys
+import numpy as np
+from olympipe import Pipeline
+from olympipe._transport import shm
+
+shm.SHM_DIR = sys.argv[1]
+
+
+def bump(a):
+    a += 1
+    return a
+
+
+out = Pipeline(np.full(1 << 16, i, dtype=np.float32) for i in range(20)).task(bump).wait_for_result()
+assert [float(a[-1]) for a in out] == [i + 1.0 for i in range(20)]
+print("ok")
+"""
+
+
+@pytest.fixture
+def full_tmpfs(tmp_path: Any) -> Iterator[str]:
+    """A tmpfs with no room left (needs the right to mount: skipped without it)."""
+    import subprocess
+
+    mount = tmp_path / "shm"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        with open(mount / "filler", "wb") as filler:
+            try:
+                filler.write(bytes(2 << 20))
+            except OSError:
+                pass  # full
+        yield str(mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_run_on_a_full_shared_memory_does_not_crash_the_caller(full_tmpfs: str) -> None:
+    """The slots' one-byte lending file was mapped and written without reserving its page:
+    on a full /dev/shm the caller died of SIGBUS."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _ON_FULL_TMPFS, full_tmpfs], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "ok"
