@@ -74,6 +74,8 @@ class RayEngine:
     ``stage_options`` maps a stage name to Ray actor options (``num_gpus``, ``resources``,
     ``scheduling_strategy``, ...). ``chunk_size`` fixes the items per actor call (default:
     adaptive), ``max_in_flight`` the chunks submitted and not yet collected.
+    ``zero_copy``: stages get the numpy arrays of Ray's object store as they are, read-only
+    (default: writable copies, so that a stage may change its input in place).
     """
 
     name = "ray"
@@ -88,6 +90,7 @@ class RayEngine:
         chunk_size: int | None = None,
         max_in_flight: int | None = None,
         fuse: bool = True,
+        zero_copy: bool = False,
     ) -> None:
         if importlib.util.find_spec("ray") is None:
             raise ImportError(INSTALL_HINT)
@@ -101,6 +104,7 @@ class RayEngine:
         self.chunk_size = chunk_size
         self.max_in_flight = max_in_flight
         self.fuse = fuse
+        self.zero_copy = zero_copy
 
     def execute(self, plan: Plan, options: RunOptions) -> RayRun:
         """A not yet started run of ``plan`` on Ray."""
@@ -362,7 +366,7 @@ class RayRun:
                 if actor_env is not None:  # a Ray this process had initialised already
                     options["runtime_env"] = actor_env
                 options.update(chosen)
-                return actor_class.options(**options).remote(definition, group.labels)
+                return actor_class.options(**options).remote(definition, group.labels, self.engine.zero_copy)
 
             group.make_actor = make_actor
             for _ in range(group.count):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 from olympipe._runtime.counters import (
@@ -54,9 +55,10 @@ def _failure(label: str, exc: BaseException) -> StageFailed:
 class StageActor:
     """A chain of stages (one, or several fused per-item ones) applied to each chunk."""
 
-    def __init__(self, definition: Definition, labels: list[str]) -> None:
+    def __init__(self, definition: Definition, labels: list[str], zero_copy: bool = False) -> None:
         specs: list[StageSpec] = loads_definition(definition)
         self._labels = labels
+        self._owned: Callable[[Any], Any] = _as_it_is if zero_copy else _owned
         self._slots = specs[-1].output_slots
         self._stages: list[Stage] = []
         self._rows = [[0.0] * FIELDS for _ in specs]
@@ -77,7 +79,7 @@ class StageActor:
 
     def process(self, chunk: list[Any]) -> tuple[Any, ...]:
         """Run ``chunk`` through the stages: the output chunks, then the meta tuple."""
-        out: Any = chunk
+        out: Any = self._owned(chunk)
         for index, stage in enumerate(self._stages):
             out = self._apply(index, stage.process, out)
         return self._result(out)
@@ -85,7 +87,8 @@ class StageActor:
     def recover(self, item: Any, died: Exception) -> tuple[Any, ...]:
         """What an item that killed this stage's previous actor becomes (``on_error``)."""
         stage = self._stages[0]
-        return self._result(self._apply(0, lambda _items: stage.recover(item, died), [item]))
+        owned = self._owned(item)
+        return self._result(self._apply(0, lambda _items: stage.recover(owned, died), [owned]))
 
     def finish(self) -> tuple[Any, ...]:
         """After the last chunk: flush the first stage and run what it gives through the rest."""
@@ -134,3 +137,31 @@ class StageActor:
         meta: Meta = (self._stages[-1].exhausted if self._stages else False, [list(r) for r in self._rows])
         chunks = out if self._slots > 1 else (out,)
         return (*chunks, meta)
+
+
+def _as_it_is(value: Any) -> Any:
+    return value
+
+
+_OWNED_DEPTH = 3  # the chunk, its items, their parts (an (image, label) pair, a batch)
+
+
+def _owned(value: Any, depth: int = 0) -> Any:
+    """``value`` with its read-only numpy arrays (in lists, tuples and dicts, a few levels
+    down) replaced by writable copies.
+
+    Ray hands arrays out of its object store read-only; a stage may change its input in
+    place (``img -= mean``) as it may on the local engine, so the actor takes copies of its
+    own, as Ray Data's ``map_batches`` does by default."""
+    kind = type(value)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        return value if value.flags.writeable else value.copy()
+    if depth >= _OWNED_DEPTH:
+        return value
+    if kind is list:
+        return [_owned(v, depth + 1) for v in value]
+    if kind is tuple:
+        return tuple(_owned(v, depth + 1) for v in value)
+    if kind is dict:
+        return {k: _owned(v, depth + 1) for k, v in value.items()}
+    return value

@@ -177,3 +177,18 @@ class CrashOnce:
 
 def plus_one_each(batch: list[int]) -> list[int]:
     return [x + 1 for x in batch]
+
+
+def bump_array(a: Any) -> Any:
+    a += 1  # in place, as image code does (img -= mean)
+    return a
+
+
+def bump_first_of_pair(pair: Any) -> Any:
+    image, label = pair
+    image += 1
+    return image, label
+
+
+def is_writable(a: Any) -> bool:
+    return bool(a.flags.writeable)

@@ -218,3 +218,15 @@ def test_bad_retry_values_raise_at_build_time() -> None:
         p.task(f.double, retries="2")  # type: ignore[call-overload]
     with pytest.raises(TypeError):
         p.task(f.double, retry_on=int)  # type: ignore[arg-type]
+
+
+def test_a_stage_may_change_its_input_array_in_place(engine: Any) -> None:
+    """On Ray, arrays read from the object store are read-only: an in-place stage failed
+    there with 'output array is read-only' while the same pipeline ran locally."""
+    np = pytest.importorskip("numpy")
+    arrays = (np.full(1 << 16, i, dtype=np.float32) for i in range(6))  # 256 KiB each
+    got = Pipeline(arrays).task(f.bump_array).task(f.bump_array).wait_for_result(engine=engine)
+    assert [float(a[-1]) for a in got] == [i + 2.0 for i in range(6)]
+    pairs = ((np.zeros(1 << 16), i) for i in range(4))  # an array inside a tuple
+    got_pairs = Pipeline(pairs).task(f.bump_first_of_pair).wait_for_result(engine=engine)
+    assert [(float(a[0]), label) for a, label in got_pairs] == [(1.0, i) for i in range(4)]

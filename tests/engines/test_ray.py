@@ -234,3 +234,11 @@ def test_a_failed_run_leaves_no_unhandled_error_logs(
                 Pipeline(range(2000)).task(fails_at_50).task(f.double).wait_for_result(engine=ray_engine)
         gc.collect()
     assert not [r for r in caplog.records if "Unhandled error" in r.getMessage()]
+
+
+def test_zero_copy_gives_stages_the_object_stores_arrays_as_they_are(ray_engine: Any) -> None:
+    np = pytest.importorskip("numpy")
+    arrays = [np.zeros(1 << 16) for _ in range(3)]
+    engine = RayEngine(zero_copy=True)
+    assert Pipeline(arrays).task(f.is_writable).wait_for_result(engine=engine) == [False] * 3
+    assert Pipeline(arrays).task(f.is_writable).wait_for_result(engine=ray_engine) == [True] * 3
