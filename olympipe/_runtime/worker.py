@@ -51,7 +51,7 @@ from olympipe._runtime.journal import BUFFERED, PROCESSING, SENDING, Journal, Re
 from olympipe._runtime.messages import Control, Done, Failure, Retired
 from olympipe._runtime.ordering import Reorder
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
-from olympipe._transport import inherited, pool
+from olympipe._transport import inherited, pool, stock
 from olympipe._transport.channel import KIND_END, Channel, unpack_header
 from olympipe._transport.codec import (
     DecodeError,
@@ -121,6 +121,8 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
     register_main_classes(spec)
     if plan.by_address:
         inherited.enable_forwarding()
+    if plan.shm_prefix is not None:
+        stock.enable(plan.shm_prefix)
     stage: Stage | None = None
     try:
         stage = spec.make()
@@ -128,10 +130,12 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
         try:
             (_run if plan.journal is None else _run_replaceable)(plan, spec, stage)
         except Retire:
+            stock.close()  # before the replacement starts; after a failure, the run's end removes them
             stage.close()  # close_method runs in the retiring worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             plan.control.send(Retired(plan.index))
             return
+        stock.close()
         stage.close()
         stage = None
         for slot in plan.outputs:

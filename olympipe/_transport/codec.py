@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import dill
 
-from olympipe._transport import inherited, pool, shm
+from olympipe._transport import inherited, pool, shm, stock
 from olympipe._transport.channel import (
     HEADER_SIZE,
     KIND_END,
@@ -218,7 +218,7 @@ def frame_body(encoded: Encoded, prefix: str, write_slot: WriteSlot | None = Non
 def _write_segment(prefix: str, data: memoryview) -> str | None:
     """A new segment holding ``data``, or ``None`` when /dev/shm has no room for it."""
     try:
-        return shm.write_segment(prefix, data)
+        return shm.write_segment(prefix, data, stock.take(prefix, data.nbytes))
     except OSError as exc:
         if shm.no_room(exc):
             return None

@@ -16,6 +16,10 @@ place, its buffer is exactly a kept segment, and :func:`forward` hands the segme
 on to the next stage instead of copying 4 MiB into a new one: the unlink becomes the next
 consumer's business. The caller maps and unlinks at once (its results outlive the run).
 
+A worker that writes many segments of one size writes them into files made ahead of need
+by a thread of its own (:mod:`olympipe._transport.stock`): the kernel's allocation of the
+pages is then off the stage's path.
+
 Mappings are made by :func:`map_file`, not :class:`mmap.mmap`: an ``mmap.mmap`` keeps a
 duplicate of its file descriptor open for as long as it lives, so a caller keeping a
 thousand large results (or a stage keeping a thousand arrays) would hit the limit on open
@@ -64,11 +68,21 @@ def available() -> bool:
     return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
 
 
-def write_segment(prefix: str, data: memoryview) -> str:
-    """Write ``data`` into a new segment and return its name."""
-    name = f"{prefix}-{os.getpid()}-{next(_counter)}"
-    path = os.path.join(SHM_DIR, name)
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+def new_name(prefix: str) -> str:
+    """A name no segment under ``prefix`` has had."""
+    return f"{prefix}-{os.getpid()}-{next(_counter)}"
+
+
+def write_segment(prefix: str, data: memoryview, made: tuple[int, str] | None = None) -> str:
+    """Write ``data`` into a new segment and return its name; ``made``: an open file of the
+    right size made ahead (see ``stock``), with its name, to write into instead."""
+    if made is None:
+        name = new_name(prefix)
+        path = os.path.join(SHM_DIR, name)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    else:
+        fd, name = made
+        path = os.path.join(SHM_DIR, name)
     try:
         _write_all(fd, data.cast("B") if data.format != "B" or data.ndim != 1 else data)
     except BaseException:
@@ -84,7 +98,7 @@ def no_room(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EMFILE, errno.ENFILE)
 
 
-def _short_of_room() -> bool:
+def short_of_room() -> bool:
     """Whether /dev/shm is more than half full."""
     try:
         room = os.statvfs(SHM_DIR)
@@ -121,7 +135,7 @@ def take_segment(name: str, size: int, keep: bool = False, private: bool = False
     ``private``: writes stay in this process (the file keeps what was sent)."""
     path = os.path.join(SHM_DIR, name)
     fd = os.open(path, os.O_RDWR)
-    if not keep and not private and _short_of_room():
+    if not keep and not private and short_of_room():
         # The caller's result, which it may keep for long: with /dev/shm half full (a
         # container's is often 64 MB), it moves to the caller's own memory, leaving the room
         # to what is in flight rather than sending all that through the pipes.

@@ -22,11 +22,11 @@ _write_segment = shm.write_segment
 _caller = os.getpid()
 
 
-def _counting(prefix: str, data: memoryview) -> str:
+def _counting(prefix: str, data: memoryview, made: tuple[int, str] | None = None) -> str:
     global copies
     if os.getpid() == _caller:
         copies += 1
-    return _write_segment(prefix, data)
+    return _write_segment(prefix, data, made)
 
 
 shm.write_segment = _counting

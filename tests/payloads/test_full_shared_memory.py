@@ -111,7 +111,7 @@ def test_with_shared_memory_half_full_kept_results_move_to_the_callers_memory(
 ) -> None:
     """Left in /dev/shm, the results a caller keeps would fill it, and everything in flight
     would then go through the pipes."""
-    monkeypatch.setattr(shm, "_short_of_room", lambda: True)
+    monkeypatch.setattr(shm, "short_of_room", lambda: True)
     monkeypatch.setenv("OLYMPIPE_POOL_BYTES", "0")
     before = _mapped_segments()
     out = Pipeline(arrays(20), start_method="fork").task(bump).wait_for_result()

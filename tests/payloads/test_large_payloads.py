@@ -13,7 +13,7 @@ import pytest
 
 from olympipe import Pipeline
 from olympipe._transport import shm
-from tests.payloads._stages import bump, ident
+from tests.payloads._stages import bump, ident, plus_one, plus_one_in_new_worker
 
 pytestmark = pytest.mark.timeout(60)
 PREFIX = f"olympipe-{os.getpid()}-"
@@ -22,6 +22,12 @@ BIG = 1 << 17  # elements: over the shared-memory threshold for every dtype belo
 
 def _segments() -> list[str]:
     return [e for e in os.listdir(shm.SHM_DIR) if e.startswith(PREFIX)]
+
+
+def _writer(segment: str) -> int | None:
+    """The pid that wrote a segment (named ``<prefix>-<pid>-<n>``)."""
+    pid, n = segment.rsplit("-", 2)[1:]
+    return int(pid) if pid.isdigit() and n.isdigit() else None
 
 
 def arrays(n: int, dtype: Any = np.float32) -> list[np.ndarray]:
@@ -131,3 +137,35 @@ def test_a_large_item_from_a_slow_source_is_not_held_back() -> None:
         delays.append(time.monotonic() - yielded[i])
         assert int(frame[0]) == i
     assert max(delays) < 0.3, delays
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_new_arrays_of_changing_sizes_arrive_intact(start_method: str) -> None:
+    """A stage making a new 1-2 MiB array per item writes it into files made ahead of need
+    (see ``stock``): every size change drops them, the run's end removes what is left."""
+    sizes = [1 << 20] * 12 + [1 << 21] * 12 + [1 << 20] * 6 + [(1 << 20) + 4096, 1 << 20] * 4
+
+    def source() -> Iterator[np.ndarray]:
+        for i, size in enumerate(sizes):
+            yield np.full(size, i % 200, dtype=np.uint8)
+
+    out = Pipeline(source(), start_method=start_method).task(plus_one).task(plus_one).wait_for_result()
+    assert [a.size for a in out] == sizes
+    assert all(int(a.min()) == int(a.max()) == i % 200 + 2 for i, a in enumerate(out))
+
+
+def test_recycled_workers_leave_no_files_made_ahead() -> None:
+    """A worker that retires removes the files it made ahead (else two per replacement would
+    stay until the run's end). Results come in order and the caller unlinks each as it takes
+    it, so once a result of the next worker is in, nothing of a retired one is left."""
+    pipe = Pipeline(np.full(1 << 20, i, dtype=np.uint8) for i in range(90)).task(
+        plus_one_in_new_worker, max_items_per_worker=9
+    )
+    retired: list[int] = []
+    for i, (a, pid) in enumerate(pipe):
+        assert int(a[0]) == int(a[-1]) == i + 1
+        if pid not in retired[-1:]:
+            retired.append(pid)
+        left = [e for e in _segments() if _writer(e) in retired[:-1]]
+        assert not left, f"files of retired workers: {left}"
+    assert len(retired) >= 9  # replaced again and again
