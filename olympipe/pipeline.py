@@ -16,6 +16,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar, overload
 
+# The default engine comes with the builder, not with the first run, whose time it would
+# add to (importing the runtime takes about 40 ms).
+from olympipe._engines import local as _local  # noqa: F401
 from olympipe._engines.base import Engine, Execution, check_engine, resolve_engine
 from olympipe._graph import Endpoint, Node, Plan, RunOptions, SourceSpec, plan_for, render, sources_of
 from olympipe._runtime.context import check_start_method, warm_up_in_notebook
