@@ -366,6 +366,10 @@ class Meter:
         array[row + ERRORS] = self._base_errors + stage.errors
         array[row + RETRIED] = self._base_retried + stage.retried
 
+    def encoded(self, seconds: float) -> None:
+        """Time spent encoding output (pickling, writing shared memory): busy."""
+        self._array[self._row + BUSY] += seconds
+
     def waited(self, seconds: float) -> None:
         """Time spent waiting for input."""
         self._array[self._row + WAIT_IN] += seconds
@@ -438,25 +442,31 @@ class _Outputs:
             by_address = self._by_address[slot]
             single = len(consumers) == 1
             slots = single and (not self._to_caller[slot] or pool.caller_lends(self._prefix))
-            encoded = encode_chunk(chunk, self._prefix is not None, single, by_address, slots)
             t0 = time.perf_counter()
+            encoded = encode_chunk(chunk, self._prefix is not None, single, by_address, slots)
+            t1 = time.perf_counter()
             for target in consumers:
                 if target.window is not None:
                     target.window.acquire()  # a credit per chunk sent to a racing stage
             if seq is None:
-                self._write(consumers, self._own_seq[slot], encoded)
+                written = self._write(consumers, self._own_seq[slot], encoded)
                 self._own_seq[slot] += 1
             elif self._renumber is None:
-                self._write(consumers, seq, encoded)
+                written = self._write(consumers, seq, encoded)
             else:
                 with self._renumber.get_lock():
-                    self._write(consumers, self._renumber.value, encoded)
+                    written = self._write(consumers, self._renumber.value, encoded)
                     self._renumber.value += 1
-            self._meter.blocked(time.perf_counter() - t0)
+            # Pickling the output and copying its large buffers into shared memory is the
+            # stage's work: counted as blocked, a stage making large arrays read as held back
+            # by the next one, and the busiest stage went unnamed.
+            self._meter.encoded(t1 - t0 + written)
+            self._meter.blocked(time.perf_counter() - t1 - written)
 
-    def _write(self, consumers: list[Target], seq: int, encoded: Encoded) -> None:
-        for target in consumers:
-            send_encoded(target.channel, target.port, seq, encoded, self._prefix)
+    def _write(self, consumers: list[Target], seq: int, encoded: Encoded) -> float:
+        return sum(
+            send_encoded(target.channel, target.port, seq, encoded, self._prefix) for target in consumers
+        )
 
     def end_if_exhausted(self, stage: Stage) -> bool:
         """``limit``/``timeout``: once the stage is exhausted, downstream ends at once;

@@ -28,6 +28,7 @@ import os
 import pickle
 import struct
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -324,13 +325,18 @@ def send_encoded(
     encoded: Encoded,
     prefix: str | None,
     write_slot: WriteSlot | None = None,
-) -> None:
-    """Write one chunk to ``channel``: inline, or through shared memory when it is large."""
+) -> float:
+    """Write one chunk to ``channel``: inline, or through shared memory when it is large.
+    Returns the seconds spent writing shared memory (work, not waiting on the channel)."""
     if prefix is not None and encoded.shared:
         channel.acquire_shm_slot()
-        channel.send(pack_header(port, seq, KIND_SHARED) + frame_body(encoded, prefix, write_slot))
-    else:
-        channel.send(pack_header(port, seq) + encoded.data)
+        t0 = time.perf_counter()
+        body = frame_body(encoded, prefix, write_slot)
+        written = time.perf_counter() - t0
+        channel.send(pack_header(port, seq, KIND_SHARED) + body)
+        return written
+    channel.send(pack_header(port, seq) + encoded.data)
+    return 0.0
 
 
 def decode_frame(

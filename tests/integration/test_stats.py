@@ -63,3 +63,28 @@ def test_graph_shows_stages_workers_and_branches() -> None:
     assert "[0] gather [gather]" in text
     assert "(see above)" in text
     assert text.count("=> result") == 2
+
+
+_made: dict[str, object] = {}
+
+
+def same_big_array(i: int) -> object:
+    """The same 16 MiB array every time, made in the worker (never inherited): the stage's
+    own work is nothing, its output's bytes are all it costs."""
+    import numpy as np
+
+    if "a" not in _made:
+        _made["a"] = np.ones(16 << 20, dtype=np.uint8)
+    return _made["a"]
+
+
+def test_writing_large_outputs_counts_as_busy_not_blocked() -> None:
+    """Copying a large output into shared memory is the stage's work: counted as blocked, a
+    stage that spends its time there read as waiting on the next one, and the hint blamed
+    the source."""
+    p = Pipeline(range(40)).task(same_big_array)
+    for a in p:  # each result dropped at once: nothing downstream holds the stage back
+        del a
+    row = p.stats().rows[0]
+    assert row.busy_pct > row.blocked_out_pct, p.stats()
+    assert p.stats().bottleneck == "same_big_array", p.stats()

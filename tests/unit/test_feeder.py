@@ -58,6 +58,7 @@ def test_a_shared_memory_error_fails_the_run_instead_of_hanging(monkeypatch: pyt
     """Every OSError of a send was taken for a pipe broken by the teardown: an error writing
     a segment (an I/O error, a full /dev/shm) ended the sender thread silently, and the run
     waited for ever."""
+
     def failing(_fd: int, _view: memoryview) -> None:
         raise OSError(errno.EIO, "an I/O error")
 
