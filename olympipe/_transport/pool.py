@@ -165,12 +165,14 @@ class Pool:
                 return None
             self._read_returns()
             self._take_back_returned()
+            source = data.cast("B") if data.format != "B" or data.ndim != 1 else data
             slot = self._free_slot(capacity)
             if slot is None and self._bytes + capacity <= self._max_bytes and len(self._slots) < _MAX_SLOTS:
-                slot = self._new_slot(capacity)
+                slot = self._new_slot(capacity, source)
+                if slot is not None:
+                    return _name(slot.index, 0, self._filename(slot.index))
             if slot is None:
                 return None
-        source = data.cast("B") if data.format != "B" or data.ndim != 1 else data
         slot.view[:nbytes] = source
         return _name(slot.index, 0, self._filename(slot.index))
 
@@ -231,15 +233,19 @@ class Pool:
     def _file(self, index: int) -> str:
         return os.path.join(shm.SHM_DIR, self._filename(index))
 
-    def _new_slot(self, capacity: int) -> _Slot | None:
+    def _new_slot(self, capacity: int, first: memoryview) -> _Slot | None:
+        """A new slot holding ``first``."""
         index = len(self._slots)
         try:
             fd = os.open(self._file(index), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         except OSError:
             return None
         try:
-            # Pages reserved now: writing to a mapping of a full /dev/shm is a SIGBUS, not an
-            # error. Full: no slot, the buffer takes the usual path (and its error).
+            # Written before it is mapped: a write fills new pages without zeroing them first,
+            # where a mapping's first touch zeroes each. The rest reserved now: writing to a
+            # mapping of a full /dev/shm is a SIGBUS, not an error. Full: no slot, the buffer
+            # takes the usual path (and its error).
+            shm._write_all(fd, first)
             os.posix_fallocate(fd, 0, capacity)
             mapping = shm.map_file(fd, capacity, _MAP_FLAGS)
         except OSError:

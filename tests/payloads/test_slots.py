@@ -42,8 +42,8 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Counts:
         seen.written += name is not None
         return name
 
-    def counting_new_slot(self: pool.Pool, capacity: int) -> Any:
-        slot = new_slot(self, capacity)
+    def counting_new_slot(self: pool.Pool, capacity: int, first: memoryview) -> Any:
+        slot = new_slot(self, capacity, first)
         seen.made += slot is not None
         seen.made_bytes += capacity if slot is not None else 0
         return slot
@@ -229,3 +229,18 @@ def test_smaller_items_reuse_larger_slots(counts: Counts, monkeypatch: pytest.Mo
     assert [a.size for a in got] == [N] * 8 + [N // 3] * 100
     assert counts.made_bytes <= 8 * SLOT_BYTES
     assert counts.written >= 16  # small ones in the big slots (without: only the first 8; how many: timing)
+
+
+def test_a_new_slot_holds_all_of_its_first_buffer(counts: Counts) -> None:
+    """A new slot is written before it is mapped (its pages are not zeroed first), and the
+    rest of a slot larger than that buffer is reserved: every byte arrives, whatever the size."""
+    sizes = [N, N // 3, N + 7, 3 * N // 2] * 3
+
+    def items() -> Iterator[np.ndarray]:
+        for i, size in enumerate(sizes):
+            yield np.arange(size, dtype=np.float32) + i
+
+    got = Pipeline(items(), start_method="fork").task(bump).task(bump).wait_for_result()
+    for i, (g, size) in enumerate(zip(got, sizes, strict=True)):
+        assert np.array_equal(g, np.arange(size, dtype=np.float32) + i + 2)
+    assert counts.made >= 3
