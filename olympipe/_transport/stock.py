@@ -14,8 +14,8 @@ Bounds:
   outlives the run it makes files for;
 * only after two segments of the same size in a row, and of at least :data:`MIN_BYTES`;
 * at most :data:`AHEAD` files, all of the size last written; a change of size drops them;
-* none while ``/dev/shm`` is more than half full, and none after one failed to fit, until
-  the size changes.
+* none while ``/dev/shm`` is more than half full, and none of a size that once failed to
+  fit.
 """
 
 from __future__ import annotations
@@ -102,11 +102,15 @@ class _Stock:
                     return
                 size = self._size
                 self._making = True
-            made = _make_file(self.prefix, size)
+            # Half full: the room is for what is in flight (tried again at the next write).
+            short = shm.short_of_room()
+            made = None if short else _make_file(self.prefix, size)
             with self._lock:
                 self._making = False
                 if made is None:
-                    self._size, self._refused = 0, size  # no room: the writes go on without
+                    self._size = 0  # the writes go on without
+                    if not short:
+                        self._refused = size  # no room, or no fallocate: not tried again
                 elif self._closed or size != self._size:
                     os.close(made[0])
                     _unlink(made[1])
@@ -116,10 +120,12 @@ class _Stock:
 
 
 def _make_file(prefix: str, size: int) -> tuple[int, str] | None:
-    if shm.short_of_room():
-        return None
+    """A new file of ``size`` bytes, allocated; ``None`` when there is no room for it."""
     name = shm.new_name(prefix)
-    fd = os.open(os.path.join(shm.SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        fd = os.open(os.path.join(shm.SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except OSError:  # no file descriptor or inode left: the writes will say so, if it lasts
+        return None
     try:
         os.posix_fallocate(fd, 0, size)
     except OSError:  # no room (or no fallocate here): writes go on as without a stock

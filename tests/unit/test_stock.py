@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -158,3 +159,22 @@ def test_a_forked_child_does_not_use_its_parents_files(prefix: str) -> None:
     finally:
         stock.close()
     assert not _files(prefix)
+
+
+def test_no_file_descriptor_left_stops_the_making_quietly(
+    made: stock._Stock, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def opening(path: str, flags: int, mode: int = 0o777) -> int:
+        if threading.current_thread().name == "olympipe-stock":
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", opening)
+    written = [_write(made, i) for i in range(4)]
+    assert made.settled(SETTLE)  # the thread is alive and idle, not dead with a traceback
+    assert made._thread is not None and made._thread.is_alive()
+    assert _files(prefix) == set(written)
+    for name, fill in zip(written, range(4), strict=True):
+        assert int(_read_and_remove(name)[0]) == fill
