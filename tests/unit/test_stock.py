@@ -174,7 +174,8 @@ def test_no_file_descriptor_left_stops_the_making_quietly(
     monkeypatch.setattr(os, "open", opening)
     written = [_write(made, i) for i in range(4)]
     assert made.settled(SETTLE)  # the thread is alive and idle, not dead with a traceback
-    assert made._thread is not None and made._thread.is_alive()
+    assert made._thread is not None
+    assert made._thread.is_alive()
     assert _files(prefix) == set(written)
     for name, fill in zip(written, range(4), strict=True):
         assert int(_read_and_remove(name)[0]) == fill
