@@ -61,7 +61,7 @@ from olympipe._stages.request import RequestStageSpec
 if TYPE_CHECKING:
     from olympipe._server import ServerSource
 from olympipe._stages.base import StageSpec
-from olympipe._transport import inherited, pool, shm
+from olympipe._transport import inherited, janitor, pool, shm
 from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, Definition, decode_frame, dumps_definition
 from olympipe._transport.janitor import ensure_janitor
@@ -231,6 +231,7 @@ class Run:
                 lifeline=lifeline,
                 watch_caller=threading.current_thread() is not threading.main_thread(),
                 shm_prefix=self.shm_prefix,
+                janitor=janitor.holder() if self.shm_prefix is not None else None,
                 by_address=self._by_address,
                 renumber=renumber,
                 journal=self._journal if spec.replaceable else None,

@@ -95,6 +95,7 @@ class WorkerPlan:
     lifeline: Connection | None = None  # forkserver only: EOF when the caller is gone
     watch_caller: bool = False  # forked from a thread: the death signal would follow the thread
     shm_prefix: str | None = None  # where large buffers go; None: always inline
+    janitor: Connection | None = None  # held, never used: the janitor waits for this worker too
     by_address: bool = False  # forked for a run that sends what workers hold by address
     renumber: Any = None  # ordered=False: a shared counter; output numbered as it completes
     journal: str | None = None  # a replaceable stage: where held chunks are written

@@ -3,8 +3,8 @@
 A run removes its own segments when it closes. A caller that never gets to close (killed
 by SIGKILL, or by SIGTERM with Python's default handler) cannot; so the first run that uses
 shared memory in a process starts one small janitor process for it. The janitor blocks
-reading a pipe whose write end only the caller (and workers forked from it, which die with
-it) hold; at end of file every one of them is gone, and it unlinks every segment named
+reading a pipe whose write end only the caller and its workers (which die with it) hold; at
+end of file every one of them is gone, and it unlinks every segment named
 ``olympipe-<caller pid>-*``, then exits.
 
 It is a fresh interpreter (``python -I -S -c``), not a fork: a forked janitor would keep,
@@ -89,8 +89,20 @@ def ensure_janitor(ctx: BaseContext, start: Any) -> None:
             connection.close()
             _keep[:] = [writer_end, process]
         else:
-            _keep[:] = [writer, process]
+            _keep[:] = [Connection(writer, readable=False), process]
         _started_for = os.getpid()
+
+
+def holder() -> Connection | None:
+    """The write end of this process's janitor pipe, for a worker to hold for its life: the
+    janitor then waits for that worker too. A forked worker holds it already; one started
+    by a fork server or spawned does not, and could write a segment after the janitor's
+    sweep, between the caller's death and its own."""
+    with _lock:
+        if _started_for != os.getpid() or not _keep:
+            return None
+        end: Connection = _keep[0]
+        return end
 
 
 def _start_interpreter(reader: int, prefix: str) -> subprocess.Popen[bytes] | None:

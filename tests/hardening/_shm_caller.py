@@ -37,12 +37,19 @@ def mine() -> list[str]:
     return [e for e in os.listdir("/dev/shm") if e.startswith(f"olympipe-{os.getpid()}-")]
 
 
+def fresh(a: np.ndarray) -> np.ndarray:
+    return a + 1  # a new array: each output is a new segment
+
+
 if __name__ == "__main__":
-    p = (
-        Pipeline(arrays(), start_method=sys.argv[1])
-        .task(slow, count=2)
-        .class_task(SlowToClose, SlowToClose.apply, close_method=SlowToClose.close)
-    )
+    if sys.argv[2:] == ["fresh"]:  # workers writing segments all the time
+        p = Pipeline(arrays(), start_method=sys.argv[1]).task(fresh, count=2).task(fresh)
+    else:
+        p = (
+            Pipeline(arrays(), start_method=sys.argv[1])
+            .task(slow, count=2)
+            .class_task(SlowToClose, SlowToClose.apply, close_method=SlowToClose.close)
+        )
     try:
         for i, _ in enumerate(p):
             if i == 5:

@@ -17,9 +17,9 @@ TARGET = Path(__file__).with_name("_shm_caller.py")
 ROOT = Path(__file__).parents[2]
 
 
-def start(method: str) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+def start(method: str, *mode: str) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
     proc = subprocess.Popen(
-        [sys.executable, str(TARGET), method],
+        [sys.executable, str(TARGET), method, *mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -47,6 +47,20 @@ def test_killed_caller_leaves_no_segment(method: str, signum: int) -> None:
     _, alive = psutil.wait_procs(descendants, timeout=20)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert segments_of(proc.pid) == []
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_worker_writing_as_the_caller_dies_leaves_no_segment(method: str) -> None:
+    """Workers that a fork server or spawn started did not hold the janitor's pipe: killed
+    with the caller, it swept at once, and a worker still writing a segment before its own
+    death left it (in most of these runs)."""
+    for _ in range(4):
+        proc, descendants = start(method, "fresh")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=20)
+        _, alive = psutil.wait_procs(descendants, timeout=20)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert segments_of(proc.pid) == []
 
 
 def test_second_ctrl_c_during_teardown_leaves_no_segment() -> None:
