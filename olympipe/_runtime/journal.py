@@ -112,7 +112,7 @@ class Journal:
             os.link(os.path.join(shm.SHM_DIR, name), link)
             links.append(link)
         fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-        _write_all(fd, _MARK.pack(BUFFERED) + frame)
+        shm.write_all(fd, _MARK.pack(BUFFERED) + frame)
         return Held(path, fd, links)
 
     def recover(self) -> list[Recovered]:
@@ -190,12 +190,6 @@ def _culprits(path: str) -> dict[int, int | None]:
         item, code = _DEAD.unpack_from(data, offset)
         out[item] = None if code == _NO_EXITCODE else code
     return out
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def remove_all(stem: str) -> None:

@@ -245,7 +245,7 @@ class Pool:
             # where a mapping's first touch zeroes each. The rest reserved now: writing to a
             # mapping of a full /dev/shm is a SIGBUS, not an error. Full: no slot, the buffer
             # takes the usual path (and its error).
-            shm._write_all(fd, first)
+            shm.write_all(fd, first)
             os.posix_fallocate(fd, 0, capacity)
             mapping = shm.map_file(fd, capacity, _MAP_FLAGS)
         except OSError:

@@ -84,7 +84,7 @@ def write_segment(prefix: str, data: memoryview, made: tuple[int, str] | None = 
         fd, name = made
         path = os.path.join(SHM_DIR, name)
     try:
-        _write_all(fd, data.cast("B") if data.format != "B" or data.ndim != 1 else data)
+        write_all(fd, data.cast("B") if data.format != "B" or data.ndim != 1 else data)
     except BaseException:
         os.unlink(path)  # /dev/shm full: a half-written file would keep taking the room
         raise
@@ -119,7 +119,9 @@ def _read_out(fd: int, size: int) -> memoryview:
     return view
 
 
-def _write_all(fd: int, view: memoryview) -> None:
+def write_all(fd: int, view: memoryview | bytes) -> None:
+    """Write all of ``view`` to ``fd`` (a write may take part of it)."""
+    view = memoryview(view)
     written = 0
     while written < view.nbytes:
         written += os.write(fd, view[written:])

@@ -25,7 +25,7 @@ def _fill_after(monkeypatch: pytest.MonkeyPatch, room: int) -> None:
     """Each process (a forked worker starts from its parent's count) writes ``room`` segments;
     the next ones stop half-way with ENOSPC, as on a full tmpfs."""
     written = [0]
-    write_all = shm._write_all
+    write_all = shm.write_all
 
     def writing(fd: int, view: memoryview) -> None:
         if written[0] >= room:
@@ -34,7 +34,7 @@ def _fill_after(monkeypatch: pytest.MonkeyPatch, room: int) -> None:
         written[0] += 1
         write_all(fd, view)
 
-    monkeypatch.setattr(shm, "_write_all", writing)
+    monkeypatch.setattr(shm, "write_all", writing)
 
 
 @pytest.fixture

@@ -63,6 +63,6 @@ def test_a_shared_memory_error_fails_the_run_instead_of_hanging(monkeypatch: pyt
         raise OSError(errno.EIO, "an I/O error")
 
     monkeypatch.setenv("OLYMPIPE_POOL_BYTES", "0")
-    monkeypatch.setattr(shm, "_write_all", failing)
+    monkeypatch.setattr(shm, "write_all", failing)
     with pytest.raises(PipelineError, match="an I/O error"):
         Pipeline((np.ones(1 << 16) for _ in range(3)), start_method="fork").task(abs).wait_for_result()
