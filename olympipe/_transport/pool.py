@@ -165,7 +165,7 @@ class Pool:
                 return None
             self._read_returns()
             self._take_back_returned()
-            source = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+            source = shm.as_bytes(data)
             slot = self._free_slot(capacity)
             if slot is None and self._bytes + capacity <= self._max_bytes and len(self._slots) < _MAX_SLOTS:
                 slot = self._new_slot(capacity, source)

@@ -84,13 +84,18 @@ def write_segment(prefix: str, data: memoryview, made: tuple[int, str] | None = 
         fd, name = made
         path = os.path.join(SHM_DIR, name)
     try:
-        write_all(fd, data.cast("B") if data.format != "B" or data.ndim != 1 else data)
+        write_all(fd, as_bytes(data))
     except BaseException:
         os.unlink(path)  # /dev/shm full: a half-written file would keep taking the room
         raise
     finally:
         os.close(fd)
     return name
+
+
+def as_bytes(data: memoryview) -> memoryview:
+    """``data`` as a flat view of bytes (an array's view has its dtype's format and shape)."""
+    return data.cast("B") if data.format != "B" or data.ndim != 1 else data
 
 
 def no_room(exc: OSError) -> bool:
