@@ -79,6 +79,7 @@ class RunOptions:
     start_method: str | None = None
     queue_size: int | None = None
     progress: bool = False
+    workers: int | None = None  # the run's budget of worker processes (None: usable CPUs)
 
 
 @dataclass
@@ -89,6 +90,8 @@ class Plan:
     sinks: list[Endpoint]
     consumers: dict[int, list[list[Consumer]]]  # node id -> per slot -> consumers
     labels: dict[int, str] = field(default_factory=dict)  # stage node id -> unique name
+    # A plan an engine rewrote (fused stages): the builder's node id -> this plan's node id
+    aliases: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Stage names made unique (``name``, ``name#2``, ...) for bars, stats and errors.
@@ -100,8 +103,9 @@ class Plan:
 
     def sink_of(self, endpoint: Endpoint) -> int:
         """The index of the sink that collects ``endpoint``."""
+        node_id = self.aliases.get(endpoint[0].id, endpoint[0].id)
         for index, (node, slot) in enumerate(self.sinks):
-            if node is endpoint[0] and slot == endpoint[1]:
+            if node.id == node_id and slot == endpoint[1]:
                 return index
         raise KeyError("this pipeline is not a sink of the plan")
 
@@ -172,6 +176,11 @@ def plan_for(endpoints: Sequence[Endpoint]) -> Plan:
         if not any(endpoint[0] is n and endpoint[1] == s for n, s in sinks):
             sinks.append(endpoint)
     nodes = upstream_of(sinks)
+    return Plan(nodes=nodes, sinks=sinks, consumers=consumers_of(nodes, sinks))
+
+
+def consumers_of(nodes: list[Node], sinks: list[Endpoint]) -> dict[int, list[list[Consumer]]]:
+    """Per node and output slot: the nodes (and sinks) that read it."""
     consumers: dict[int, list[list[Consumer]]] = {
         n.id: [[] for _ in range(n.spec.output_slots)] for n in nodes
     }
@@ -180,7 +189,7 @@ def plan_for(endpoints: Sequence[Endpoint]) -> Plan:
             consumers[upstream.id][slot].append(Consumer(port=port, node=node))
     for index, (node, slot) in enumerate(sinks):
         consumers[node.id][slot].append(Consumer(port=0, sink=index))
-    return Plan(nodes=nodes, sinks=sinks, consumers=consumers)
+    return consumers
 
 
 def describe(node: Node) -> str:
@@ -190,7 +199,8 @@ def describe(node: Node) -> str:
         length = length_of(spec.iterable)
         size = f", {length:,} items" if length is not None else ""
         return f"source ({type(spec.iterable).__name__}{size})"
-    workers = f" x{spec.count}" if spec.count > 1 else ""
+    auto = getattr(spec, "auto", False)
+    workers = " x auto" if auto else (f" x{spec.count}" if spec.count > 1 else "")
     return f"{spec.name}{workers} [{type(spec).__name__.removesuffix('Spec').lower()}]"
 
 

@@ -14,7 +14,9 @@ import typing
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
+
+from olympipe._core.tuning import check_budget
 
 # The default engine comes with the builder, not with the first run, whose time it would
 # add to (importing the runtime takes about 40 ms).
@@ -66,6 +68,17 @@ def _check_positive_int(value: object, what: str) -> None:
     _check_int(value, what, 1)
 
 
+def _check_count(value: object) -> tuple[int, bool]:
+    """``count``: a positive int, or ``"auto"`` (the engine sizes the stage); returns the
+    workers to plan with and whether the count is automatic."""
+    if isinstance(value, str):
+        if value == "auto":
+            return 1, True
+        raise ValueError(f'count must be a positive int or "auto", got {value!r}')
+    _check_positive_int(value, "count")
+    return value, False  # type: ignore[return-value]
+
+
 def _check_items_per_worker(value: object) -> None:
     if value is not None:
         _check_int(value, "max_items_per_worker", 1)
@@ -114,6 +127,7 @@ class Pipeline(Generic[T]):
         start_method: str | None = None,
         progress: bool = False,
         engine: EngineChoice = None,
+        workers: int | None = None,
     ) -> None:
         if datas is None:
             datas = []
@@ -123,7 +137,11 @@ class Pipeline(Generic[T]):
             _check_positive_int(queue_size, "queue_size")
         check_start_method(start_method)
         check_engine(engine)
-        options = RunOptions(start_method=start_method, queue_size=queue_size, progress=progress)
+        if workers is not None:
+            _check_positive_int(workers, "workers")
+        options = RunOptions(
+            start_method=start_method, queue_size=queue_size, progress=progress, workers=workers
+        )
         self._set_state(_Builder((Node(SourceSpec(datas)), 0), options, engine))
 
     def _set_state(self, builder: _Builder) -> None:
@@ -193,7 +211,7 @@ class Pipeline(Generic[T]):
     def task(
         self,
         task: Callable[[T], Awaitable[R]],
-        count: int = 1,
+        count: int | Literal["auto"] = 1,
         on_error: Callable[[T, Exception], R | None] | None = None,
         *,
         concurrency: int = 1,
@@ -208,7 +226,7 @@ class Pipeline(Generic[T]):
     def task(
         self,
         task: Callable[[T], R],
-        count: int = 1,
+        count: int | Literal["auto"] = 1,
         on_error: Callable[[T, Exception], R | None] | None = None,
         *,
         concurrency: int = 1,
@@ -222,7 +240,7 @@ class Pipeline(Generic[T]):
     def task(
         self,
         task: Callable[[T], Any],
-        count: int = 1,
+        count: int | Literal["auto"] = 1,
         on_error: Callable[[T, Exception], Any] | None = None,
         *,
         concurrency: int = 1,
@@ -240,7 +258,7 @@ class Pipeline(Generic[T]):
         ``on_error`` as a :class:`~olympipe.WorkerDied`. ``max_items_per_worker``: a worker
         is replaced after that many items."""
         _check_callable(task, "task")
-        _check_positive_int(count, "count")
+        workers, auto = _check_count(count)
         _check_positive_int(concurrency, "concurrency")
         kinds = _check_retries(retries, retry_on)
         _check_items_per_worker(max_items_per_worker)
@@ -249,7 +267,8 @@ class Pipeline(Generic[T]):
         spec = TaskSpec(
             name=name or _name_of(task, "task"),
             fn=task,
-            workers=count,
+            workers=workers,
+            auto=auto,
             on_error=on_error,
             concurrency=concurrency,
             ordered=ordered,
@@ -263,7 +282,7 @@ class Pipeline(Generic[T]):
         self,
         task: Callable[[T], R],
         cache_dir: str | os.PathLike[str],
-        count: int = 1,
+        count: int | Literal["auto"] = 1,
         *,
         name: str | None = None,
     ) -> Pipeline[R]:
@@ -271,7 +290,7 @@ class Pipeline(Generic[T]):
         code and the item: a rerun does not call ``task`` for items already computed, and
         editing the function invalidates its entries."""
         _check_callable(task, "task")
-        _check_positive_int(count, "count")
+        workers, auto = _check_count(count)
         if not isinstance(cache_dir, (str, os.PathLike)):
             raise TypeError(f"cache_dir must be a path, got {type(cache_dir).__name__}")
         spec = CachedTaskSpec(
@@ -279,7 +298,8 @@ class Pipeline(Generic[T]):
             fn=task,
             cache_dir=os.fspath(cache_dir),
             key=fingerprint(task)[:CACHE_KEY_CHARS],
-            workers=count,
+            workers=workers,
+            auto=auto,
         )
         return self._then(spec)
 
@@ -294,7 +314,7 @@ class Pipeline(Generic[T]):
         class_args: Sequence[Any] | None = None,
         close_method: Callable[[A], Any] | None = None,
         class_kwargs: dict[str, Any] | None = None,
-        count: int = 1,
+        count: int | Literal["auto"] = 1,
         *,
         concurrency: int = 1,
         name: str | None = None,
@@ -316,7 +336,7 @@ class Pipeline(Generic[T]):
         _check_callable(class_method, "class_method")
         if close_method is not None:
             _check_callable(close_method, "close_method")
-        _check_positive_int(count, "count")
+        workers, auto = _check_count(count)
         _check_positive_int(concurrency, "concurrency")
         spec = ClassTaskSpec(
             name=name or _name_of(class_method, _name_of(class_constructor, "class_task")),
@@ -325,7 +345,8 @@ class Pipeline(Generic[T]):
             args=tuple(class_args or ()),
             kwargs=dict(class_kwargs or {}),
             close_method=close_method,
-            workers=count,
+            workers=workers,
+            auto=auto,
             concurrency=concurrency,
             retries=retries,
             retry_on=kinds,
@@ -425,6 +446,7 @@ class Pipeline(Generic[T]):
         check_engine(engine)
         plan = plan_for([p._endpoint for p in pipes])
         _check_sources_free(plan)
+        check_budget(plan, self._b.options.workers)
         wanted = self._b.options.progress if progress is None else progress
         options = replace(self._b.options, progress=bool(wanted))
         return resolve_engine(engine if engine is not None else self._b.engine).execute(plan, options)

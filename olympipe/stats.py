@@ -35,6 +35,16 @@ class StageStats:
     retries: int = 0  # attempts repeated after a retry_on exception (retries=)
     crashes: int = 0  # workers that died and were replaced (on_error, a server)
     recycled: int = 0  # workers replaced after max_items_per_worker
+    min_workers: int = 0  # the fewest workers the stage had during the run
+    max_workers: int = 0  # the most workers the stage had during the run
+    auto: bool = False  # count="auto": the engine sizes it (the hint never advises a count)
+
+    def __post_init__(self) -> None:
+        # A stage that was never resized had its count all along.
+        if not self.min_workers:
+            object.__setattr__(self, "min_workers", self.workers)
+        if not self.max_workers:
+            object.__setattr__(self, "max_workers", self.workers)
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,9 @@ class RunStats:
     bottleneck: str
     wall_seconds: float
     source_items: int
+    #: ``(seconds_since_start, stage_name, old_count, new_count)`` for each resize of an
+    #: ``auto`` stage during the run.
+    resizes: tuple[tuple[float, str, int, int], ...] = ()
 
     @property
     def hint(self) -> str:
@@ -54,12 +67,12 @@ class RunStats:
         row = next(r for r in self.rows if r.name == self.bottleneck)
         plural = "worker" if row.workers == 1 else "workers"
         cores = physical_cores()
-        if row.busy_pct < BUSY_ADVICE_PCT:
+        if row.busy_pct < BUSY_ADVICE_PCT or row.auto:
             advice = ""
         elif row.workers < cores:
             advice = f"; count={row.workers + 1} would help"
         else:
-            advice = f"; it already has as many workers as the machine has cores ({cores})"
+            advice = f"; it already has as many workers as this process has CPUs ({cores})"
         busy = f"{row.busy_pct:.0f} %"
         return f"stage {row.name!r} is busy {busy} of the time with {row.workers} {plural}{advice}"
 
@@ -110,10 +123,13 @@ class RunStats:
 
 
 def physical_cores() -> int:
-    """Cores that can each run a worker at full speed (hyper-threads share a core)."""
+    """Cores this process can use that each run a worker at full speed: the physical
+    cores (hyper-threads share one), no more than its CPU affinity and cgroup quota allow."""
     import psutil  # imported when advice is asked for, not by every worker
 
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    from olympipe._core.cpus import usable_cpus
+
+    return min(psutil.cpu_count(logical=False) or os.cpu_count() or 1, usable_cpus())
 
 
 def pick_bottleneck(rows: tuple[StageStats, ...] | list[StageStats]) -> str:

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from olympipe._core.cpus import usable_cpus
+from olympipe._core.tuning import tune
 from olympipe._engines.inline import error_from
 from olympipe._engines.ray_actor import Meta, StageActor, StageFailed
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
@@ -91,12 +93,24 @@ class RayEngine:
         max_in_flight: int | None = None,
         fuse: bool = True,
         zero_copy: bool = False,
+        max_workers: int | None = None,
     ) -> None:
         if importlib.util.find_spec("ray") is None:
             raise ImportError(INSTALL_HINT)
-        for value, what in ((chunk_size, "chunk_size"), (max_in_flight, "max_in_flight")):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        for value, what in (
+            (chunk_size, "chunk_size"),
+            (max_in_flight, "max_in_flight"),
+            (max_workers, "max_workers"),
+        ):
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+            if value < 1:
                 raise ValueError(f"{what} must be an int >= 1, got {value!r}")
+        for flag, what in ((fuse, "fuse"), (zero_copy, "zero_copy")):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{what} must be a bool, got {type(flag).__name__}")
         self.address = address
         self.runtime_env = _local_paths(runtime_env)
         self.init_kwargs = dict(init_kwargs or {})
@@ -105,6 +119,7 @@ class RayEngine:
         self.max_in_flight = max_in_flight
         self.fuse = fuse
         self.zero_copy = zero_copy
+        self.max_workers = max_workers  # the budget of count="auto" stages; None: the cluster's CPUs
 
     def execute(self, plan: Plan, options: RunOptions) -> RayRun:
         """A not yet started run of ``plan`` on Ray."""
@@ -300,6 +315,9 @@ class RayRun:
 
         self._ray = ray
         self.engine = engine
+        # count="auto": sized from the budget; adjacent auto stages get the same count, so
+        # that plan_groups fuses them as it fuses equal fixed counts.
+        plan = tune(plan, options.workers or engine.max_workers or _cluster_cpus(ray), fuse=False).plan
         self.plan = plan
         self.options = options
         self.groups = plan_groups(plan, engine.fuse, engine.stage_options)
@@ -919,6 +937,14 @@ def _uploaded(ray: Any, runtime_env: dict[str, Any] | None) -> dict[str, Any] | 
     scratch = ray._private.worker.global_worker.node.get_runtime_env_dir_path()
     env = upload_py_modules_if_needed(dict(runtime_env), include_gitignore=True, scratch_dir=scratch)
     return dict(upload_working_dir_if_needed(env, include_gitignore=True, scratch_dir=scratch))
+
+
+def _cluster_cpus(ray: Any) -> int:
+    """The CPUs of the cluster this process is connected to, else of this process (a
+    cluster started for the run is started on this machine)."""
+    if ray.is_initialized():
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return usable_cpus()
 
 
 def _alive_nodes(ray: Any) -> list[str | None]:

@@ -47,7 +47,7 @@ class Counters:
         array = self.array
         return float(sum(array[w * FIELDS + field] for w in workers))
 
-    def stage_stats(self, name: str, workers: list[int], end: float) -> StageStats:
+    def stage_stats(self, name: str, workers: list[int], end: float, *, auto: bool = False) -> StageStats:
         """One stage's figures at time ``end`` (``time.time()``): sums over its workers, and
         each percentage averaged over them, relative to each worker's own running time."""
         from olympipe.stats import StageStats
@@ -63,6 +63,9 @@ class Counters:
         return StageStats(
             name=name,
             workers=n,
+            min_workers=n,
+            max_workers=n,
+            auto=auto,
             items_in=int(sum(r[ITEMS_IN] for r in rows)),
             items_out=int(sum(r[ITEMS_OUT] for r in rows)),
             errors=int(sum(r[ERRORS] for r in rows)),
@@ -75,3 +78,33 @@ class Counters:
             crashes=int(sum(r[CRASHES] for r in rows)),
             recycled=int(sum(r[RECYCLED] for r in rows)),
         )
+
+    def member_stats(
+        self, names: tuple[str, ...], workers: list[int], first_rows: list[int], end: float, *, auto: bool
+    ) -> list[StageStats]:
+        """The figures of each stage fused into the same workers: its own items, errors and
+        busy time (member rows, from each worker's ``first_rows``); waiting, blocking and
+        memory are the workers'; CPU is shared out by busy time."""
+        from dataclasses import replace
+
+        whole = self.stage_stats("+".join(names), workers, end, auto=auto)
+        busy = [self.total([r + m for r in first_rows], BUSY) for m in range(len(names))]
+        all_busy = sum(busy) or 1.0
+        walls = [end - self.array[w * FIELDS + STARTED] for w in workers if self.array[w * FIELDS + STARTED]]
+        wall = sum(walls)
+        out = []
+        for m, name in enumerate(names):
+            rows = [r + m for r in first_rows]
+            out.append(
+                replace(
+                    whole,
+                    name=name,
+                    items_in=int(self.total(rows, ITEMS_IN)),
+                    items_out=int(self.total(rows, ITEMS_OUT)),
+                    errors=int(self.total(rows, ERRORS)),
+                    retries=int(self.total(rows, RETRIED)),
+                    busy_pct=min(100.0, 100 * busy[m] / wall) if wall > 0 else 0.0,
+                    cpu_pct=whole.cpu_pct * busy[m] / all_busy,
+                )
+            )
+        return out

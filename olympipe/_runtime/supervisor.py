@@ -39,6 +39,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.synchronize import Semaphore
 from typing import TYPE_CHECKING, Any
 
+from olympipe._core.tuning import tune
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
 from olympipe._runtime import journal
@@ -66,7 +67,7 @@ from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, Definition, decode_frame, dumps_definition
 from olympipe._transport.janitor import ensure_janitor
 from olympipe.errors import PipelineError, WorkerDied
-from olympipe.stats import RunStats, pick_bottleneck
+from olympipe.stats import RunStats, StageStats, pick_bottleneck
 
 log = logging.getLogger("olympipe")
 
@@ -88,7 +89,12 @@ class Run:
     """One execution of a plan."""
 
     def __init__(self, plan: Plan, options: RunOptions) -> None:
+        self._origin = plan  # as built: the bars name its stages
+        tuned = tune(plan, options.workers)
+        plan = tuned.plan
         self.plan = plan
+        self._members = tuned.members  # fused node -> the labels of its stages
+        self._auto = tuned.auto
         self.options = options
         self.method = resolve_start_method(options.start_method)
         if self.method == "forkserver":
@@ -127,7 +133,15 @@ class Run:
         token = f"olympipe-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.shm_prefix: str | None = token if shm.available() and not shared_memory_disabled() else None
         self._journal = os.path.join(journal.directory(), f"{token}-held") if self.replaceable else None
-        self.counters = Counters(self._respawn_ctx, sum(n.spec.count for n in plan.stages))
+        workers = sum(n.spec.count for n in plan.stages)
+        # A fused stage's workers each have a row per member too, after every worker's row.
+        self._member_rows: dict[int, int] = {}  # fused node -> its first member row
+        rows = workers
+        for node in plan.stages:
+            if node.id in self._members:
+                self._member_rows[node.id] = rows
+                rows += node.spec.count * len(self._members[node.id])
+        self.counters = Counters(self._respawn_ctx, rows)
         # Large buffers the forked workers already hold go by address (see inherited.py):
         # decided when the workers start, made once they have.
         self._by_address = False
@@ -168,7 +182,7 @@ class Run:
                 self._pool = None  # a full /dev/shm: no slots, large buffers take the pipes
         self._start_feeders(credits)
         if self.options.progress:
-            self._progress = Progress(self.stats, bar_totals(self.plan))
+            self._progress = Progress(self.stats, bar_totals(self._origin))
             self._progress.start()
 
     def _wire_channels(self) -> Credits:
@@ -212,7 +226,8 @@ class Run:
         renumber = self._respawn_ctx.Value("q", 0) if node.spec.renumbers_output else None
         self._shared.append(renumber)  # held until close: spawned children open it by name
         self.stage_workers[node.id] = []
-        for _ in range(spec.count):
+        members = len(self._members.get(node.id, ()))
+        for position in range(spec.count):
             index = len(self._workers)
             cursor = None
             if spec.replaceable and spec.count == 1:
@@ -236,6 +251,7 @@ class Run:
                 renumber=renumber,
                 journal=self._journal if spec.replaceable else None,
                 cursor=cursor,
+                member_row=self._member_rows[node.id] + position * members if members else -1,
             )
             self._plans[index] = (worker_plan, spec, node.id)
             process = self._ctx.Process(  # type: ignore[attr-defined]
@@ -498,13 +514,24 @@ class Run:
     def stats(self) -> RunStats:
         """The run's figures so far (or final, once it is over)."""
         end = self._ended_at or time.time()
-        rows = tuple(
-            self.counters.stage_stats(self.labels[node.id], self.stage_workers[node.id], end)
-            for node in self.plan.stages
-            if self.stage_workers.get(node.id)
-        )
+        rows: list[StageStats] = []
+        for node in self.plan.stages:
+            workers = self.stage_workers.get(node.id)
+            if not workers:
+                continue
+            auto = node.id in self._auto
+            members = self._members.get(node.id)
+            if members is None:
+                rows.append(self.counters.stage_stats(self.labels[node.id], workers, end, auto=auto))
+                continue
+            first = self._member_rows[node.id]
+            rows.extend(
+                self.counters.member_stats(
+                    members, workers, [first + p * len(members) for p in range(len(workers))], end, auto=auto
+                )
+            )
         return RunStats(
-            rows=rows,
+            rows=tuple(rows),
             bottleneck=pick_bottleneck(rows),
             wall_seconds=end - self._started_at if self._started_at else 0.0,
             source_items=self._source_items or sum(f.items for f in self._feeders),

@@ -51,6 +51,7 @@ from olympipe._runtime.journal import BUFFERED, PROCESSING, SENDING, Journal, Re
 from olympipe._runtime.messages import Control, Done, Failure, Retired
 from olympipe._runtime.ordering import Reorder
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
+from olympipe._stages.fused import FusedStage, Recorder
 from olympipe._transport import inherited, pool, stock
 from olympipe._transport.channel import KIND_END, Channel, unpack_header
 from olympipe._transport.codec import (
@@ -101,6 +102,7 @@ class WorkerPlan:
     journal: str | None = None  # a replaceable stage: where held chunks are written
     cursor: Any = None  # a replaceable single worker: the next chunk per port, for its successor
     recovering: int | None = None  # a replacement: the exit code of the worker it replaces
+    member_row: int = -1  # fused stages: the counters row of this worker's first member
 
 
 def worker_main(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
@@ -128,6 +130,8 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
     try:
         stage = spec.make()
         stage.open()
+        if plan.member_row >= 0 and isinstance(stage, FusedStage):
+            stage.bind_recorder(_member_recorder(plan.counters.array, plan.member_row))
         try:
             (_run if plan.journal is None else _run_replaceable)(plan, spec, stage)
         except Retire:
@@ -150,7 +154,7 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
     except ItemFailed as exc:
         Meter(plan.counters.array, plan.index).failed()
         cause = exc.__cause__ if exc.__cause__ is not None else exc
-        failure = Failure.capture(plan.label, cause, exc.item, exc.has_item)
+        failure = Failure.capture(exc.stage or plan.label, cause, exc.item, exc.has_item)
         _fail(plan, stage, failure)
     except EncodeError as exc:
         msg = f"an output of stage {plan.label!r} cannot be pickled: {exc}"
@@ -290,6 +294,20 @@ def _rerun(stage: Stage, chunk: list[Any], entry: Recovered, died: WorkerDied) -
         entry.held.note_culprit(found, died.exitcode)
         culprits[found] = died
     return stage.rerun(chunk, died, culprits, entry.held.mark)
+
+
+def _member_recorder(array: Any, first_row: int) -> Recorder:
+    """Where a fused stage reports each member's figures: a row per member, this worker's."""
+
+    def record(member: int, items_in: int, items_out: int, busy: float, errors: int, retried: int) -> None:
+        row = (first_row + member) * FIELDS
+        array[row + ITEMS_IN] += items_in
+        array[row + ITEMS_OUT] += items_out
+        array[row + BUSY] += busy
+        array[row + ERRORS] = errors
+        array[row + RETRIED] = retried
+
+    return record
 
 
 class _Budget:

@@ -14,6 +14,7 @@ class ItemFailed(Exception):
         super().__init__("user code failed on an item")
         self.item = item
         self.has_item = has_item
+        self.stage: str | None = None  # a member of fused stages: which one failed
 
 
 class Stage:
@@ -166,9 +167,12 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class ParallelSpec(StageSpec):
-    """A stateless spec that may run in several workers (``count=``)."""
+    """A stateless spec that may run in several workers (``count=``).
+
+    ``auto``: ``count="auto"``; the engine chooses ``workers`` (see ``_core/tuning.py``)."""
 
     workers: int = 1
+    auto: bool = False
 
     @property
     def count(self) -> int:
