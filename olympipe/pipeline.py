@@ -37,6 +37,7 @@ from olympipe._stages.stateful import (
     TemporalBatchSpec,
     TimeoutSpec,
 )
+from olympipe.errors import PipelineError
 from olympipe.stats import RunStats
 
 #: Hex digits of the function's fingerprint in a cache key: 96 bits, no collision in practice.
@@ -555,7 +556,7 @@ class Pipeline(Generic[T]):
         pipes = [self, *(other_pipes or [])]
         run = self._take_run(pipes, progress, engine)
         try:
-            for _ in run.events():
+            for _ in _events(run):
                 pass
         finally:
             _close(run)
@@ -585,7 +586,7 @@ class Pipeline(Generic[T]):
         and cleans up the run."""
         run = self._take_run([self])
         try:
-            for _index, chunk in run.events():
+            for _index, chunk in _events(run):
                 yield from chunk
         finally:
             _close(run)
@@ -630,10 +631,25 @@ def _consumable(iterable: object) -> bool:
         return False
 
 
+def _events(run: Execution) -> Iterator[tuple[int, list[Any]]]:
+    """``run.events()``, with a stage's ``KeyboardInterrupt`` or ``SystemExit`` raised as
+    itself (every engine reports it as a stage failure): Ctrl-C stays Ctrl-C and an exit
+    keeps its code. It still says where it came from: ``.stage`` and ``.item_repr``."""
+    try:
+        yield from run.events()
+    except PipelineError as error:
+        cause = error.__cause__
+        if isinstance(cause, (KeyboardInterrupt, SystemExit)):
+            cause.stage = error.stage  # type: ignore[union-attr]
+            cause.item_repr = error.item_repr  # type: ignore[union-attr]
+            raise cause from None
+        raise
+
+
 def _collect(run: Execution, pipes: Sequence[Pipeline[Any]]) -> list[list[Any]]:
     try:
         outputs: list[list[Any]] = [[] for _ in run.plan.sinks]
-        for index, chunk in run.events():
+        for index, chunk in _events(run):
             outputs[index].extend(chunk)
     finally:
         _close(run)

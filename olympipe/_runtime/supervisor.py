@@ -109,7 +109,6 @@ class Run:
         self._respawn_ctx = get_context(self._respawn_method) if self.replaceable else self._ctx
         self._plans: dict[int, tuple[WorkerPlan, StageSpec, int]] = {}  # worker -> its plan, spec, node
         self._definitions: dict[int, Definition] = {}  # node -> its definition for a fork server
-        self._ended: list[Any] = []  # processes of replaced workers, joined, to close
         self._workers: list[_Worker] = []
         self._feeders: list[Feeder] = []
         self._windows: list[tuple[Semaphore, int]] = []  # every window of credits and its size
@@ -485,7 +484,9 @@ class Run:
         with without_main_replay() if self._respawn_method == "forkserver" else contextlib.nullcontext():
             process.start()
         _unregister_child(process)
-        self._ended.append(worker.process)
+        # Joined already: its sentinel and the fork server's pipe go now, not at the end of
+        # the run (a run may replace workers without end; each kept two descriptors).
+        worker.process.close()
         self.counters.array[worker.index * FIELDS + counter] += 1
         fresh = _Worker(worker.index, worker.label, process, marks=marks)
         self._workers[worker.index] = fresh
@@ -603,8 +604,8 @@ class Run:
             self._control.channel.close()
         if self._lifeline is not None:
             self._lifeline.close()
-        for process in [*(w.process for w in self._workers), *self._ended]:
-            process.close()
+        for worker in self._workers:
+            worker.process.close()
         if self._lifeline_reader is not None:
             self._lifeline_reader.close()
         if self._journal is not None:
@@ -618,7 +619,7 @@ class Run:
         # /dev/shm until collected, and the Pipeline keeps this run for stats().
         self._source_items = sum(f.items for f in self._feeders)
         self._channels, self._sink_channels, self._windows, self._shared = {}, [], [], []
-        self._workers, self._feeders, self._control, self._ended = [], [], None, []
+        self._workers, self._feeders, self._control = [], [], None
         self._plans, self._definitions = {}, {}
 
 

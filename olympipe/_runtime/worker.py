@@ -23,6 +23,7 @@ import os
 import resource
 import select
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -107,8 +108,10 @@ class WorkerPlan:
 
 def worker_main(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
     """Entry point of a worker process."""
-    _become_worker(plan.parent_pid, plan.lifeline, plan.watch_caller)
     try:
+        # Inside the try: SIGTERM may come as soon as its handler is set, and a Stopped
+        # escaping this function is a second traceback printed by multiprocessing.
+        _become_worker(plan.parent_pid, plan.lifeline, plan.watch_caller)
         _work(plan, definition)
         # Reported (Done or a Failure): from here on, being terminated is simply the end.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -183,6 +186,7 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     meter.start()
     outputs.end_if_exhausted(stage)  # limit(0)
     while True:
+        stop_if_asked()
         meter.sample_usage()
         if timed and not outputs.ended and not _input_before_deadline(plan.inbox, stage, meter):
             outputs.send(None, stage.tick(time.monotonic()))
@@ -263,6 +267,7 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         restore_segments(entry, frame_segments(entry.frame))
         take(entry, decode_frame(None, entry.frame, private=True)[3])
     while True:
+        stop_if_asked()
         meter.sample_usage()
         t0 = time.perf_counter()
         frame = plan.inbox.recv()
@@ -556,6 +561,30 @@ def _raise_stopped(signum: int, frame: object) -> None:
     raise Stopped
 
 
+class _StopSwallowed:
+    """SIGTERM's :class:`Stopped` can be raised inside a weakref finalizer or ``__del__``,
+    where Python prints "Exception ignored in ..." and carries on. Such a stop is noted
+    quietly instead, and the worker's loop stops at its next chunk (:func:`stop_if_asked`);
+    a worker blocked reading is killed after the teardown's grace, as any other."""
+
+    pending = False
+
+    def __init__(self, previous: Any) -> None:
+        self._previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, Stopped):
+            _StopSwallowed.pending = True
+            return
+        self._previous(unraisable)
+
+
+def stop_if_asked() -> None:
+    """Raise :class:`Stopped` if a SIGTERM was swallowed by a finalizer (see above)."""
+    if _StopSwallowed.pending:
+        raise Stopped
+
+
 def _watch_lifeline(lifeline: Connection) -> None:
     """Die with the caller: its end of the lifeline closes when it exits, however it exits."""
     try:
@@ -581,6 +610,7 @@ def _become_worker(parent_pid: int, lifeline: Connection | None, watch_caller: b
     forked exits, not the process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    sys.unraisablehook = _StopSwallowed(sys.unraisablehook)
     signal.signal(signal.SIGTERM, _raise_stopped)
     # A stage may run a pipeline of its own: multiprocessing refuses children to a daemon
     # process. Its workers die with this one all the same (they watch their own caller).

@@ -86,7 +86,9 @@ class _Calls:
             try:
                 for x in items:
                     append(fn(x))
-            except Exception as exc:
+            except (Exception, KeyboardInterrupt, SystemExit) as exc:
+                # Ctrl-C and exit() too: the caller gets them back as themselves, and
+                # which item they came from
                 raise ItemFailed(items[len(out)]) from exc
             return out
         else:
@@ -114,6 +116,8 @@ class _Calls:
                         array[at] = index
                         append(fn(items[index]))
                 break
+            except (KeyboardInterrupt, SystemExit) as exc:
+                raise ItemFailed(items[index]) from exc
             except Exception as exc:
                 append(self._after_failure(items[index], exc))
                 index += 1

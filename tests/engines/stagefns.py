@@ -192,3 +192,15 @@ def bump_first_of_pair(pair: Any) -> Any:
 
 def is_writable(a: Any) -> bool:
     return bool(a.flags.writeable)
+
+
+def interrupt_on_5(x: int) -> int:
+    if x == 5:
+        raise KeyboardInterrupt
+    return x
+
+
+def exit_4_on_5(x: int) -> int:
+    if x == 5:
+        raise SystemExit(4)
+    return x

@@ -1,0 +1,38 @@
+"""What every engine must do alike (the engines once disagreed on each of these)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from olympipe import Pipeline
+from tests.engines import stagefns as f
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_a_stage_raising_keyboard_interrupt_raises_it_in_the_caller(engine: Any) -> None:
+    p = Pipeline(range(20)).task(f.interrupt_on_5, name="grab").task(f.double)
+    with pytest.raises(KeyboardInterrupt) as info:
+        p.wait_for_result(engine=engine)
+    assert info.value.stage == "grab"  # type: ignore[attr-defined]
+    assert info.value.item_repr == "5"  # type: ignore[attr-defined]
+
+
+def test_a_stage_raising_system_exit_raises_it_with_its_code(engine: Any) -> None:
+    p = Pipeline(range(20)).task(f.exit_4_on_5)
+    with pytest.raises(SystemExit) as info:
+        p.wait_for_result(engine=engine)
+    assert info.value.code == 4
+
+
+def test_the_stats_table_has_the_same_columns_on_every_engine(engine: Any) -> None:
+    p = Pipeline(range(200)).task(f.sleepy).filter(f.is_odd)
+    p.wait_for_result(engine=engine)
+    rows = p.stats().rows
+    assert [r.name for r in rows] == ["sleepy", "is_odd"]
+    assert [(r.items_in, r.items_out) for r in rows] == [(200, 200), (200, 100)]
+    for r in rows:
+        assert r.workers == r.min_workers == r.max_workers == 1
+        assert 0 < r.busy_pct <= 100
