@@ -1,6 +1,7 @@
 """``cached_task(fn, cache_dir)``: results kept on disk, keyed by the function's code and the item.
 
-The key of a result is ``sha256(fingerprint(fn)) / sha256(pickle(item))``. The fingerprint
+The key of a result is ``sha256(fingerprint(fn)) / item_key(item)``, where the item's key
+is a hash of a canonical encoding (sets sorted, so that string hashing cannot change it). The fingerprint
 covers the function's bytecode, constants and names (nested functions included), defaults
 and closure values, so editing the body invalidates the cache; olympipe 2.x keyed by the
 function's name only. Entries are written to a temporary file and renamed into place, so a
@@ -39,6 +40,37 @@ def fingerprint(fn: Callable[..., Any]) -> str:
     return digest.hexdigest()
 
 
+def item_key(item: Any) -> str:
+    """The hex digest that names ``item``'s entry: the same in every process. A pickle is
+    not: a set of strings pickles in its iteration order, which string hashing (salted per
+    process) changes, so a rerun missed every entry keyed by one."""
+    digest = hashlib.sha256()
+    _canonical(digest, item)
+    return digest.hexdigest()
+
+
+def _canonical(digest: Any, value: Any) -> None:
+    kind = type(value)
+    if kind in (set, frozenset):
+        parts = sorted(item_key(v) for v in value)
+        digest.update(f"{kind.__name__}{len(parts)}:".encode())
+        for part in parts:
+            digest.update(part.encode())
+    elif kind in (list, tuple):
+        digest.update(f"{kind.__name__}{len(value)}:".encode())
+        for v in value:
+            _canonical(digest, v)
+    elif kind is dict:  # insertion order is part of a dict's value here, as in its pickle
+        digest.update(f"dict{len(value)}:".encode())
+        for k, v in value.items():
+            _canonical(digest, k)
+            _canonical(digest, v)
+    else:
+        data = pickle.dumps(value, 5)
+        digest.update(f"p{len(data)}:".encode())
+        digest.update(data)
+
+
 def _add_code(digest: Any, code: types.CodeType) -> None:
     digest.update(code.co_code)
     digest.update(repr(code.co_names).encode())
@@ -69,7 +101,7 @@ class CachedTaskStage(Stage):
     def process(self, items: list[Any]) -> list[Any]:
         out = []
         for item in items:
-            path = self._dir / (hashlib.sha256(pickle.dumps(item, 5)).hexdigest() + ".pkl")
+            path = self._dir / (item_key(item) + ".pkl")
             try:
                 with path.open("rb") as f:
                     out.append(pickle.load(f))

@@ -31,7 +31,9 @@ from typing import Any
 from olympipe._transport import shm
 
 _PR_SET_NAME = 15
-NAME = b"olympipe-janitor"  # the process's name in ps and psutil
+# The kernel keeps 15 bytes of a name: ``ps -o comm`` and psutil show "olympipe-janito".
+# The command line (``ps -f``) starts with a comment that says what it is and for whom.
+NAME = b"olympipe-janitor"
 
 _lock = threading.Lock()
 _started_for: int | None = None  # the pid whose janitor runs
@@ -110,8 +112,9 @@ def _start_interpreter(reader: int, prefix: str) -> subprocess.Popen[bytes] | No
     executable = multiprocessing.spawn.get_executable()
     if getattr(sys, "frozen", False) or not executable:
         return None
+    headline = f"# olympipe janitor of pid {os.getpid()}: removes {shm.SHM_DIR}/{prefix}-* once it is gone\n"
     return subprocess.Popen(
-        [os.fsdecode(executable), "-I", "-S", "-c", _PROGRAM, str(reader), shm.SHM_DIR, prefix],
+        [os.fsdecode(executable), "-I", "-S", "-c", headline + _PROGRAM, str(reader), shm.SHM_DIR, prefix],
         pass_fds=(reader,),
         stdin=subprocess.DEVNULL,
         start_new_session=True,

@@ -100,3 +100,25 @@ def test_the_janitor_holds_none_of_the_callers_memory(method: str) -> None:
     count, uss = map(int, done.stdout.split())
     assert count == 1
     assert uss < 64 * 2**20, f"the janitor holds {uss / 2**20:.0f} MiB of its own"
+
+
+def test_the_janitor_says_what_it_is_in_ps() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, psutil\n"
+            "from olympipe import Pipeline\n"
+            "Pipeline(range(3)).task(abs).wait_for_result()\n"
+            "for p in psutil.Process().children():\n"
+            "    print(p.name(), '|', ' '.join(p.cmdline()[3:5]).splitlines()[0])\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    name, _, command = done.stdout.strip().partition(" | ")
+    assert name == "olympipe-janito"  # the kernel keeps 15 bytes
+    assert command.startswith("-c # olympipe janitor of pid ")

@@ -65,3 +65,25 @@ def test_cached_task_errors_surface(tmp_path: Path) -> None:
     with pytest.raises(PipelineError):
         Pipeline([1]).cached_task(bad, tmp_path).wait_for_result()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".pkl")]
+
+
+def test_an_item_key_is_the_same_in_every_process() -> None:
+    """A set of strings pickles in an order string hashing (salted per process) changes."""
+    import subprocess
+    import sys
+
+    code = (
+        "from olympipe._stages.cache import item_key;"
+        "print(item_key(({'alpha', 'beta', 'gamma', 'delta', 'eps'}, frozenset('xyzw'), [1, {'k': {'a', 'b'}}])))"
+    )
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(6)
+    }
+    assert len(keys) == 1
