@@ -74,7 +74,8 @@ def test_an_item_key_is_the_same_in_every_process() -> None:
 
     code = (
         "from olympipe._stages.cache import item_key;"
-        "print(item_key(({'alpha', 'beta', 'gamma', 'delta', 'eps'}, frozenset('xyzw'), [1, {'k': {'a', 'b'}}])))"
+        "print(item_key(({'alpha', 'beta', 'gamma', 'delta', 'eps'},"
+        " frozenset('xyzw'), [1, {'k': {'a', 'b'}}])))"
     )
     keys = {
         subprocess.run(
