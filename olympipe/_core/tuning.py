@@ -63,16 +63,26 @@ def budget(workers: int | None) -> int:
 
 @dataclass
 class Tuned:
-    """A plan with its ``auto`` stages fused and sized."""
+    """A plan with its ``auto`` stages fused and sized.
+
+    A stage that may be resized during the run (see :attr:`start_with`) is planned with
+    its most workers (its ``count``): its channels, credits and counters have room for
+    them all; only ``start_with[node id]`` of them start."""
 
     plan: Plan
     members: dict[int, tuple[str, ...]] = field(default_factory=dict)  # fused node id -> labels
     auto: set[int] = field(default_factory=set)  # node ids of auto stages (fused or not)
+    start_with: dict[int, int] = field(default_factory=dict)  # resizable node id -> first count
+    budget: int = 0  # workers the resizable stages share
 
 
 def tune(plan: Plan, workers: int | None, *, fuse: bool = True) -> Tuned:
     """``plan`` with adjacent ``auto`` stages fused (when ``fuse``) and every ``auto`` stage
-    given its share of the budget. A plan without ``auto`` stages comes back as it is."""
+    given its share of the budget. A plan without ``auto`` stages comes back as it is.
+
+    With ``fuse`` (the local engine), when two or more auto stages share a budget larger
+    than one worker each, they are resizable: the controller moves workers between them
+    during the run. A stage that isolates crashes or recycles workers keeps its first count."""
     if not any(is_auto(n.spec) for n in plan.stages):
         return Tuned(plan)
     groups = fusion_groups(plan)
@@ -85,8 +95,35 @@ def tune(plan: Plan, workers: int | None, *, fuse: bool = True) -> Tuned:
             for member in group:
                 count_of[member.id] = count_of[group[-1].id]
         return _rewrite(plan, [], [count_of[i] for i in _auto_units(plan, [])])
-    counts = allocate(budget(workers), fixed_workers(plan, groups), len(_auto_units(plan, groups)))
-    return _rewrite(plan, groups, counts)
+    total, fixed = budget(workers), fixed_workers(plan, groups)
+    units = _auto_units(plan, groups)
+    counts = allocate(total, fixed, len(units))
+    spare = total - fixed - len(units)
+    movable = [u for u in units if not plan_spec(plan, u).replaceable]
+    if len(movable) < 2 or spare < 1:
+        return _rewrite(plan, groups, counts)
+    # The fixed share of the unmovable auto stages is theirs; the movable ones share the rest.
+    first = dict(zip(units, counts, strict=True))
+    shared = sum(first[u] for u in movable)
+    slots = [shared - (len(movable) - 1) if u in movable else first[u] for u in units]
+    tuned = _rewrite(plan, groups, slots)
+    tuned.budget = shared
+    for old, new in _tails(plan, groups, tuned).items():
+        if old in movable:
+            tuned.start_with[new] = first[old]
+    return tuned
+
+
+def plan_spec(plan: Plan, node_id: int) -> StageSpec:
+    """The spec of a stage node of ``plan``."""
+    spec = next(n.spec for n in plan.stages if n.id == node_id)
+    assert isinstance(spec, StageSpec)
+    return spec
+
+
+def _tails(plan: Plan, groups: list[list[Node]], tuned: Tuned) -> dict[int, int]:
+    """Each auto unit's node id in ``plan`` -> its node id in the tuned plan."""
+    return {u: tuned.plan.aliases.get(u, u) for u in _auto_units(plan, groups)}
 
 
 def allocate(total: int, fixed: int, groups: int) -> list[int]:

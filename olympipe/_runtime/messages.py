@@ -118,9 +118,11 @@ class Done:
 
 @dataclass(frozen=True)
 class Retired:
-    """Worker ``worker`` did its ``max_items_per_worker`` and exited: replace it."""
+    """Worker ``worker`` did its ``max_items_per_worker`` and exited: replace it. With
+    ``shrink``: it took a retire request of a resizable stage; its place stays empty."""
 
     worker: int
+    shrink: bool = False
 
 
 class Control:

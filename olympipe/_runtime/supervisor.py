@@ -56,6 +56,7 @@ from olympipe._runtime.credits import Credits, Target, plan_credits
 from olympipe._runtime.feeder import Feeder, cost_reader
 from olympipe._runtime.messages import Control, Done, Failure, Retired
 from olympipe._runtime.ordering import Reorder
+from olympipe._runtime.resizer import Resizable, Resizer
 from olympipe._runtime.worker import WorkerPlan, worker_main
 from olympipe._stages.request import RequestStageSpec
 
@@ -75,6 +76,28 @@ GRACE_SECONDS = 0.5  # how long a terminated worker may take to run its close() 
 FEEDER_JOIN_SECONDS = 1.0  # a source blocked in next() longer than this keeps its thread
 
 
+class _EmptyPlace:
+    """The process of a place with no worker (a resizable stage's): already ended."""
+
+    exitcode = 0
+    sentinel = None
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def terminate(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+
+_EMPTY = _EmptyPlace()
+
+
 @dataclass
 class _Worker:
     index: int
@@ -82,6 +105,7 @@ class _Worker:
     process: Any
     done: bool = False
     retired: bool = False  # max_items_per_worker reached: replace it
+    shrunk: bool = False  # took a retire request of a resizable stage: its place empties
     marks: tuple[tuple[int, int, int], ...] | None = None  # a replacement: what its predecessor held
 
 
@@ -95,13 +119,21 @@ class Run:
         self.plan = plan
         self._members = tuned.members  # fused node -> the labels of its stages
         self._auto = tuned.auto
+        self._start_with = tuned.start_with  # resizable node -> workers it starts with
+        self._auto_budget = tuned.budget
+        self._resizer: Resizer | None = None
         self.options = options
         self.method = resolve_start_method(options.start_method)
         if self.method == "forkserver":
             start_fork_server()  # it loads while this run wires itself
         self._ctx = get_context(self.method)
         self._server = _server_of(plan)
-        self.replaceable = self._server is not None or any(s.replaceable for s in _stage_specs(plan))
+        # Resizable stages start workers during the run as replacements do.
+        self.replaceable = (
+            self._server is not None
+            or any(s.replaceable for s in _stage_specs(plan))
+            or bool(self._start_with)
+        )
         # Replacements start from a fork server, never by forking a caller that has threads;
         # what they inherit must then be made for that start method, not for fork.
         self._respawn_method = "forkserver" if self.method == "fork" else self.method
@@ -168,6 +200,9 @@ class Run:
             and inherited.supported()
         )
         self._start_workers(credits)
+        if self._start_with:
+            self._resizer = self._make_resizer()
+            self._resizer.count_out_empty_places()  # before the caller drops any pipe end
         if self._by_address:
             self._sender = inherited.Sender()  # after the forks: any later one turns it off
         slots_budget = pool.budget()
@@ -224,6 +259,9 @@ class Run:
             self._definitions[node.id] = definition
         renumber = self._respawn_ctx.Value("q", 0) if node.spec.renumbers_output else None
         self._shared.append(renumber)  # held until close: spawned children open it by name
+        retire = self._respawn_ctx.Value("i", 0) if node.id in self._start_with else None
+        self._shared.append(retire)
+        starting = self._start_with.get(node.id, spec.count)
         self.stage_workers[node.id] = []
         members = len(self._members.get(node.id, ()))
         for position in range(spec.count):
@@ -251,8 +289,13 @@ class Run:
                 journal=self._journal if spec.replaceable else None,
                 cursor=cursor,
                 member_row=self._member_rows[node.id] + position * members if members else -1,
+                retire=retire,
             )
             self._plans[index] = (worker_plan, spec, node.id)
+            self.stage_workers[node.id].append(index)
+            if position >= starting:  # a place for a worker the stage may grow later
+                self._workers.append(_Worker(index, self.labels[node.id], _EMPTY, done=True))
+                continue
             process = self._ctx.Process(  # type: ignore[attr-defined]
                 target=worker_main,
                 args=(worker_plan, definition),
@@ -261,7 +304,6 @@ class Run:
             )
             self._start_process(process)
             self._workers.append(_Worker(index, self.labels[node.id], process))
-            self.stage_workers[node.id].append(index)
 
     def _start_feeders(self, credits: Credits) -> None:
         """One feeder per source, after every worker: its threads make the caller busy."""
@@ -328,7 +370,7 @@ class Run:
         # What a replacement will need, the caller keeps: it hands them on.
         read_by_replaceable = set()
         for plan, _spec, _node in self._plans.values():
-            if plan.journal is not None:
+            if plan.journal is not None or plan.retire is not None:
                 read_by_replaceable.add(id(plan.inbox))
                 fed.update(id(t.channel) for slot in plan.outputs for t in slot)
         for channel in self._channels.values():
@@ -356,8 +398,10 @@ class Run:
         by_sentinel = {w.process.sentinel: w for w in self._workers}
         resolve = self._sender.resolve if self._sender is not None else None
         pooled = self._pool.receive if self._pool is not None else None
+        resizer = self._resizer
+        by_sentinel = {s: w for s, w in by_sentinel.items() if s is not None}
         while open_sinks:
-            ready = wait([*open_sinks, control.reader, *by_sentinel])
+            ready = wait([*open_sinks, control.reader, *by_sentinel], resizer.timeout() if resizer else None)
             if control.reader in ready:
                 self._drain_control()
             for obj in ready:
@@ -397,6 +441,9 @@ class Run:
                     replacement = self._worker_exited(worker)
                     if replacement is not None:
                         by_sentinel[replacement.process.sentinel] = replacement
+            if resizer is not None:
+                for started in resizer.tick():
+                    by_sentinel[started.process.sentinel] = started
 
     def _drain_control(self, *, raise_failures: bool = True) -> None:
         """Read every queued report: mark finished workers, raise the first failure.
@@ -411,6 +458,8 @@ class Run:
                 message = self._control.recv()
                 if isinstance(message, Done):
                     self._workers[message.worker].done = True
+                elif isinstance(message, Retired) and message.shrink:
+                    self._workers[message.worker].shrunk = True
                 elif isinstance(message, Retired):
                     self._workers[message.worker].retired = True
                 elif isinstance(message, Failure) and raise_failures:
@@ -434,6 +483,11 @@ class Run:
         if worker.done:
             return None
         worker.process.join()
+        if worker.shrunk and self._resizer is not None:
+            worker.process.close()
+            self._workers[worker.index] = _Worker(worker.index, worker.label, _EMPTY, done=True)
+            self._resizer.exited(worker.index)
+            return None
         if worker.retired:
             return self._replace(worker, None, RECYCLED, None)
         exitcode = worker.process.exitcode
@@ -464,26 +518,14 @@ class Run:
     ) -> _Worker:
         """Start a worker in ``worker``'s place; it takes over what ``worker`` held."""
         plan, spec, node_id = self._plans[worker.index]
-        definition = self._definitions.get(node_id)
-        if definition is None:
-            try:
-                definition = self._definitions[node_id] = dumps_definition(spec, self.shm_prefix)
-            except Exception as exc:
-                raise WorkerDied(
-                    stage=worker.label,
-                    exitcode=exitcode,
-                    detail=f"exit code {exitcode}; it cannot be replaced: its stage does not pickle ({exc})",
-                ) from exc
-        successor = replace(plan, recovering=exitcode, lifeline=self._lifeline_reader, watch_caller=False)
-        process = self._respawn_ctx.Process(  # type: ignore[attr-defined]
-            target=worker_main,
-            args=(successor, definition),
-            name=f"olympipe:{spec.name}:{worker.index}",
-            daemon=True,
-        )
-        with without_main_replay() if self._respawn_method == "forkserver" else contextlib.nullcontext():
-            process.start()
-        _unregister_child(process)
+        try:
+            process = self._spawn(plan, spec, node_id, worker.index, exitcode)
+        except _Unpicklable as exc:
+            raise WorkerDied(
+                stage=worker.label,
+                exitcode=exitcode,
+                detail=f"exit code {exitcode}; it cannot be replaced: its stage does not pickle ({exc})",
+            ) from exc.__cause__
         # Joined already: its sentinel and the fork server's pipe go now, not at the end of
         # the run (a run may replace workers without end; each kept two descriptors).
         worker.process.close()
@@ -491,6 +533,68 @@ class Run:
         fresh = _Worker(worker.index, worker.label, process, marks=marks)
         self._workers[worker.index] = fresh
         return fresh
+
+    def _make_resizer(self) -> Resizer:
+        stages = []
+        for node in self.plan.stages:
+            if node.id not in self._start_with:
+                continue
+            places = self.stage_workers[node.id]
+            plan, spec, _node = self._plans[places[0]]
+            movable = True
+            try:
+                self._definition_for(node.id, spec)  # a newcomer starts from it
+            except _Unpicklable as exc:
+                movable = False
+                label = self.labels[node.id]
+                log.warning("stage %r keeps its first count: it does not pickle (%s)", label, exc)
+            stages.append(
+                Resizable(
+                    label=self.labels[node.id],
+                    places=places,
+                    live=set(places[: self._start_with[node.id]]),
+                    retire=plan.retire,
+                    outputs=[target.channel for slot in plan.outputs for target in slot],
+                    movable=movable,
+                )
+            )
+        return Resizer(stages, self._auto_budget, self.counters.array, self._grow)
+
+    def _grow(self, index: int) -> _Worker:
+        """Start a worker in an empty place of a resizable stage."""
+        plan, spec, node_id = self._plans[index]
+        process = self._spawn(plan, spec, node_id, index)
+        worker = _Worker(index, self.labels[node_id], process)
+        self._workers[index] = worker
+        return worker
+
+    def _spawn(
+        self, plan: WorkerPlan, spec: StageSpec, node_id: int, index: int, exitcode: int | None = None
+    ) -> Any:
+        """Start a worker for ``plan`` from the fork server (or the run's own start method)."""
+        definition = self._definition_for(node_id, spec)
+        successor = replace(plan, recovering=exitcode, lifeline=self._lifeline_reader, watch_caller=False)
+        process = self._respawn_ctx.Process(  # type: ignore[attr-defined]
+            target=worker_main,
+            args=(successor, definition),
+            name=f"olympipe:{spec.name}:{index}",
+            daemon=True,
+        )
+        with without_main_replay() if self._respawn_method == "forkserver" else contextlib.nullcontext():
+            process.start()
+        _unregister_child(process)
+        return process
+
+    def _definition_for(self, node_id: int, spec: StageSpec) -> Definition:
+        """The stage's definition for a fork server, made once; :class:`_Unpicklable` when
+        the stage does not pickle (a global socket, a lock)."""
+        definition = self._definitions.get(node_id)
+        if definition is None:
+            try:
+                definition = self._definitions[node_id] = dumps_definition(spec, self.shm_prefix)
+            except Exception as exc:
+                raise _Unpicklable(str(exc)) from exc
+        return definition
 
     def _raise_dead(self, worker: _Worker, exitcode: int | None) -> None:
         started = self.counters.row(worker.index)[STARTED] > 0
@@ -522,20 +626,30 @@ class Run:
                 continue
             auto = node.id in self._auto
             members = self._members.get(node.id)
+            resizable = self._resizer.stage_of(workers[0]) if self._resizer is not None else None
+            positions: list[int] | range = range(len(workers))
+            if resizable is not None:  # the places that ever had a worker
+                positions = [p for p in positions if self.counters.row(workers[p])[STARTED]] or range(1)
+            used = [workers[p] for p in positions]
             if members is None:
-                rows.append(self.counters.stage_stats(self.labels[node.id], workers, end, auto=auto))
-                continue
-            first = self._member_rows[node.id]
-            rows.extend(
-                self.counters.member_stats(
-                    members, workers, [first + p * len(members) for p in range(len(workers))], end, auto=auto
-                )
-            )
+                made = [self.counters.stage_stats(self.labels[node.id], used, end, auto=auto)]
+            else:
+                first = self._member_rows[node.id]
+                firsts = [first + p * len(members) for p in positions]
+                made = self.counters.member_stats(members, used, firsts, end, auto=auto)
+            if resizable is not None:
+                live = len(resizable.live) - resizable.retiring
+                made = [
+                    replace(r, workers=live, min_workers=resizable.least, max_workers=resizable.most)
+                    for r in made
+                ]
+            rows.extend(made)
         return RunStats(
             rows=tuple(rows),
             bottleneck=pick_bottleneck(rows),
             wall_seconds=end - self._started_at if self._started_at else 0.0,
             source_items=self._source_items or sum(f.items for f in self._feeders),
+            resizes=tuple(self._resizer.resizes) if self._resizer is not None else (),
         )
 
     # -- teardown ---------------------------------------------------------------------------
@@ -621,6 +735,10 @@ class Run:
         self._channels, self._sink_channels, self._windows, self._shared = {}, [], [], []
         self._workers, self._feeders, self._control = [], [], None
         self._plans, self._definitions = {}, {}
+
+
+class _Unpicklable(Exception):
+    """A stage that a fork server cannot be handed: it does not pickle."""
 
 
 @contextlib.contextmanager

@@ -81,6 +81,10 @@ class Retire(Exception):
     """The worker has done its ``max_items_per_worker``: it hands over what it holds."""
 
 
+class Shrink(Retire):
+    """The worker took a retire request of its resizable stage (see ``resizer``)."""
+
+
 @dataclass
 class WorkerPlan:
     """Everything one worker needs besides its stage definition."""
@@ -104,6 +108,7 @@ class WorkerPlan:
     cursor: Any = None  # a replaceable single worker: the next chunk per port, for its successor
     recovering: int | None = None  # a replacement: the exit code of the worker it replaces
     member_row: int = -1  # fused stages: the counters row of this worker's first member
+    retire: Any = None  # a resizable stage: the shared count of retire requests
 
 
 def worker_main(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
@@ -137,11 +142,11 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
             stage.bind_recorder(_member_recorder(plan.counters.array, plan.member_row))
         try:
             (_run if plan.journal is None else _run_replaceable)(plan, spec, stage)
-        except Retire:
+        except Retire as exc:
             stock.close()  # before the replacement starts; after a failure, the run's end removes them
             stage.close()  # close_method runs in the retiring worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            plan.control.send(Retired(plan.index))
+            plan.control.send(Retired(plan.index, shrink=isinstance(exc, Shrink)))
             return
         stock.close()
         stage.close()
@@ -185,8 +190,12 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     timed = type(stage).deadline is not Stage.deadline
     meter.start()
     outputs.end_if_exhausted(stage)  # limit(0)
+    retire = plan.retire
     while True:
         stop_if_asked()
+        if retire is not None and retire.value > 0 and _take_request(retire):
+            meter.record_usage()
+            raise Shrink  # between chunks: this worker holds none
         meter.sample_usage()
         if timed and not outputs.ended and not _input_before_deadline(plan.inbox, stage, meter):
             outputs.send(None, stage.tick(time.monotonic()))
@@ -278,6 +287,15 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         entry = Recovered(port, seq, BUFFERED, b"", journal.hold(port, seq, frame, frame_segments(frame)))
         take(entry, decode_frame(plan.inbox, frame, private=True)[3])
     meter.record_usage()
+
+
+def _take_request(requests: Any) -> bool:
+    """Take one retire request, if another worker has not taken the last one first."""
+    with requests.get_lock():
+        if requests.value <= 0:
+            return False
+        requests.value -= 1
+        return True
 
 
 def _recovery_order(entries: list[Recovered], reorder: Reorder | None) -> list[Recovered]:

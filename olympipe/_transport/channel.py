@@ -121,6 +121,15 @@ class Channel:
                 for _ in range(self.consumers):
                     self._writer.send_bytes(END_FRAME)
 
+    def producer_added(self) -> bool:
+        """Count one more producer in (a worker started during the run); ``False``, and no
+        change, when the last producer has already counted out (END is written)."""
+        with self._wlock if self._wlock is not None else contextlib.nullcontext():
+            if self._remaining.value <= 0:
+                return False
+            self._remaining.value += 1
+            return True
+
     def close_reader(self) -> None:
         """Close this process's copy of the read end."""
         self._reader.close()

@@ -107,11 +107,14 @@ def test_the_janitor_says_what_it_is_in_ps() -> None:
         [
             sys.executable,
             "-c",
-            "import os, psutil\n"
+            "import os, time, psutil\n"
             "from olympipe import Pipeline\n"
             "Pipeline(range(3)).task(abs).wait_for_result()\n"
-            "for p in psutil.Process().children():\n"
-            "    print(p.name(), '|', ' '.join(p.cmdline()[3:5]).splitlines()[0])\n",
+            "(p,) = psutil.Process().children()\n"
+            "deadline = time.monotonic() + 10\n"
+            "while p.name() != 'olympipe-janito' and time.monotonic() < deadline:\n"
+            "    time.sleep(0.01)  # it names itself once its interpreter is up\n"
+            "print(p.name(), '|', ' '.join(p.cmdline()[3:5]).splitlines()[0])\n",
         ],
         capture_output=True,
         text=True,
