@@ -37,7 +37,7 @@ _SCRIPT = textwrap.dedent(
             raise ValueError("late")
         return a
 
-    for _ in range(10):
+    for _ in range(5):
         for p in (
             Pipeline(range(2000)).task(jitter, count=2).task(fail_on_7).task(jitter, count=2),
             Pipeline(arrays()).task(bump, count=2).task(fail_late).task(bump, count=2),
