@@ -89,6 +89,8 @@ class Progress:
             lines = []
             for row in stats.rows:
                 mark = " (bottleneck)" if row.name == stats.bottleneck else ""
+                if row.auto:
+                    mark = f" [x{row.workers} auto]{mark}"
                 total = self._totals.get(row.name)
                 lines.append(
                     _format_meter(row.items_in, total, elapsed, ncols=100, prefix=row.name, unit="it") + mark
@@ -101,7 +103,10 @@ class Progress:
             if bar is None:
                 continue
             bar.n = row.items_in
-            bar.set_postfix_str("bottleneck" if row.name == stats.bottleneck else "", refresh=False)
+            notes = [f"x{row.workers} auto"] if row.auto else []
+            if row.name == stats.bottleneck:
+                notes.append("bottleneck")
+            bar.set_postfix_str(", ".join(notes), refresh=False)
             bar.refresh()
 
 

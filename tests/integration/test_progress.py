@@ -59,3 +59,11 @@ def test_bars_in_a_terminal() -> None:
         assert name in screen
     assert "300/300" in screen
     assert "bottleneck" in screen
+
+
+def test_plain_meters_show_an_auto_stage_count(capsys: pytest.CaptureFixture[str]) -> None:
+    got = Pipeline(range(100), workers=2).task(abs, count="auto").batch(5).wait_for_result(progress=True)
+    assert len(got) == 20
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("abs") and "100/100" in line and "[x1 auto]" in line for line in lines), lines
+    assert not any(line.startswith("batch") and "auto" in line for line in lines), lines
