@@ -98,6 +98,23 @@ def shifting(counts: tuple[Any, ...], workers: int | None = None) -> list[int]:
     )
 
 
+def unbatch(batch: list[int]) -> list[int]:
+    return batch
+
+
+def separated(counts: tuple[Any, ...], workers: int | None = None) -> list[int]:
+    """Two auto stages a batch keeps apart: they cannot fuse, so workers must move."""
+    a, b = counts
+    return (
+        Pipeline(range(ITEMS * 4), start_method="fork", workers=workers)
+        .task(cost_1ms, count=a)
+        .batch(4)
+        .explode(unbatch)
+        .task(cost_10ms if b != "cheap" else cost_1ms, count=b)
+        .wait_for_result()
+    )
+
+
 def trivial(count: Any) -> list[int]:
     return (
         Pipeline(range(100_000), start_method="fork")
@@ -158,6 +175,18 @@ def main(reps: int) -> Section:
         "moving bottleneck, workers=3: best of (1,2),(2,1)",
         f"{SHIFT_ITEMS / fixed:.0f} items/s",
         f"auto {fixed / auto3:.2f}x it",
+    )
+
+    # A batch and an explode keep the two apart; a budget of 5 leaves them 3 to share.
+    auto5 = median_time(lambda: separated(("auto", "auto"), workers=5), r)
+    pairs = [(1, 2), (2, 1)]
+    fixed5 = {c: median_time(lambda c=c: separated(c), r) for c in pairs}
+    best5 = min(fixed5, key=lambda c: fixed5[c])
+    s.row("separated 1 : 10 ms, workers=5: auto", f"{ITEMS * 4 / auto5:.0f} items/s")
+    s.row(
+        f"separated 1 : 10 ms: best of {pairs} {best5}",
+        f"{ITEMS * 4 / fixed5[best5]:.0f} items/s",
+        f"auto {fixed5[best5] / auto5:.2f}x it",
     )
 
     one = median_time(lambda: trivial(1), r)

@@ -190,6 +190,7 @@ class Run:
         self._started_at = time.time()
         if self.shm_prefix is not None or self._journal is not None:
             ensure_janitor(self._ctx, self._start_process)  # before any pipe exists: it holds none
+        self._check_replaceable_pickle()
         credits = self._wire_channels()
         self._by_address = (
             self.method == "fork"
@@ -218,6 +219,31 @@ class Run:
         if self.options.progress:
             self._progress = Progress(self.stats, bar_totals(self._origin))
             self._progress.start()
+
+    def _check_replaceable_pickle(self) -> None:
+        """A stage whose workers are replaced (recycled, or after a crash) must pickle: the
+        newcomer starts from a fork server. Said now, not as a death when it happens."""
+        for node in self.plan.stages:
+            spec = node.spec
+            assert isinstance(spec, StageSpec)
+            if not spec.replaceable or self._server is not None:
+                continue
+            try:
+                self._definition_for(node.id, spec)
+            except _Unpicklable as exc:
+                label = self.labels[node.id]
+                if spec.items_per_worker is not None:
+                    raise PipelineError(
+                        f"stage {label!r} cannot be recycled (max_items_per_worker): a new worker"
+                        f" starts from a fork server, and the stage does not pickle: {exc}",
+                        stage=label,
+                    ) from exc.__cause__
+                log.warning(
+                    "stage %r does not pickle (%s): a worker that dies cannot be replaced, so a crash"
+                    " ends the run instead of going to on_error",
+                    label,
+                    exc,
+                )
 
     def _wire_channels(self) -> Credits:
         """One inbox per stage, one channel per sink, the control channel, the credits."""
@@ -707,8 +733,11 @@ class Run:
 
     def _release(self) -> None:
         """Join the feeders, close every pipe, remove shared memory, drop the locks."""
-        for channel in self._sink_channels:
-            channel.close_reader()  # breaks a feeder blocked writing straight into a sink
+        # Every worker is dead: with the caller's own read ends closed too (it keeps a
+        # replaceable stage's inbox for replacements), a feeder blocked writing into a full
+        # pipe gets EPIPE at once, instead of looking like a source blocked in next().
+        for channel in [*self._sink_channels, *self._channels.values()]:
+            channel.close_reader()
         for feeder in self._feeders:
             if not feeder.join(FEEDER_JOIN_SECONDS):
                 log.warning("the source iterator is still blocked in next(); leaving its thread")

@@ -173,3 +173,18 @@ def test_a_failing_run_prints_no_second_traceback() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
     assert done.stdout.strip() == "done", done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_a_stage_that_cannot_be_recycled_says_so_before_the_run() -> None:
+    import socket
+
+    with socket.socket() as sock:
+
+        def uses_socket(x: int) -> int:
+            return x if sock is not None else -x
+
+        p = Pipeline(range(50)).task(uses_socket, max_items_per_worker=10)
+        with pytest.raises(PipelineError, match="cannot be recycled .* does not pickle") as info:
+            p.wait_for_result()
+    assert info.value.stage == "uses_socket"
+    assert "died unexpectedly" not in str(info.value)
