@@ -184,7 +184,7 @@ def test_a_stage_that_cannot_be_recycled_says_so_before_the_run() -> None:
             return x if sock is not None else -x
 
         p = Pipeline(range(50)).task(uses_socket, max_items_per_worker=10)
-        with pytest.raises(PipelineError, match="cannot be recycled .* does not pickle") as info:
+        with pytest.raises(PipelineError, match=r"cannot be recycled .* does not pickle") as info:
             p.wait_for_result()
     assert info.value.stage == "uses_socket"
     assert "died unexpectedly" not in str(info.value)

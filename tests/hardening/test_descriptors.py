@@ -1,5 +1,6 @@
 """Replacing workers holds a constant number of file descriptors (a run may replace them
-a million times): under the common ``ulimit -n 1024`` a long recycling or crashing run ran out. A limit of 256 makes a short run show it."""
+a million times): under the common ``ulimit -n 1024`` a long recycling or crashing run ran
+out. A limit of 256 makes a short run show it."""
 
 from __future__ import annotations
 
