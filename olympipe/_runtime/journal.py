@@ -23,6 +23,11 @@ Shared-memory segments a frame names are hard-linked next to the held file befor
 worker maps them (and the worker maps them copy-on-write), so the replacement reads the
 very bytes the dead worker received. Every file lives under the run's prefix and goes when
 the run ends, whatever happened.
+
+A held file that does not fit in ``/dev/shm`` (nearly full: a container's 64 MB, or
+results the caller keeps) is *spilled*: written under the same name in the temporary
+directory instead (:func:`spill_directory`), where the supervisor, a replacement and the
+janitor look too. Its segment links stay beside the segments (a link takes no room).
 """
 
 from __future__ import annotations
@@ -52,6 +57,17 @@ def directory() -> str:
     import tempfile
 
     return tempfile.gettempdir()
+
+
+def spill_directory() -> str:
+    """Where a held file goes when ``directory()`` has no room for it."""
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def _spilled(path: str) -> str:
+    return os.path.join(spill_directory(), os.path.basename(path))
 
 
 class Held:
@@ -111,9 +127,14 @@ class Journal:
             link = f"{path}.s{k}"
             os.link(os.path.join(shm.SHM_DIR, name), link)
             links.append(link)
-        fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-        shm.write_all(fd, _MARK.pack(BUFFERED) + frame)
-        return Held(path, fd, links)
+        data = _MARK.pack(BUFFERED) + frame
+        try:
+            return Held(path, _write_new(path, data), links)
+        except OSError as exc:
+            if not shm.no_room(exc):
+                raise
+        spilled = _spilled(path)
+        return Held(spilled, _write_new(spilled, data), links)
 
     def recover(self) -> list[Recovered]:
         """Every chunk the predecessor held, in ``(port, seq)`` order; the segments they
@@ -123,7 +144,8 @@ class Journal:
             with open(path, "rb") as f:
                 data = f.read()
             (mark,) = _MARK.unpack_from(data, 0)
-            links = sorted(glob.glob(glob.escape(path) + ".s*"), key=lambda p: int(p.rsplit(".s", 1)[1]))
+            beside = f"{self._stem}-{port}-{seq}"  # the links stay in /dev/shm, also when spilled
+            links = sorted(glob.glob(glob.escape(beside) + ".s*"), key=lambda p: int(p.rsplit(".s", 1)[1]))
             culprits = _culprits(path + ".dead")
             held = Held(path, os.open(path, os.O_WRONLY), links, dead=bool(culprits))
             found.append(Recovered(port, seq, mark, data[_MARK.size :], held, culprits))
@@ -144,19 +166,24 @@ class Journal:
 
     def remark(self, port: int, seq: int, mark: int) -> None:
         """Move the mark of a held chunk (supervisor side: its worker is dead)."""
-        fd = os.open(f"{self._stem}-{port}-{seq}", os.O_WRONLY)
+        path = f"{self._stem}-{port}-{seq}"
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            fd = os.open(_spilled(path), os.O_WRONLY)
         try:
             os.pwrite(fd, _MARK.pack(mark), 0)
         finally:
             os.close(fd)
 
     def _held_paths(self) -> Iterator[tuple[str, int, int]]:
-        for path in glob.glob(glob.escape(self._stem) + "-*"):
-            tail = path[len(self._stem) + 1 :]
-            if "." in tail:
-                continue  # a linked segment or a side file
-            port, seq = tail.split("-")
-            yield path, int(port), int(seq)
+        for stem in (self._stem, _spilled(self._stem)):
+            for path in glob.glob(glob.escape(stem) + "-*"):
+                tail = path[len(stem) + 1 :]
+                if "." in tail:
+                    continue  # a linked segment or a side file
+                port, seq = tail.split("-")
+                yield path, int(port), int(seq)
 
 
 def restore_segments(recovered: Recovered, names: list[str]) -> None:
@@ -193,9 +220,22 @@ def _culprits(path: str) -> dict[int, int | None]:
 
 
 def remove_all(stem: str) -> None:
-    """Remove every held file of a run."""
-    for path in glob.glob(glob.escape(stem) + "-*"):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    """Remove every held file of a run, spilled ones included."""
+    for held in (stem, _spilled(stem)):
+        for path in glob.glob(glob.escape(held) + "-*"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def _write_new(path: str, data: bytes) -> int:
+    """A new file holding ``data``, open for its mark to move; nothing left if it fails."""
+    fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    try:
+        shm.write_all(fd, data)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    return fd

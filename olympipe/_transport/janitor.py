@@ -18,6 +18,7 @@ application), it is forked as a last resort.
 from __future__ import annotations
 
 import ctypes
+import glob
 import multiprocessing.spawn
 import os
 import signal
@@ -48,7 +49,7 @@ try:
     ctypes.CDLL(None).prctl({_PR_SET_NAME}, ctypes.c_char_p({NAME!r}), 0, 0, 0)
 except (OSError, AttributeError):
     pass
-fd, directory, prefix = int(sys.argv[1]), sys.argv[2], sys.argv[3] + "-"
+fd, directories, prefix = int(sys.argv[1]), sys.argv[2].split(os.pathsep), sys.argv[3] + "-"
 while True:
     try:
         if not os.read(fd, 4096):
@@ -57,12 +58,17 @@ while True:
         continue
     except OSError:
         break
-for name in os.listdir(directory):
-    if name.startswith(prefix):
-        try:
-            os.unlink(os.path.join(directory, name))
-        except OSError:
-            pass
+for directory in directories:
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        continue
+    for name in names:
+        if name.startswith(prefix):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
 """
 
 
@@ -114,7 +120,7 @@ def _start_interpreter(reader: int, prefix: str) -> subprocess.Popen[bytes] | No
         return None
     headline = f"# olympipe janitor of pid {os.getpid()}: removes {shm.SHM_DIR}/{prefix}-* once it is gone\n"
     return subprocess.Popen(
-        [os.fsdecode(executable), "-I", "-S", "-c", headline + _PROGRAM, str(reader), shm.SHM_DIR, prefix],
+        [os.fsdecode(executable), "-I", "-S", "-c", headline + _PROGRAM, str(reader), _swept(), prefix],
         pass_fds=(reader,),
         stdin=subprocess.DEVNULL,
         start_new_session=True,
@@ -136,5 +142,18 @@ def _forked_janitor(reader: Connection, prefix: str) -> None:
         reader.recv_bytes()
     except (EOFError, OSError):
         pass
-    shm.remove_all(prefix)
+    for directory in _swept().split(os.pathsep):
+        for path in glob.glob(os.path.join(directory, f"{glob.escape(prefix)}-*")):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
     os._exit(0)
+
+
+def _swept() -> str:
+    """The directories a janitor sweeps: /dev/shm, and the temporary directory, where a
+    crash-isolated stage's journal spills what /dev/shm has no room for."""
+    import tempfile
+
+    return os.pathsep.join((shm.SHM_DIR, tempfile.gettempdir()))
