@@ -263,10 +263,15 @@ class Run:
         lifeline = None
         if self.method == "forkserver" or self.replaceable:
             lifeline, self._lifeline = self._ctx.Pipe(duplex=False)
+        # The mask keeps SIGINT from this thread while it forks, but another thread of the
+        # caller may take it, and Python then raises it here in the middle of a start. So
+        # Ctrl-C is also held until every worker has started, then raised: the teardown
+        # then finds each worker whole (a half-started one failed to unpickle its locks).
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            for node in self.plan.stages:
-                self._start_stage(node, credits, lifeline if self.method == "forkserver" else None)
+            with _ctrl_c_held():
+                for node in self.plan.stages:
+                    self._start_stage(node, credits, lifeline if self.method == "forkserver" else None)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         if lifeline is not None and not self.replaceable:
