@@ -146,7 +146,6 @@ class _Group:
     rows: list[list[int]] = field(default_factory=list)  # per actor, per node: counter row
     make_actor: Any = None  # builds one more actor of this group (a replacement)
     sent: list[int] = field(default_factory=list)  # per actor: source items sent (recycling)
-    base: list[list[list[float]]] = field(default_factory=list)  # per actor: predecessors' rows
 
     @property
     def isolates_crashes(self) -> bool:
@@ -391,7 +390,6 @@ class RayRun:
                 group.actors.append(make_actor())
                 group.outstanding.append(0)
                 group.sent.append(0)
-                group.base.append([[0.0] * FIELDS for _ in group.nodes])
         try:
             ray.get([a.ready.remote() for g in self.groups for a in g.actors])
         except Exception as exc:
@@ -629,13 +627,17 @@ class RayRun:
     def _account(self, group: _Group, index: int, meta: Meta) -> bool:
         group.outstanding[index] = max(0, group.outstanding[index] - 1)
         stage_exhausted, rows = meta
-        array = self.counters.array
-        for row_index, row, base in zip(group.rows[index], rows, group.base[index], strict=True):
-            array[row_index * FIELDS : (row_index + 1) * FIELDS] = _plus(base, row)
+        self._add_rows(group, index, rows)
         if stage_exhausted and group.tail.id not in self._ended:
             self._ended.add(group.tail.id)
             return True
         return False
+
+    def _add_rows(self, group: _Group, index: int, rows: list[list[float]]) -> None:
+        """Add what one call's stages gained to the counters of actor ``index``'s rows."""
+        array = self.counters.array
+        for row_index, gained in zip(group.rows[index], rows, strict=True):
+            _add_gained(array, row_index * FIELDS, gained)
 
     # -- crashes and recycled workers ------------------------------------------------------
 
@@ -674,30 +676,33 @@ class RayRun:
         return True
 
     def _remake(self, call: _Call, args: list[Any]) -> list[Any]:
-        """Make one call again on a live actor: whole, then item by item if it kills it."""
+        """Make one call again on a live actor. A crash-isolated chunk goes item by item, so
+        that the item that kills the actor again goes to ``on_error`` as a
+        :class:`WorkerDied` (and counts as one crash, as on the local engine); the figures of
+        each item's call are added here, and the remade meta adds nothing more."""
         group, index = call.group, call.index
         self._ensure_alive(group, index)
-        try:
-            return self._call(group, index, *args)
-        except Exception as exc:
-            if not (self._actor_died(exc) and group.isolates_crashes and args):
+        if not (group.isolates_crashes and args):
+            try:
+                return self._call(group, index, *args)
+            except Exception as exc:
                 raise self._translate(exc)
-        self._replace_actor(group, index)
         chunks: list[list[Any]] = [[] for _ in range(group.slots)]
-        meta: Any = None
+        exhausted = False
         for item in args[0]:
             try:
                 result = self._call(group, index, [item])
             except Exception as exc:
                 if not self._actor_died(exc):
                     raise self._translate(exc)
-                self._replace_actor(group, index)
-                died = _died(group, exc)
-                result = self._call(group, index, item, died, method="recover")
+                self._replace_actor(group, index, CRASHES)
+                result = self._call(group, index, item, _died(group, exc), method="recover")
             for slot in range(group.slots):
                 chunks[slot].extend(result[slot])
-            meta = result[-1]
-        return [*chunks, meta]
+            exhausted, rows = result[-1]
+            self._add_rows(group, index, rows)
+        nothing: Meta = (exhausted, [[0.0] * FIELDS for _ in group.nodes])
+        return [*chunks, nothing]
 
     def _call(self, group: _Group, index: int, *args: Any, method: str = "process") -> list[Any]:
         handle = getattr(group.actors[index], method)
@@ -709,24 +714,23 @@ class RayRun:
         except Exception as exc:
             if not (self._actor_died(exc) and group.isolates_crashes):
                 raise self._translate(exc)
-            self._replace_actor(group, index)
+            self._replace_actor(group, index, None)  # counted when its item is found
 
-    def _replace_actor(self, group: _Group, index: int, counter: int = CRASHES) -> None:
-        """A new actor in place of actor ``index``; its counters continue the old one's."""
+    def _replace_actor(self, group: _Group, index: int, counter: int | None) -> None:
+        """A new actor in place of actor ``index`` (its calls' figures add to the same
+        rows); ``counter``: ``CRASHES`` or ``RECYCLED``, counted on the group's first stage."""
         old = group.actors[index]
         self._retired.append(old)
-        if counter == CRASHES:
+        if counter != RECYCLED:
             try:
                 self._ray.kill(old, no_restart=True)
             except Exception:  # already dead
                 pass
-        array = self.counters.array
-        group.base[index] = [list(array[row * FIELDS : (row + 1) * FIELDS]) for row in group.rows[index]]
-        group.base[index][0][counter] += 1  # counted on the group's first stage
-        array[group.rows[index][0] * FIELDS + counter] += 1
+        if counter is not None:
+            self.counters.array[group.rows[index][0] * FIELDS + counter] += 1
         group.actors[index] = group.make_actor()
         group.sent[index] = 0
-        if counter == CRASHES:
+        if counter != RECYCLED:
             try:
                 self._ray.get(group.actors[index].ready.remote())
             except Exception as exc:
@@ -983,13 +987,17 @@ def _held_back(groups: list[_Group], group_of: dict[int, _Group]) -> set[int]:
     return held
 
 
-def _plus(base: list[float], row: list[float]) -> list[float]:
-    """A replacement's counter row continued from its predecessors' (``base``)."""
-    out = [b + r for b, r in zip(base, row, strict=True)]
-    out[CRASHES], out[RECYCLED] = base[CRASHES], base[RECYCLED]  # the driver's own
-    out[STARTED] = base[STARTED] or row[STARTED]
-    out[PEAK_RSS_MB] = max(base[PEAK_RSS_MB], row[PEAK_RSS_MB])
-    return out
+def _add_gained(array: Any, at: int, gained: list[float]) -> None:
+    """Add one call's gains to a row: sums, but the first start and the highest peak; the
+    crash and recycle counts are the driver's own."""
+    for f, value in enumerate(gained):
+        if f == STARTED:
+            if value and (not array[at + f] or value < array[at + f]):
+                array[at + f] = value
+        elif f == PEAK_RSS_MB:
+            array[at + f] = max(array[at + f], value)
+        elif f not in (CRASHES, RECYCLED):
+            array[at + f] += value
 
 
 def _nbytes(value: Any) -> int:

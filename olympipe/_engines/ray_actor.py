@@ -62,6 +62,8 @@ class StageActor:
         self._slots = specs[-1].output_slots
         self._stages: list[Stage] = []
         self._rows = [[0.0] * FIELDS for _ in specs]
+        self._sent = [[0.0] * FIELDS for _ in specs]  # the rows as the last meta left them
+        self._cpu = 0.0  # this process's CPU time at the last meta
         now = time.time()
         for spec, label, row in zip(specs, labels, self._rows, strict=True):
             try:
@@ -130,11 +132,24 @@ class StageActor:
         return out
 
     def _result(self, out: Any) -> tuple[Any, ...]:
+        """The output chunks, then the meta: whether the last stage is exhausted, and per
+        stage what its counters gained since the last meta (the driver adds them up, so a
+        call made again after a crash, or a late call of a recycled actor, counts once).
+        ``STARTED`` and ``PEAK_RSS_MB`` are absolute; this process's CPU time is shared out
+        between its stages by their busy time."""
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        for row in self._rows:
-            row[CPU] = usage.ru_utime + usage.ru_stime
-            row[PEAK_RSS_MB] = usage.ru_maxrss / 1024
-        meta: Meta = (self._stages[-1].exhausted if self._stages else False, [list(r) for r in self._rows])
+        cpu = usage.ru_utime + usage.ru_stime
+        cpu_gained, self._cpu = cpu - self._cpu, cpu
+        deltas = []
+        for row, sent in zip(self._rows, self._sent, strict=True):
+            deltas.append([row[f] - sent[f] for f in range(FIELDS)])
+            sent[:] = row
+        busy = sum(d[BUSY] for d in deltas)
+        for d, row in zip(deltas, self._rows, strict=True):
+            d[CPU] = cpu_gained * (d[BUSY] / busy if busy > 0 else 1 / len(deltas))
+            d[STARTED] = row[STARTED]
+            d[PEAK_RSS_MB] = usage.ru_maxrss / 1024
+        meta: Meta = (self._stages[-1].exhausted if self._stages else False, deltas)
         chunks = out if self._slots > 1 else (out,)
         return (*chunks, meta)
 

@@ -204,3 +204,14 @@ def exit_4_on_5(x: int) -> int:
     if x == 5:
         raise SystemExit(4)
     return x
+
+
+def crash_every_7th(x: int) -> int:
+    """Kills its process on every 7th item (6, 13, 20, ...)."""
+    if x % 7 == 6:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def minus_one_on_death(item: int, exc: Exception) -> int:
+    return -1

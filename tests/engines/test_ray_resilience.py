@@ -72,3 +72,29 @@ def test_a_stateful_stage_after_a_crash_sees_every_chunk_in_order(ray_engine: Ra
     flat = [x - 1 for batch in got for x in batch]
     assert flat == [-x if x in (7, 30) else x * 10 for x in range(60)]
     assert all(len(batch) == 5 for batch in got)
+
+
+def _figures(pipe: Pipeline[object]) -> list[tuple[str, int, int, int, int, int]]:
+    return [(r.name, r.items_in, r.items_out, r.errors, r.crashes, r.recycled) for r in pipe.stats().rows]
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_crash_figures_agree_with_the_local_engine(ray_engine: RayEngine, count: int) -> None:
+    def build() -> Pipeline[object]:
+        return Pipeline(range(100)).task(f.crash_every_7th, count=count, on_error=f.minus_one_on_death)
+
+    ray_run, local_run = build(), build()
+    assert ray_run.wait_for_result(engine=ray_engine) == local_run.wait_for_result()
+    assert _figures(ray_run) == _figures(local_run) == [("crash_every_7th", 100, 100, 14, 14, 0)]
+
+
+def test_recycling_figures_agree_with_the_local_engine(ray_engine: RayEngine) -> None:
+    def build() -> Pipeline[object]:
+        return Pipeline(range(300)).task(f.plus_one, count=2, max_items_per_worker=10)
+
+    ray_run, local_run = build(), build()
+    assert ray_run.wait_for_result(engine=ray_engine) == local_run.wait_for_result()
+    (name, items_in, items_out, errors, _crashes, recycled) = _figures(ray_run)[0]
+    assert (name, items_in, items_out, errors) == ("plus_one", 300, 300, 0)
+    assert _figures(local_run)[0][:4] == (name, items_in, items_out, errors)
+    assert recycled >= 300 // 10 - 2  # each actor is recycled once its budget is spent
