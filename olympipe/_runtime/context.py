@@ -24,6 +24,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.spawn
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -141,3 +142,24 @@ def without_main_replay() -> Iterator[None]:
         yield
     finally:
         _launching.without_main = False
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, then raise it: teardown is short and must finish.
+
+    Python runs signal handlers in the main thread only, so only there can it be held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, None)  # the caller's own handler, or KeyboardInterrupt
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt

@@ -11,6 +11,8 @@ from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only readers build stats: a worker never imports them
+    from olympipe._graph import Plan
+    from olympipe._runtime.resizer import Resizer
     from olympipe.stats import StageStats
 
 ITEMS_IN = 0
@@ -108,3 +110,59 @@ class Counters:
                 )
             )
         return out
+
+
+class Rows:
+    """Which rows of a run's counters are whose: a row per worker place (``workers[node]``,
+    filled as the places are made), then, for stages fused into one, a row per member per
+    place; and how the rows make ``stats()``'s table, a line per stage as built."""
+
+    def __init__(self, plan: Plan, members: dict[int, tuple[str, ...]], auto: set[int]) -> None:
+        self.members = members  # fused node -> the labels of its stages
+        self.auto = auto  # count="auto" nodes
+        self.workers: dict[int, list[int]] = {}  # node -> its places' rows
+        self.order = [n.id for n in plan.stages]
+        self._first_member: dict[int, int] = {}  # fused node -> its first member row
+        size = sum(n.spec.count for n in plan.stages)
+        for node in plan.stages:
+            if node.id in members:
+                self._first_member[node.id] = size
+                size += node.spec.count * len(members[node.id])
+        self.size = size
+
+    def member_row(self, node_id: int, position: int) -> int:
+        """The first member row of a fused node's place ``position`` (-1: not fused)."""
+        members = self.members.get(node_id)
+        return self._first_member[node_id] + position * len(members) if members else -1
+
+    def stats(
+        self, counters: Counters, labels: dict[int, str], resizer: Resizer | None, end: float
+    ) -> list[StageStats]:
+        """A line per stage as built (a fused stage's members each their own)."""
+        from dataclasses import replace
+
+        rows: list[StageStats] = []
+        for node_id in self.order:
+            places = self.workers.get(node_id)
+            if not places:
+                continue
+            auto = node_id in self.auto
+            members = self.members.get(node_id)
+            resizable = resizer.stage_of(places[0]) if resizer is not None else None
+            positions: list[int] | range = range(len(places))
+            if resizable is not None:  # the places that ever had a worker
+                positions = [p for p in positions if counters.row(places[p])[STARTED]] or range(1)
+            used = [places[p] for p in positions]
+            if members is None:
+                made = [counters.stage_stats(labels[node_id], used, end, auto=auto)]
+            else:
+                firsts = [self.member_row(node_id, p) for p in positions]
+                made = counters.member_stats(members, used, firsts, end, auto=auto)
+            if resizable is not None:
+                live = len(resizable.live) - resizable.retiring
+                made = [
+                    replace(r, workers=live, min_workers=resizable.least, max_workers=resizable.most)
+                    for r in made
+                ]
+            rows.extend(made)
+        return rows

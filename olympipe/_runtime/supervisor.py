@@ -11,10 +11,11 @@
         |   +---- control channel (Done / Failure) <---- every worker, every feeder
         +-------- process sentinels (a worker that exits)
 
-:class:`Run` is the only owner of processes. It starts every worker first, then the feeder
-threads, so forking happens from a quiet parent. Its loop blocks in one
-``multiprocessing.connection.wait`` on the sink channels, the control channel and every live
-worker's sentinel. A sentinel that fires for a worker that never reported :class:`Done` is a
+:class:`Run` wires the channels, has its :class:`~olympipe._runtime.workforce.Workforce`
+start every worker first, then the feeder threads, so forking happens from a quiet parent.
+Its loop blocks in one ``multiprocessing.connection.wait`` on the sink channels, the control
+channel and every live worker's sentinel (and, with resizable stages, until the resizer's
+next window). A sentinel that fires for a worker that never reported :class:`Done` is a
 dead worker: :class:`~olympipe.WorkerDied`, at once. The first failure wins.
 
 :meth:`Run.close` is the one teardown path for success, error, worker death, an early
@@ -25,16 +26,13 @@ short grace, join everything and close every pipe.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing.process
 import os
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.synchronize import Semaphore
 from typing import TYPE_CHECKING, Any
@@ -45,19 +43,20 @@ from olympipe._progress import Progress, bar_totals
 from olympipe._runtime import journal
 from olympipe._runtime.context import (
     copies_forced,
+    ctrl_c_held,
     get_context,
     resolve_start_method,
     shared_memory_disabled,
     start_fork_server,
-    without_main_replay,
 )
-from olympipe._runtime.counters import CRASHES, CURRENT, FIELDS, RECYCLED, STARTED, Counters
+from olympipe._runtime.counters import Counters, Rows
 from olympipe._runtime.credits import Credits, Target, plan_credits
 from olympipe._runtime.feeder import Feeder, cost_reader
-from olympipe._runtime.messages import Control, Done, Failure, Retired
+from olympipe._runtime.messages import Control
 from olympipe._runtime.ordering import Reorder
-from olympipe._runtime.resizer import Resizable, Resizer
-from olympipe._runtime.worker import WorkerPlan, worker_main
+from olympipe._runtime.resizer import Resizer
+from olympipe._runtime.worker import WorkerPlan
+from olympipe._runtime.workforce import Unpicklable, Workforce
 from olympipe._stages.request import RequestStageSpec
 
 if TYPE_CHECKING:
@@ -65,48 +64,14 @@ if TYPE_CHECKING:
 from olympipe._stages.base import StageSpec
 from olympipe._transport import inherited, janitor, pool, shm
 from olympipe._transport.channel import KIND_END, Channel
-from olympipe._transport.codec import DecodeError, Definition, decode_frame, dumps_definition
+from olympipe._transport.codec import DecodeError, Definition, decode_frame
 from olympipe._transport.janitor import ensure_janitor
-from olympipe.errors import PipelineError, WorkerDied
-from olympipe.stats import RunStats, StageStats, pick_bottleneck
+from olympipe.errors import PipelineError
+from olympipe.stats import RunStats, pick_bottleneck
 
 log = logging.getLogger("olympipe")
 
-GRACE_SECONDS = 0.5  # how long a terminated worker may take to run its close() before SIGKILL
 FEEDER_JOIN_SECONDS = 1.0  # a source blocked in next() longer than this keeps its thread
-
-
-class _EmptyPlace:
-    """The process of a place with no worker (a resizable stage's): already ended."""
-
-    exitcode = 0
-    sentinel = None
-
-    def join(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def terminate(self) -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
-
-
-_EMPTY = _EmptyPlace()
-
-
-@dataclass
-class _Worker:
-    index: int
-    label: str
-    process: Any
-    done: bool = False
-    retired: bool = False  # max_items_per_worker reached: replace it
-    shrunk: bool = False  # took a retire request of a resizable stage: its place empties
-    marks: tuple[tuple[int, int, int], ...] | None = None  # a replacement: what its predecessor held
 
 
 class Run:
@@ -117,8 +82,6 @@ class Run:
         tuned = tune(plan, options.workers)
         plan = tuned.plan
         self.plan = plan
-        self._members = tuned.members  # fused node -> the labels of its stages
-        self._auto = tuned.auto
         self._start_with = tuned.start_with  # resizable node -> workers it starts with
         self._auto_budget = tuned.budget
         self._resizer: Resizer | None = None
@@ -139,9 +102,6 @@ class Run:
         self._respawn_method = "forkserver" if self.method == "fork" else self.method
         # Locks, semaphores and shared values are made with it too, so they can be handed on.
         self._respawn_ctx = get_context(self._respawn_method) if self.replaceable else self._ctx
-        self._plans: dict[int, tuple[WorkerPlan, StageSpec, int]] = {}  # worker -> its plan, spec, node
-        self._definitions: dict[int, Definition] = {}  # node -> its definition for a fork server
-        self._workers: list[_Worker] = []
         self._feeders: list[Feeder] = []
         self._windows: list[tuple[Semaphore, int]] = []  # every window of credits and its size
         self._sink_windows: dict[int, list[Semaphore]] = {}  # sink -> windows it gives credits back to
@@ -157,22 +117,16 @@ class Run:
         self._ended_at = 0.0
         self._progress: Progress | None = None
         self._lifeline: Connection | None = None  # forkserver: the caller's end of every worker's lifeline
-        self._lifeline_reader: Connection | None = None  # kept for replacements
-        self.stage_workers: dict[int, list[int]] = {}
         self.labels = plan.labels
         # The caller's pid first: whose segments these are, for people and for leak checks.
         token = f"olympipe-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.shm_prefix: str | None = token if shm.available() and not shared_memory_disabled() else None
         self._journal = os.path.join(journal.directory(), f"{token}-held") if self.replaceable else None
-        workers = sum(n.spec.count for n in plan.stages)
-        # A fused stage's workers each have a row per member too, after every worker's row.
-        self._member_rows: dict[int, int] = {}  # fused node -> its first member row
-        rows = workers
-        for node in plan.stages:
-            if node.id in self._members:
-                self._member_rows[node.id] = rows
-                rows += node.spec.count * len(self._members[node.id])
-        self.counters = Counters(self._respawn_ctx, rows)
+        self.rows = Rows(plan, tuned.members, tuned.auto)
+        self.counters = Counters(self._respawn_ctx, self.rows.size)
+        self._force = Workforce(
+            self.method, self._ctx, self._respawn_method, self._respawn_ctx, self.counters, self.shm_prefix
+        )
         # Large buffers the forked workers already hold go by address (see inherited.py):
         # decided when the workers start, made once they have.
         self._by_address = False
@@ -189,7 +143,7 @@ class Run:
         self._started = True
         self._started_at = time.time()
         if self.shm_prefix is not None or self._journal is not None:
-            ensure_janitor(self._ctx, self._start_process)  # before any pipe exists: it holds none
+            ensure_janitor(self._ctx, self._force.start_process)  # before any pipe exists: it holds none
         self._check_replaceable_pickle()
         credits = self._wire_channels()
         self._by_address = (
@@ -202,7 +156,8 @@ class Run:
         )
         self._start_workers(credits)
         if self._start_with:
-            self._resizer = self._make_resizer()
+            starts = {node_id: (self.rows.workers[node_id], n) for node_id, n in self._start_with.items()}
+            self._resizer = self._force.make_resizer(starts, self._auto_budget)
             self._resizer.count_out_empty_places()  # before the caller drops any pipe end
         if self._by_address:
             self._sender = inherited.Sender()  # after the forks: any later one turns it off
@@ -229,8 +184,8 @@ class Run:
             if not spec.replaceable or self._server is not None:
                 continue
             try:
-                self._definition_for(node.id, spec)
-            except _Unpicklable as exc:
+                self._force.definition_for(node.id, spec)
+            except Unpicklable as exc:
                 label = self.labels[node.id]
                 if spec.items_per_worker is not None:
                     raise PipelineError(
@@ -269,14 +224,14 @@ class Run:
         # then finds each worker whole (a half-started one failed to unpickle its locks).
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            with _ctrl_c_held():
+            with ctrl_c_held():
                 for node in self.plan.stages:
                     self._start_stage(node, credits, lifeline if self.method == "forkserver" else None)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         if lifeline is not None and not self.replaceable:
             lifeline.close()
-        self._lifeline_reader = lifeline if self.replaceable else None  # replacements watch it too
+        self._force.lifeline_reader = lifeline if self.replaceable else None  # replacements watch it too
 
     def _start_stage(self, node: Node, credits: Credits, lifeline: Connection | None) -> None:
         spec = node.spec
@@ -284,19 +239,16 @@ class Run:
         if self._server is not None:
             spec = RequestStageSpec(name=spec.name, inner=spec)
         definition: StageSpec | Definition = (
-            spec if self.method == "fork" else dumps_definition(spec, self.shm_prefix)
+            spec if self.method == "fork" else self._force.definition_for(node.id, spec)
         )
-        if isinstance(definition, Definition):
-            self._definitions[node.id] = definition
         renumber = self._respawn_ctx.Value("q", 0) if node.spec.renumbers_output else None
         self._shared.append(renumber)  # held until close: spawned children open it by name
         retire = self._respawn_ctx.Value("i", 0) if node.id in self._start_with else None
         self._shared.append(retire)
         starting = self._start_with.get(node.id, spec.count)
-        self.stage_workers[node.id] = []
-        members = len(self._members.get(node.id, ()))
+        self.rows.workers[node.id] = []
         for position in range(spec.count):
-            index = len(self._workers)
+            index = len(self._force.workers)
             cursor = None
             if spec.replaceable and spec.count == 1:
                 cursor = self._respawn_ctx.RawArray("q", len(node.inputs))
@@ -319,22 +271,12 @@ class Run:
                 renumber=renumber,
                 journal=self._journal if spec.replaceable else None,
                 cursor=cursor,
-                member_row=self._member_rows[node.id] + position * members if members else -1,
+                member_row=self.rows.member_row(node.id, position),
                 retire=retire,
             )
-            self._plans[index] = (worker_plan, spec, node.id)
-            self.stage_workers[node.id].append(index)
-            if position >= starting:  # a place for a worker the stage may grow later
-                self._workers.append(_Worker(index, self.labels[node.id], _EMPTY, done=True))
-                continue
-            process = self._ctx.Process(  # type: ignore[attr-defined]
-                target=worker_main,
-                args=(worker_plan, definition),
-                name=f"olympipe:{spec.name}:{index}",
-                daemon=True,
-            )
-            self._start_process(process)
-            self._workers.append(_Worker(index, self.labels[node.id], process))
+            self.rows.workers[node.id].append(index)
+            # a place beyond the first count: for a worker the stage may grow later
+            self._force.place(worker_plan, spec, node.id, definition if position < starting else None)
 
     def _start_feeders(self, credits: Credits) -> None:
         """One feeder per source, after every worker: its threads make the caller busy."""
@@ -342,7 +284,7 @@ class Run:
         self._close_unused_ends(outputs)
         assert self._control is not None
         cost = cost_reader(
-            self.counters, [(self.stage_workers[n.id], n.spec.parallelism) for n in self.plan.stages]
+            self.counters, [(self.rows.workers[n.id], n.spec.parallelism) for n in self.plan.stages]
         )
         for node in self.plan.sources:
             assert isinstance(node.spec, SourceSpec)
@@ -365,14 +307,6 @@ class Run:
             )
             self._feeders.append(feeder)
             feeder.start()
-
-    def _start_process(self, process: Any) -> None:
-        with without_main_replay() if self.method == "forkserver" else contextlib.nullcontext():
-            process.start()
-        # Only this run reaps its workers: multiprocessing polls every child from
-        # whichever thread starts a process, and two threads reaping one worker
-        # leave one of them without its exit code.
-        _unregister_child(process)
 
     def _outputs_of(self, node_id: int, credits: Credits) -> list[list[Target]]:
         """Per output slot of a node: where its chunks go, each with its window of credits."""
@@ -400,7 +334,7 @@ class Run:
         fed = {id(target.channel) for targets in source_outputs.values() for target in targets}
         # What a replacement will need, the caller keeps: it hands them on.
         read_by_replaceable = set()
-        for plan, _spec, _node in self._plans.values():
+        for plan, _spec, _node in self._force.plans.values():
             if plan.journal is not None or plan.retire is not None:
                 read_by_replaceable.add(id(plan.inbox))
                 fed.update(id(t.channel) for slot in plan.outputs for t in slot)
@@ -426,15 +360,14 @@ class Run:
         open_sinks = {s.reader: i for i, s in enumerate(sinks)}
         assert self._control is not None
         control = self._control.channel
-        by_sentinel = {w.process.sentinel: w for w in self._workers}
+        by_sentinel = self._force.sentinels()
         resolve = self._sender.resolve if self._sender is not None else None
         pooled = self._pool.receive if self._pool is not None else None
         resizer = self._resizer
-        by_sentinel = {s: w for s, w in by_sentinel.items() if s is not None}
         while open_sinks:
             ready = wait([*open_sinks, control.reader, *by_sentinel], resizer.timeout() if resizer else None)
             if control.reader in ready:
-                self._drain_control()
+                self._force.drain(self._control)
             for obj in ready:
                 index = open_sinks.get(obj)  # type: ignore[call-overload,unused-ignore]
                 if index is None:
@@ -448,7 +381,7 @@ class Run:
                     # Every writer is gone without END: a producer died. Its sentinel says
                     # which one; wait for it rather than report a vaguer error.
                     del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
-                    self._raise_for_dead_worker(by_sentinel)
+                    self._force.raise_for_dead(by_sentinel, self._control)
                     continue
                 except DecodeError as exc:
                     label = self.labels.get(self.plan.sinks[index][0].id, "source")
@@ -469,175 +402,12 @@ class Run:
                 worker = by_sentinel.get(obj)  # type: ignore[call-overload,unused-ignore]
                 if worker is not None:
                     del by_sentinel[obj]
-                    replacement = self._worker_exited(worker)
+                    replacement = self._force.exited(worker, self._control)
                     if replacement is not None:
                         by_sentinel[replacement.process.sentinel] = replacement
             if resizer is not None:
                 for started in resizer.tick():
                     by_sentinel[started.process.sentinel] = started
-
-    def _drain_control(self, *, raise_failures: bool = True) -> None:
-        """Read every queued report: mark finished workers, raise the first failure.
-
-        Teardown reads without raising, so finished workers are not terminated, and a
-        report cut short by a dying worker does not stop the teardown."""
-        if self._control is None:
-            return
-        control = self._control.channel
-        try:
-            while control.poll(0):
-                message = self._control.recv()
-                if isinstance(message, Done):
-                    self._workers[message.worker].done = True
-                elif isinstance(message, Retired) and message.shrink:
-                    self._workers[message.worker].shrunk = True
-                elif isinstance(message, Retired):
-                    self._workers[message.worker].retired = True
-                elif isinstance(message, Failure) and raise_failures:
-                    raise message.to_error()
-        except (OSError, EOFError):
-            if raise_failures:
-                raise
-
-    def _raise_for_dead_worker(self, by_sentinel: dict[Any, _Worker]) -> None:
-        while by_sentinel:
-            for sentinel in wait(list(by_sentinel)):
-                replacement = self._worker_exited(by_sentinel.pop(sentinel))  # raises for the dead one
-                if replacement is not None:
-                    by_sentinel[replacement.process.sentinel] = replacement
-        raise PipelineError("a sink channel closed without an end of stream", stage="sink")
-
-    def _worker_exited(self, worker: _Worker) -> _Worker | None:
-        """A worker's process ended: fine if it reported Done; replaced if it retired or
-        died on one item of a stage that isolates crashes; else the run fails."""
-        self._drain_control()
-        if worker.done:
-            return None
-        worker.process.join()
-        if worker.shrunk and self._resizer is not None:
-            worker.process.close()
-            self._workers[worker.index] = _Worker(worker.index, worker.label, _EMPTY, done=True)
-            self._resizer.exited(worker.index)
-            return None
-        if worker.retired:
-            return self._replace(worker, None, RECYCLED, None)
-        exitcode = worker.process.exitcode
-        plan, spec, _node = self._plans[worker.index]
-        if plan.journal is not None and spec.isolates_crashes:
-            held = journal.Journal(plan.journal, worker.index)
-            marks = tuple(held.marks())
-            item = int(self.counters.array[worker.index * FIELDS + CURRENT])
-            if item >= 0 and any(mark == journal.PROCESSING for _port, _seq, mark in marks):
-                for port, seq, mark in marks:
-                    if mark == journal.PROCESSING:
-                        held.remark(port, seq, 2 * item)  # the worker said which item it ran
-                marks = tuple(held.marks())
-            # The same marks twice: the replacement died before doing anything (in its
-            # constructor, say), and would again.
-            if journal.recoverable(list(marks)) and marks != worker.marks:
-                log.info("a worker of stage %r died (exit code %s): replacing it", worker.label, exitcode)
-                return self._replace(worker, exitcode, CRASHES, marks)
-        self._raise_dead(worker, exitcode)
-        return None  # pragma: no cover - _raise_dead raises
-
-    def _replace(
-        self,
-        worker: _Worker,
-        exitcode: int | None,
-        counter: int,
-        marks: tuple[tuple[int, int, int], ...] | None,
-    ) -> _Worker:
-        """Start a worker in ``worker``'s place; it takes over what ``worker`` held."""
-        plan, spec, node_id = self._plans[worker.index]
-        try:
-            process = self._spawn(plan, spec, node_id, worker.index, exitcode)
-        except _Unpicklable as exc:
-            raise WorkerDied(
-                stage=worker.label,
-                exitcode=exitcode,
-                detail=f"exit code {exitcode}; it cannot be replaced: its stage does not pickle ({exc})",
-            ) from exc.__cause__
-        # Joined already: its sentinel and the fork server's pipe go now, not at the end of
-        # the run (a run may replace workers without end; each kept two descriptors).
-        worker.process.close()
-        self.counters.array[worker.index * FIELDS + counter] += 1
-        fresh = _Worker(worker.index, worker.label, process, marks=marks)
-        self._workers[worker.index] = fresh
-        return fresh
-
-    def _make_resizer(self) -> Resizer:
-        stages = []
-        for node in self.plan.stages:
-            if node.id not in self._start_with:
-                continue
-            places = self.stage_workers[node.id]
-            plan, spec, _node = self._plans[places[0]]
-            movable = True
-            try:
-                self._definition_for(node.id, spec)  # a newcomer starts from it
-            except _Unpicklable as exc:
-                movable = False
-                label = self.labels[node.id]
-                log.warning("stage %r keeps its first count: it does not pickle (%s)", label, exc)
-            stages.append(
-                Resizable(
-                    label=self.labels[node.id],
-                    places=places,
-                    live=set(places[: self._start_with[node.id]]),
-                    retire=plan.retire,
-                    outputs=[target.channel for slot in plan.outputs for target in slot],
-                    movable=movable,
-                )
-            )
-        return Resizer(stages, self._auto_budget, self.counters.array, self._grow)
-
-    def _grow(self, index: int) -> _Worker:
-        """Start a worker in an empty place of a resizable stage."""
-        plan, spec, node_id = self._plans[index]
-        process = self._spawn(plan, spec, node_id, index)
-        worker = _Worker(index, self.labels[node_id], process)
-        self._workers[index] = worker
-        return worker
-
-    def _spawn(
-        self, plan: WorkerPlan, spec: StageSpec, node_id: int, index: int, exitcode: int | None = None
-    ) -> Any:
-        """Start a worker for ``plan`` from the fork server (or the run's own start method)."""
-        definition = self._definition_for(node_id, spec)
-        successor = replace(plan, recovering=exitcode, lifeline=self._lifeline_reader, watch_caller=False)
-        process = self._respawn_ctx.Process(  # type: ignore[attr-defined]
-            target=worker_main,
-            args=(successor, definition),
-            name=f"olympipe:{spec.name}:{index}",
-            daemon=True,
-        )
-        with without_main_replay() if self._respawn_method == "forkserver" else contextlib.nullcontext():
-            process.start()
-        _unregister_child(process)
-        return process
-
-    def _definition_for(self, node_id: int, spec: StageSpec) -> Definition:
-        """The stage's definition for a fork server, made once; :class:`_Unpicklable` when
-        the stage does not pickle (a global socket, a lock)."""
-        definition = self._definitions.get(node_id)
-        if definition is None:
-            try:
-                definition = self._definitions[node_id] = dumps_definition(spec, self.shm_prefix)
-            except Exception as exc:
-                raise _Unpicklable(str(exc)) from exc
-        return definition
-
-    def _raise_dead(self, worker: _Worker, exitcode: int | None) -> None:
-        started = self.counters.row(worker.index)[STARTED] > 0
-        if self.method == "spawn" and exitcode == 1 and not started:
-            raise PipelineError(
-                f"a worker of stage {worker.label!r} failed while starting: with"
-                ' start_method="spawn" each worker re-runs your script, so the code that'
-                ' runs the pipeline must be under if __name__ == "__main__": (or leave'
-                " start_method unset: the default needs no guard)",
-                stage=worker.label,
-            )
-        raise WorkerDied(stage=worker.label, exitcode=exitcode)
 
     def end_sources(self, node_ids: set[int]) -> None:
         """End the streams of these sources after what they have already read."""
@@ -650,31 +420,7 @@ class Run:
     def stats(self) -> RunStats:
         """The run's figures so far (or final, once it is over)."""
         end = self._ended_at or time.time()
-        rows: list[StageStats] = []
-        for node in self.plan.stages:
-            workers = self.stage_workers.get(node.id)
-            if not workers:
-                continue
-            auto = node.id in self._auto
-            members = self._members.get(node.id)
-            resizable = self._resizer.stage_of(workers[0]) if self._resizer is not None else None
-            positions: list[int] | range = range(len(workers))
-            if resizable is not None:  # the places that ever had a worker
-                positions = [p for p in positions if self.counters.row(workers[p])[STARTED]] or range(1)
-            used = [workers[p] for p in positions]
-            if members is None:
-                made = [self.counters.stage_stats(self.labels[node.id], used, end, auto=auto)]
-            else:
-                first = self._member_rows[node.id]
-                firsts = [first + p * len(members) for p in positions]
-                made = self.counters.member_stats(members, used, firsts, end, auto=auto)
-            if resizable is not None:
-                live = len(resizable.live) - resizable.retiring
-                made = [
-                    replace(r, workers=live, min_workers=resizable.least, max_workers=resizable.most)
-                    for r in made
-                ]
-            rows.extend(made)
+        rows = self.rows.stats(self.counters, self.labels, self._resizer, end)
         return RunStats(
             rows=tuple(rows),
             bottleneck=pick_bottleneck(rows),
@@ -696,11 +442,11 @@ class Run:
             return
         self._closed = True
         self._ended_at = time.time()
-        with _ctrl_c_held():
+        with ctrl_c_held():
             if self._progress is not None:
                 self._progress.close()
             self._stop_inputs()
-            self._stop_workers()
+            self._force.stop(self._control)
             self._release()
 
     def _stop_inputs(self) -> None:
@@ -715,26 +461,6 @@ class Run:
                 window.release()  # wake a producer waiting for a credit
         for channel in [*self._channels.values(), *self._sink_channels]:
             channel.unblock_producers()
-
-    def _stop_workers(self) -> None:
-        """Let finished workers exit, terminate the others, kill what outlives the grace."""
-        self._drain_control(raise_failures=False)  # workers that reported Done are spared
-        for worker in self._workers:
-            if not worker.done and worker.process.exitcode is None:
-                worker.process.terminate()
-        deadline = time.monotonic() + GRACE_SECONDS
-        pending = {w.process.sentinel: w for w in self._workers if w.process.exitcode is None}
-        while pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            for sentinel in wait(list(pending), left):
-                del pending[sentinel]  # type: ignore[call-overload,unused-ignore]
-        for worker in pending.values():
-            log.debug("killing worker %s of stage %r", worker.index, worker.label)
-            worker.process.kill()
-        for worker in self._workers:
-            worker.process.join()
 
     def _release(self) -> None:
         """Join the feeders, close every pipe, remove shared memory, drop the locks."""
@@ -752,10 +478,7 @@ class Run:
             self._control.channel.close()
         if self._lifeline is not None:
             self._lifeline.close()
-        for worker in self._workers:
-            worker.process.close()
-        if self._lifeline_reader is not None:
-            self._lifeline_reader.close()
+        self._force.close()
         if self._journal is not None:
             journal.remove_all(self._journal)
         if self._pool is not None:
@@ -767,39 +490,7 @@ class Run:
         # /dev/shm until collected, and the Pipeline keeps this run for stats().
         self._source_items = sum(f.items for f in self._feeders)
         self._channels, self._sink_channels, self._windows, self._shared = {}, [], [], []
-        self._workers, self._feeders, self._control = [], [], None
-        self._plans, self._definitions = {}, {}
-
-
-class _Unpicklable(Exception):
-    """A stage that a fork server cannot be handed: it does not pickle."""
-
-
-@contextlib.contextmanager
-def _ctrl_c_held() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends, then raise it: teardown is short and must finish.
-
-    Python runs signal handlers in the main thread only, so only there can it be held."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
-    if caught:
-        if callable(previous):
-            previous(signal.SIGINT, None)  # the caller's own handler, or KeyboardInterrupt
-        elif previous != signal.SIG_IGN:
-            raise KeyboardInterrupt
-
-
-def _unregister_child(process: Any) -> None:
-    children = getattr(multiprocessing.process, "_children", None)
-    if isinstance(children, set):
-        children.discard(process)
+        self._feeders, self._control = [], None
 
 
 def _stage_specs(plan: Plan) -> list[StageSpec]:

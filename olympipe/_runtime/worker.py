@@ -17,42 +17,26 @@ can mistake a failed run for a finished one.
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
-import os
-import resource
-import select
 import signal
-import sys
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Semaphore
 from typing import Any
 
+from olympipe._runtime.child import Stopped, become_worker, die_by, stop_if_asked
 from olympipe._runtime.counters import (
-    BLOCKED_OUT,
-    BUSY,
-    CPU,
     CURRENT,
-    ERRORS,
     FIELDS,
-    ITEMS_IN,
-    ITEMS_OUT,
-    PEAK_RSS_MB,
-    RETRIED,
-    STARTED,
-    WAIT_IN,
     Counters,
 )
 from olympipe._runtime.credits import Target
 from olympipe._runtime.journal import BUFFERED, PROCESSING, SENDING, Journal, Recovered, restore_segments
 from olympipe._runtime.messages import Control, Done, Failure, Retired
+from olympipe._runtime.meter import Meter, member_recorder
 from olympipe._runtime.ordering import Reorder
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
-from olympipe._stages.fused import FusedStage, Recorder
+from olympipe._stages.fused import FusedStage
 from olympipe._transport import inherited, pool, stock
 from olympipe._transport.channel import KIND_END, Channel, unpack_header
 from olympipe._transport.codec import (
@@ -68,13 +52,6 @@ from olympipe._transport.codec import (
     send_encoded,
 )
 from olympipe.errors import WorkerDied
-
-_PR_SET_PDEATHSIG = 1
-USAGE_SECONDS = 0.2  # how often a worker reads its CPU time and memory: a system call
-
-
-class Stopped(BaseException):
-    """Raised in a worker by SIGTERM: the supervisor is tearing the run down."""
 
 
 class Retire(Exception):
@@ -116,14 +93,14 @@ def worker_main(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
     try:
         # Inside the try: SIGTERM may come as soon as its handler is set, and a Stopped
         # escaping this function is a second traceback printed by multiprocessing.
-        _become_worker(plan.parent_pid, plan.lifeline, plan.watch_caller)
+        become_worker(plan.parent_pid, plan.lifeline, plan.watch_caller)
         _work(plan, definition)
         # Reported (Done or a Failure): from here on, being terminated is simply the end.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except Stopped:
         # SIGTERM while reporting a failure: the run is already being torn down, and the
         # report (if any got through) is all the caller needs. No second traceback.
-        _die_by(signal.SIGTERM)
+        die_by(signal.SIGTERM)
 
 
 def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
@@ -139,7 +116,7 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
         stage = spec.make()
         stage.open()
         if plan.member_row >= 0 and isinstance(stage, FusedStage):
-            stage.bind_recorder(_member_recorder(plan.counters.array, plan.member_row))
+            stage.bind_recorder(member_recorder(plan.counters.array, plan.member_row))
         try:
             (_run if plan.journal is None else _run_replaceable)(plan, spec, stage)
         except Retire as exc:
@@ -158,7 +135,7 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
         plan.control.send(Done(plan.index))
     except Stopped:
         _close_quietly(stage)
-        _die_by(signal.SIGTERM)
+        die_by(signal.SIGTERM)
     except ItemFailed as exc:
         Meter(plan.counters.array, plan.index).failed()
         cause = exc.__cause__ if exc.__cause__ is not None else exc
@@ -319,20 +296,6 @@ def _rerun(stage: Stage, chunk: list[Any], entry: Recovered, died: WorkerDied) -
     return stage.rerun(chunk, died, culprits, entry.held.mark)
 
 
-def _member_recorder(array: Any, first_row: int) -> Recorder:
-    """Where a fused stage reports each member's figures: a row per member, this worker's."""
-
-    def record(member: int, items_in: int, items_out: int, busy: float, errors: int, retried: int) -> None:
-        row = (first_row + member) * FIELDS
-        array[row + ITEMS_IN] += items_in
-        array[row + ITEMS_OUT] += items_out
-        array[row + BUSY] += busy
-        array[row + ERRORS] = errors
-        array[row + RETRIED] = retried
-
-    return record
-
-
 class _Budget:
     """``max_items_per_worker``: raise :class:`Retire` before a chunk that would exceed it
     (unless nothing was done yet) and once it is spent."""
@@ -352,95 +315,6 @@ class _Budget:
             self._left -= items
             if self._left <= 0:
                 raise Retire
-
-
-class Meter:
-    """One worker's row of counters, written by that worker alone (see counters.py).
-
-    A replacement worker takes over its predecessor's row and adds to it."""
-
-    __slots__ = ("_array", "_base_cpu", "_base_errors", "_base_retried", "_next_usage", "_row")
-
-    def __init__(self, array: Any, index: int) -> None:
-        self._array = array
-        self._row = index * FIELDS
-        self._next_usage = 0.0
-        self._base_errors = array[self._row + ERRORS]
-        self._base_retried = array[self._row + RETRIED]
-        self._base_cpu = array[self._row + CPU]
-
-    def start(self) -> None:
-        """The worker's loop starts now (percentages are of the time since), unless a
-        predecessor in this row started it already."""
-        if not self._array[self._row + STARTED]:
-            self._array[self._row + STARTED] = time.time()
-
-    def process(self, stage: Stage, chunk: list[Any]) -> Any:
-        """``stage.process(chunk)``, timed. Items in and busy time move together, after the
-        work: the feeder divides one by the other, and an item counted early reads as free."""
-        t0 = time.perf_counter()
-        out = stage.process(chunk)
-        self._count(len(chunk), stage, time.perf_counter() - t0)
-        return out
-
-    def stream(self, stage: Stage, chunk: list[Any], send: Callable[[int | None, Any], None]) -> None:
-        """``stage.stream(chunk)``, each part sent (numbered by the sender) as it comes; busy
-        is the time spent making the parts, not sending them."""
-        busy = 0.0
-        t0 = time.perf_counter()
-        for part in stage.stream(chunk):
-            busy += time.perf_counter() - t0
-            send(None, part)
-            t0 = time.perf_counter()
-        self._count(len(chunk), stage, busy + time.perf_counter() - t0)
-
-    def timed(self, items: int, stage: Stage, work: Any) -> Any:
-        """``work()`` counted as :meth:`process` counts ``stage.process``."""
-        t0 = time.perf_counter()
-        out = work()
-        self._count(items, stage, time.perf_counter() - t0)
-        return out
-
-    def _count(self, items: int, stage: Stage, busy: float) -> None:
-        array, row = self._array, self._row
-        array[row + BUSY] += busy
-        array[row + ITEMS_IN] += items
-        array[row + ERRORS] = self._base_errors + stage.errors
-        array[row + RETRIED] = self._base_retried + stage.retried
-
-    def encoded(self, seconds: float) -> None:
-        """Time spent encoding output (pickling, writing shared memory): busy."""
-        self._array[self._row + BUSY] += seconds
-
-    def waited(self, seconds: float) -> None:
-        """Time spent waiting for input."""
-        self._array[self._row + WAIT_IN] += seconds
-
-    def blocked(self, seconds: float) -> None:
-        """Time spent blocked writing output."""
-        self._array[self._row + BLOCKED_OUT] += seconds
-
-    def emitted(self, items: int) -> None:
-        """Items sent on."""
-        self._array[self._row + ITEMS_OUT] += items
-
-    def failed(self) -> None:
-        """An item failed without ``on_error``: the run is about to end."""
-        self._array[self._row + ERRORS] += 1
-
-    def sample_usage(self) -> None:
-        """CPU and peak memory, at most every :data:`USAGE_SECONDS` (a system call)."""
-        now = time.perf_counter()
-        if now > self._next_usage:
-            self.record_usage()
-            self._next_usage = now + USAGE_SECONDS
-
-    def record_usage(self) -> None:
-        """CPU seconds and peak RSS of this process, now."""
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        self._array[self._row + CPU] = self._base_cpu + usage.ru_utime + usage.ru_stime
-        peak = self._row + PEAK_RSS_MB
-        self._array[peak] = max(self._array[peak], usage.ru_maxrss / 1024)  # Linux reports KiB
 
 
 class _Outputs:
@@ -568,85 +442,3 @@ def _close_quietly(stage: Stage | None) -> None:
         pass
 
 
-def _die_by(signum: signal.Signals) -> None:
-    """Exit as if killed by ``signum`` so the exit code says what happened."""
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-    os._exit(128 + signum)  # pragma: no cover - not reached
-
-
-def _raise_stopped(signum: int, frame: object) -> None:
-    raise Stopped
-
-
-class _StopSwallowed:
-    """SIGTERM's :class:`Stopped` can be raised inside a weakref finalizer or ``__del__``,
-    where Python prints "Exception ignored in ..." and carries on. Such a stop is noted
-    quietly instead, and the worker's loop stops at its next chunk (:func:`stop_if_asked`);
-    a worker blocked reading is killed after the teardown's grace, as any other."""
-
-    pending = False
-
-    def __init__(self, previous: Any) -> None:
-        self._previous = previous
-
-    def __call__(self, unraisable: Any) -> None:
-        if isinstance(unraisable.exc_value, Stopped):
-            _StopSwallowed.pending = True
-            return
-        self._previous(unraisable)
-
-
-def stop_if_asked() -> None:
-    """Raise :class:`Stopped` if a SIGTERM was swallowed by a finalizer (see above)."""
-    if _StopSwallowed.pending:
-        raise Stopped
-
-
-def _watch_lifeline(lifeline: Connection) -> None:
-    """Die with the caller: its end of the lifeline closes when it exits, however it exits."""
-    try:
-        lifeline.recv_bytes()
-    except (EOFError, OSError):
-        pass
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _watch_caller(pidfd: int) -> None:
-    """Die with the caller: a pidfd turns readable when the whole process has exited."""
-    select.select([pidfd], [], [])
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _become_worker(parent_pid: int, lifeline: Connection | None, watch_caller: bool) -> None:
-    """Ignore Ctrl-C (the caller handles it once), stop cleanly on SIGTERM, die with the caller.
-
-    How a worker dies with its caller depends on how it started. Forked from the caller's
-    main thread: the kernel's parent-death signal. From a fork server: a lifeline pipe whose
-    only writer is the caller (the server's children keep it alive). Forked from another
-    thread: a pidfd of the caller, because the parent-death signal fires when the thread that
-    forked exits, not the process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    sys.unraisablehook = _StopSwallowed(sys.unraisablehook)
-    signal.signal(signal.SIGTERM, _raise_stopped)
-    # A stage may run a pipeline of its own: multiprocessing refuses children to a daemon
-    # process. Its workers die with this one all the same (they watch their own caller).
-    multiprocessing.current_process().daemon = False
-    if lifeline is not None:
-        threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
-        return
-    if watch_caller and hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(parent_pid)
-        except OSError:  # gone already
-            os._exit(1)
-        threading.Thread(target=_watch_caller, args=(pidfd,), daemon=True).start()
-    else:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # pragma: no cover - not Linux
-            pass
-    if os.getppid() != parent_pid:
-        os._exit(1)  # the caller died before the watch was armed
