@@ -1,45 +1,23 @@
-"""The Ray engine: each stage worker is a Ray actor; the driver orchestrates.
-
-For each chunk of source items the driver calls the first stage's actor, hands the
-returned object refs to the next stage's actor, and so on: data moves from actor to actor
-through Ray's object store and never through the driver. Per chunk, the driver keeps the
-refs of what reaches each sink in a deque, popped in submission order: that deque is both
-the order (chunk ``k`` before chunk ``k + 1``) and the backpressure (at most
-``max_in_flight`` chunks submitted and not yet collected).
-
-Stateful stages (batch, reduce, limit, ...) are one actor; one caller's calls to one actor
-run in submission order, so they see their input in order. Adjacent per-item stages with the
-same worker count and no branch between them are fused into one actor call (an actor call
-costs about a millisecond of CPU), unless ``RayEngine(fuse=False)``.
-
-Decisions that differ from the local engine (see docs/API.md):
-
-* ``timeout`` is judged by the driver: the stream ends when nothing is in flight and the
-  source has given nothing for that long.
-* ``temporal_batch`` closes a window when the next chunk reaches it, or at the end.
-* A dead actor of fused stages is reported under the first of them; the message names all.
-"""
+"""One run of a plan on Ray: submission, collection in order, crash repair, recycling,
+adaptive chunks, stats and teardown (the engine's design is in ``olympipe/_engines/ray/__init__.py``)."""
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import itertools
-import os
 import queue
-import threading
 import time
-import types
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from olympipe._core.cpus import usable_cpus
 from olympipe._core.tuning import tune
 from olympipe._engines.inline import error_from
-from olympipe._engines.ray_actor import Meta, StageActor, StageFailed
-from olympipe._graph import Node, Plan, RunOptions, SourceSpec
+from olympipe._engines.ray.actor import Meta, StageActor, StageFailed
+from olympipe._engines.ray.cluster import alive_nodes, cluster_cpus, on_node, uploaded
+from olympipe._engines.ray.planning import Group, held_back, plan_groups
+from olympipe._engines.ray.source import END, Puller, SourceError
+from olympipe._graph import Node, Plan, RunOptions
 from olympipe._progress import Progress, bar_totals
 from olympipe._runtime.counters import (
     BUSY,
@@ -52,12 +30,10 @@ from olympipe._runtime.counters import (
     Counters,
 )
 from olympipe._runtime.credits import default_window
-from olympipe._stages.base import StageSpec
 from olympipe._transport.codec import dumps_definition
 from olympipe.errors import PipelineError, WorkerDied
 from olympipe.stats import RunStats, pick_bottleneck
 
-INSTALL_HINT = 'the Ray engine needs Ray: pip install "olympipe[ray]"'
 TARGET_SECONDS = 0.01  # work per chunk at the costliest stage: an actor call costs ~1 ms
 MAX_ITEMS = 1024
 MAX_CHUNK_BYTES = 8 << 20
@@ -66,152 +42,11 @@ SOURCE_QUEUE_ITEMS = 2 * MAX_ITEMS  # pulled ahead: two full chunks, so a chunk 
 KILL_CONFIRM_SECONDS = 10.0  # how long close() waits for Ray to confirm the actors' deaths
 
 
-class RayEngine:
-    """Runs the pipeline on a Ray cluster: ``Pipeline(...).wait_for_result(engine=RayEngine())``.
-
-    ``address``: the cluster (``"auto"``, ``"ray://head:10001"``; ``None``: ``RAY_ADDRESS``, a
-    Ray already initialised in this process, or a local Ray started for the run and shut
-    down after it). ``runtime_env`` (code and packages to ship) goes to ``ray.init`` when
-    olympipe starts Ray, else to every actor; ``init_kwargs`` go to ``ray.init``;
-    ``stage_options`` maps a stage name to Ray actor options (``num_gpus``, ``resources``,
-    ``scheduling_strategy``, ...). ``chunk_size`` fixes the items per actor call (default:
-    adaptive), ``max_in_flight`` the chunks submitted and not yet collected.
-    ``zero_copy``: stages get the numpy arrays of Ray's object store as they are, read-only
-    (default: writable copies, so that a stage may change its input in place).
-    """
-
-    name = "ray"
-
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        runtime_env: dict[str, Any] | None = None,
-        init_kwargs: dict[str, Any] | None = None,
-        stage_options: dict[str, dict[str, Any]] | None = None,
-        chunk_size: int | None = None,
-        max_in_flight: int | None = None,
-        fuse: bool = True,
-        zero_copy: bool = False,
-        max_workers: int | None = None,
-    ) -> None:
-        if importlib.util.find_spec("ray") is None:
-            raise ImportError(INSTALL_HINT)
-        for value, what in (
-            (chunk_size, "chunk_size"),
-            (max_in_flight, "max_in_flight"),
-            (max_workers, "max_workers"),
-        ):
-            if value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{what} must be an int >= 1, got {value!r}")
-        for flag, what in ((fuse, "fuse"), (zero_copy, "zero_copy")):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{what} must be a bool, got {type(flag).__name__}")
-        self.address = address
-        self.runtime_env = _local_paths(runtime_env)
-        self.init_kwargs = dict(init_kwargs or {})
-        self.stage_options = dict(stage_options or {})
-        self.chunk_size = chunk_size
-        self.max_in_flight = max_in_flight
-        self.fuse = fuse
-        self.zero_copy = zero_copy
-        self.max_workers = max_workers  # the budget of count="auto" stages; None: the cluster's CPUs
-
-    def execute(self, plan: Plan, options: RunOptions) -> RayRun:
-        """A not yet started run of ``plan`` on Ray."""
-        for node in plan.sources:
-            if isinstance(node.spec, SourceSpec) and node.spec.server:
-                raise TypeError("a server pipeline runs on the local engine only")
-        unknown = set(self.stage_options) - set(plan.labels.values())
-        if unknown:
-            raise ValueError(f"stage_options names no stage of this pipeline: {sorted(unknown)}")
-        return RayRun(self, plan, options)
-
-
-@dataclass
-class _Group:
-    """Stages that run together in the same actors: one, or a fused per-item chain."""
-
-    nodes: list[Node]
-    labels: list[str]
-    count: int
-    slots: int
-    timeout: float | None = None  # a timeout stage: judged by the driver
-    actors: list[Any] = field(default_factory=list)
-    outstanding: list[int] = field(default_factory=list)
-    rows: list[list[int]] = field(default_factory=list)  # per actor, per node: counter row
-    make_actor: Any = None  # builds one more actor of this group (a replacement)
-    sent: list[int] = field(default_factory=list)  # per actor: source items sent (recycling)
-
-    @property
-    def isolates_crashes(self) -> bool:
-        return bool(getattr(self.head.spec, "isolates_crashes", False))
-
-    @property
-    def items_per_worker(self) -> int | None:
-        value: int | None = getattr(self.head.spec, "items_per_worker", None)
-        return value
-
-    @property
-    def head(self) -> Node:
-        return self.nodes[0]
-
-    @property
-    def tail(self) -> Node:
-        return self.nodes[-1]
-
-
-def plan_groups(plan: Plan, fuse: bool, pinned: Iterable[str]) -> list[_Group]:
-    """The plan's stages grouped into actors, in graph order."""
-    pinned = set(pinned)
-    groups: list[_Group] = []
-    group_of: dict[int, _Group] = {}
-    for node in plan.stages:
-        spec = node.spec
-        assert isinstance(spec, StageSpec)
-        upstream_group = group_of.get(node.inputs[0][0].id) if len(node.inputs) == 1 else None
-        if fuse and upstream_group is not None and _fuses_into(plan, upstream_group, node, pinned):
-            upstream_group.nodes.append(node)
-            upstream_group.labels.append(plan.labels[node.id])
-            upstream_group.slots = spec.output_slots
-            group_of[node.id] = upstream_group
-            continue
-        group = _Group([node], [plan.labels[node.id]], spec.count, spec.output_slots, spec.idle_timeout)
-        groups.append(group)
-        group_of[node.id] = group
-    return groups
-
-
-def _fusable(plan: Plan, node: Node, pinned: set[str]) -> bool:
-    spec = node.spec
-    # A replaceable stage runs alone: a crash must be one stage's, and so must a recycling.
-    alone = spec.renumbers_output or spec.replaceable or plan.labels[node.id] in pinned  # type: ignore[union-attr]
-    return spec.per_item and not alone
-
-
-def _fuses_into(plan: Plan, group: _Group, node: Node, pinned: set[str]) -> bool:
-    """Whether ``node`` can run in the same call as ``group``, its only input: both
-    per-item, same worker count, and nothing else reads the group's output."""
-    upstream = group.tail
-    return (
-        node.inputs[0][0] is upstream
-        and _fusable(plan, node, pinned)
-        and _fusable(plan, upstream, pinned)
-        and group.count == node.spec.count
-        and upstream.spec.output_slots == 1
-        and len(plan.consumers[upstream.id][0]) == 1
-    )
-
-
 @dataclass
 class _Call:
     """One actor call of a submission: enough to make it again after a crash."""
 
-    group: _Group
+    group: Group
     index: int  # which actor of the group
     args: tuple[Any, ...]  # () for a flush
     outs: list[Any]  # a ref per output slot, then the meta ref
@@ -226,97 +61,27 @@ class _InFlight:
     remade: dict[Any, Any] = field(default_factory=dict)  # a ref lost in a crash -> its value
     # Calls held back until this submission is collected (see RayRun._deferred):
     later: dict[tuple[int, int], list[Any]] | None = None  # the refs they read
-    finishing: _Group | None = None
+    finishing: Group | None = None
     open_groups: set[int] = field(default_factory=set)  # ids of the held-back groups still open
     source_items: int = 0
 
     @property
-    def metas(self) -> list[tuple[_Group, int, Any]]:
+    def metas(self) -> list[tuple[Group, int, Any]]:
         """``(group, actor index, meta ref)`` of every call."""
         return [(call.group, call.index, call.outs[-1]) for call in self.calls]
-
-
-_END = object()
-
-
-class _SourceError:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class _Puller:
-    """Pulls one source in a thread of the caller into a bounded queue."""
-
-    def __init__(self, node: Node, size: int) -> None:
-        assert isinstance(node.spec, SourceSpec)
-        self.node = node
-        self.queue: queue.Queue[Any] = queue.Queue(size)
-        self.cut = False  # end_source(): the stream ends after what was already read
-        self._stop = threading.Event()
-        self._iterable = node.spec.iterable
-        self._thread = threading.Thread(target=self._pull, name="olympipe-source", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _pull(self) -> None:
-        iterator: Any = None
-        try:
-            iterator = iter(self._iterable)
-            for item in iterator:
-                if not self._put(item):
-                    if self.cut:  # the driver drains the queue: this put completes
-                        self.queue.put(_END)
-                    return
-            self._put(_END)
-        except BaseException as exc:
-            self._put(_SourceError(exc))
-        finally:
-            if inspect.isgenerator(iterator):
-                iterator.close()
-
-    def _put(self, value: Any) -> bool:
-        # stop() drains the queue after setting the flag, so a put blocked on a full
-        # queue always gets room and this thread then sees the flag.
-        if self._stop.is_set():
-            return False
-        self.queue.put(value)
-        return True
-
-    def end_source(self) -> None:
-        """End the stream after the items already queued (called from another thread)."""
-        self.cut = True
-        self._stop.set()
-        try:
-            self.queue.put_nowait(_END)  # wakes a driver waiting for the next item
-        except queue.Full:
-            pass  # the driver is not waiting: it sees ``cut`` once the queue is empty
-
-    def stop(self) -> None:
-        """Stop pulling: wake a blocked ``put`` by draining the queue."""
-        self._stop.set()
-        try:
-            while True:
-                self.queue.get_nowait()
-        except queue.Empty:
-            pass
-
-    def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
 
 class RayRun:
     """One execution of a plan on Ray."""
 
-    def __init__(self, engine: RayEngine, plan: Plan, options: RunOptions) -> None:
+    def __init__(self, engine: Any, plan: Plan, options: RunOptions) -> None:
         import ray
 
         self._ray = ray
         self.engine = engine
         # count="auto": sized from the budget; adjacent auto stages get the same count, so
         # that plan_groups fuses them as it fuses equal fixed counts.
-        plan = tune(plan, options.workers or engine.max_workers or _cluster_cpus(ray), fuse=False).plan
+        plan = tune(plan, options.workers or engine.max_workers or cluster_cpus(ray), fuse=False).plan
         self.plan = plan
         self.options = options
         self.groups = plan_groups(plan, engine.fuse, engine.stage_options)
@@ -327,7 +92,7 @@ class RayRun:
         self.counters = Counters(None, sum(g.count * len(g.nodes) for g in self.groups))
         self._ended: set[int] = set()
         self._inflight: deque[_InFlight] = deque()
-        self._pullers: list[_Puller] = []
+        self._pullers: list[Puller] = []
         self._rr = itertools.count()
         self._progress: Progress | None = None
         self._started_ray = False
@@ -340,7 +105,7 @@ class RayRun:
         self._retired: list[Any] = []  # replaced actors: killed with the others at the end
         self._closing: list[tuple[Any, Any]] = []  # recycled actors and their close() refs
         self._last_activity = 0.0
-        self._deferred = _held_back(self.groups, self._group_of)
+        self._deferred = held_back(self.groups, self._group_of)
         self._deferred_nodes = {n.id for g in self.groups if id(g) in self._deferred for n in g.nodes}
         limits = [g.items_per_worker for g in self.groups if g.items_per_worker is not None]
         self._most_per_chunk = min([MAX_ITEMS, *limits])  # a chunk never exceeds a worker's budget
@@ -365,21 +130,21 @@ class RayRun:
             self._started_ray = True
             actor_env = None  # the job's runtime_env already holds it
         else:
-            actor_env = _uploaded(ray, self.engine.runtime_env)
+            actor_env = uploaded(ray, self.engine.runtime_env)
         actor_class = ray.remote(StageActor)
-        nodes = itertools.cycle(_alive_nodes(ray))
+        nodes = itertools.cycle(alive_nodes(ray))
         for group in self.groups:
             definition = dumps_definition([n.spec for n in group.nodes])
             chosen: dict[str, Any] = {}
             for label in group.labels:
                 chosen.update(self.engine.stage_options.get(label, {}))
 
-            def make_actor(definition: Any = definition, chosen: Any = chosen, group: _Group = group) -> Any:
+            def make_actor(definition: Any = definition, chosen: Any = chosen, group: Group = group) -> Any:
                 # No CPU reserved unless asked: workers share cores, as processes do
                 # locally, so more workers than CPUs still run. A stage's workers go round
                 # the nodes (Ray's SPREAD leaves zero-CPU actors on one node).
                 options: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0}
-                options["scheduling_strategy"] = _on_node(ray, next(nodes))
+                options["scheduling_strategy"] = on_node(ray, next(nodes))
                 if actor_env is not None:  # a Ray this process had initialised already
                     options["runtime_env"] = actor_env
                 options.update(chosen)
@@ -404,7 +169,7 @@ class RayRun:
         """``(sink index, chunk)`` in order per sink; raises the run's first failure."""
         self.start()
         for node in self.plan.sources:
-            puller = _Puller(node, SOURCE_QUEUE_ITEMS)
+            puller = Puller(node, SOURCE_QUEUE_ITEMS)
             self._pullers.append(puller)
             puller.start()
         self._last_activity = time.monotonic()
@@ -436,7 +201,7 @@ class RayRun:
             if self._inflight and not any(p.queue.qsize() for p in self._pullers):
                 return
 
-    def _take(self, puller: _Puller, block: bool) -> tuple[list[Any], bool]:
+    def _take(self, puller: Puller, block: bool) -> tuple[list[Any], bool]:
         """Up to the target number of items from one source, and whether it has ended.
         Blocks for the first item only when nothing is in flight (until a ``timeout``
         stage's deadline, if any)."""
@@ -453,10 +218,10 @@ class RayRun:
         value = first
         ended = False
         while True:
-            if value is _END:
+            if value is END:
                 ended = True
                 break
-            if isinstance(value, _SourceError):
+            if isinstance(value, SourceError):
                 raise error_from("source", value.exc)
             items.append(value)
             if len(items) >= self._target or len(items) >= self._most_per_chunk:
@@ -500,7 +265,7 @@ class RayRun:
         self._submit({(source.id, 0): [first]}, finishing=None, source_items=len(chunk))
 
     def _submit(
-        self, refs: dict[tuple[int, int], list[Any]], finishing: _Group | None, source_items: int = 0
+        self, refs: dict[tuple[int, int], list[Any]], finishing: Group | None, source_items: int = 0
     ) -> None:
         """Call every group that has input in ``refs`` (or ``finishing``'s flush), in graph
         order, chaining the returned refs; record what the sinks get. Calls of held-back
@@ -532,9 +297,9 @@ class RayRun:
     def _call_groups(
         self,
         entry: _InFlight,
-        groups: list[_Group],
+        groups: list[Group],
         refs: dict[tuple[int, int], list[Any]],
-        finishing: _Group | None,
+        finishing: Group | None,
         is_open: Any,
     ) -> None:
         for group in groups:
@@ -571,7 +336,7 @@ class RayRun:
             if node.is_source and (node.id, slot) in refs:
                 entry.sinks.extend((sink, ref) for ref in refs[(node.id, slot)])
 
-    def _pick(self, group: _Group) -> int:
+    def _pick(self, group: Group) -> int:
         """The actor of ``group`` with the fewest calls outstanding (round robin on ties)."""
         if group.count == 1:
             return 0
@@ -624,7 +389,7 @@ class RayRun:
         except Exception as exc:
             raise self._translate(exc)
 
-    def _account(self, group: _Group, index: int, meta: Meta) -> bool:
+    def _account(self, group: Group, index: int, meta: Meta) -> bool:
         group.outstanding[index] = max(0, group.outstanding[index] - 1)
         stage_exhausted, rows = meta
         self._add_rows(group, index, rows)
@@ -633,7 +398,7 @@ class RayRun:
             return True
         return False
 
-    def _add_rows(self, group: _Group, index: int, rows: list[list[float]]) -> None:
+    def _add_rows(self, group: Group, index: int, rows: list[list[float]]) -> None:
         """Add what one call's stages gained to the counters of actor ``index``'s rows."""
         array = self.counters.array
         for row_index, gained in zip(group.rows[index], rows, strict=True):
@@ -704,11 +469,11 @@ class RayRun:
         nothing: Meta = (exhausted, [[0.0] * FIELDS for _ in group.nodes])
         return [*chunks, nothing]
 
-    def _call(self, group: _Group, index: int, *args: Any, method: str = "process") -> list[Any]:
+    def _call(self, group: Group, index: int, *args: Any, method: str = "process") -> list[Any]:
         handle = getattr(group.actors[index], method)
         return list(self._ray.get(handle.options(num_returns=group.slots + 1).remote(*args)))
 
-    def _ensure_alive(self, group: _Group, index: int) -> None:
+    def _ensure_alive(self, group: Group, index: int) -> None:
         try:
             self._ray.get(group.actors[index].ready.remote())
         except Exception as exc:
@@ -716,7 +481,7 @@ class RayRun:
                 raise self._translate(exc)
             self._replace_actor(group, index, None)  # counted when its item is found
 
-    def _replace_actor(self, group: _Group, index: int, counter: int | None) -> None:
+    def _replace_actor(self, group: Group, index: int, counter: int | None) -> None:
         """A new actor in place of actor ``index`` (its calls' figures add to the same
         rows); ``counter``: ``CRASHES`` or ``RECYCLED``, counted on the group's first stage."""
         old = group.actors[index]
@@ -736,7 +501,7 @@ class RayRun:
             except Exception as exc:
                 raise self._translate(exc)
 
-    def _recycle_if_spent(self, group: _Group, index: int, items: int) -> None:
+    def _recycle_if_spent(self, group: Group, index: int, items: int) -> None:
         """``max_items_per_worker``: an actor whose budget this chunk would exceed closes
         (after its queued calls: ``close_method`` runs in it) and a fresh one takes over."""
         limit = group.items_per_worker
@@ -785,7 +550,7 @@ class RayRun:
 
     # -- ending -----------------------------------------------------------------------------
 
-    def _end_source(self, puller: _Puller) -> None:
+    def _end_source(self, puller: Puller) -> None:
         puller.stop()
         self._pullers.remove(puller)
         self._ended.add(puller.node.id)
@@ -916,75 +681,10 @@ class RayRun:
                     pass
 
 
-def _local_paths(runtime_env: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``py_modules`` given as module objects or paths, as the strings that actor options
-    take (``ray.init`` converts them itself; an actor's options do not)."""
-    if runtime_env is None or "py_modules" not in runtime_env:
-        return runtime_env
-    paths = []
-    for module in runtime_env["py_modules"]:
-        if isinstance(module, types.ModuleType):
-            path = getattr(module, "__path__", None)
-            module = next(iter(path)) if path else module.__file__
-        paths.append(os.fspath(module))
-    return {**runtime_env, "py_modules": paths}
-
-
-def _uploaded(ray: Any, runtime_env: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A runtime_env for actor options: Ray uploads local ``py_modules`` and ``working_dir``
-    only for a job's runtime_env (at ``ray.init``), so do what it does there."""
-    if runtime_env is None or not ({"py_modules", "working_dir"} & set(runtime_env)):
-        return runtime_env
-    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
-    from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
-
-    scratch = ray._private.worker.global_worker.node.get_runtime_env_dir_path()
-    env = upload_py_modules_if_needed(dict(runtime_env), include_gitignore=True, scratch_dir=scratch)
-    return dict(upload_working_dir_if_needed(env, include_gitignore=True, scratch_dir=scratch))
-
-
-def _cluster_cpus(ray: Any) -> int:
-    """The CPUs of the cluster this process is connected to, else of this process (a
-    cluster started for the run is started on this machine)."""
-    if ray.is_initialized():
-        return max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return usable_cpus()
-
-
-def _alive_nodes(ray: Any) -> list[str | None]:
-    """The ids of the cluster's alive nodes that have CPUs (``[None]`` if Ray says none)."""
-    ids = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")]
-    return ids or [None]
-
-
-def _on_node(ray: Any, node_id: str | None) -> Any:
-    if node_id is None:
-        return "DEFAULT"
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
-
-
-def _died(group: _Group, exc: BaseException) -> WorkerDied:
+def _died(group: Group, exc: BaseException) -> WorkerDied:
     names = ", ".join(repr(label) for label in group.labels)
     detail = f"a Ray actor death (running {names}): {str(exc).splitlines()[0] if str(exc) else exc!r}"
     return WorkerDied(stage=group.labels[0], exitcode=None, detail=detail)
-
-
-def _held_back(groups: list[_Group], group_of: dict[int, _Group]) -> set[int]:
-    """The groups whose calls wait until their submission is collected (ids): a stateful
-    stage behind a crash-isolated one, and whatever follows it. A crash upstream must be
-    repaired before such a stage sees the chunk, or it would see later chunks first."""
-    behind_isolated: set[int] = set()
-    held: set[int] = set()
-    for group in groups:
-        upstream = [group_of[up.id] for up, _slot in group.head.inputs if up.id in group_of]
-        if any(up.isolates_crashes or id(up) in behind_isolated for up in upstream):
-            behind_isolated.add(id(group))
-        stateful = group.head.spec.ordered_input or group.tail.spec.ordered_input
-        if (stateful and id(group) in behind_isolated) or any(id(up) in held for up in upstream):
-            held.add(id(group))
-    return held
 
 
 def _add_gained(array: Any, at: int, gained: list[float]) -> None:

@@ -1,0 +1,25 @@
+"""The Ray engine: each stage worker is a Ray actor; the driver orchestrates.
+
+For each chunk of source items the driver calls the first stage's actor, hands the
+returned object refs to the next stage's actor, and so on: data moves from actor to actor
+through Ray's object store and never through the driver. Per chunk, the driver keeps the
+refs of what reaches each sink in a deque, popped in submission order: that deque is both
+the order (chunk ``k`` before chunk ``k + 1``) and the backpressure (at most
+``max_in_flight`` chunks submitted and not yet collected).
+
+Stateful stages (batch, reduce, limit, ...) are one actor; one caller's calls to one actor
+run in submission order, so they see their input in order. Adjacent per-item stages with the
+same worker count and no branch between them are fused into one actor call (an actor call
+costs about a millisecond of CPU), unless ``RayEngine(fuse=False)``.
+
+Decisions that differ from the local engine (see docs/API.md):
+
+* ``timeout`` is judged by the driver: the stream ends when nothing is in flight and the
+  source has given nothing for that long.
+* ``temporal_batch`` closes a window when the next chunk reaches it, or at the end.
+* A dead actor of fused stages is reported under the first of them; the message names all.
+"""
+
+from olympipe._engines.ray.engine import INSTALL_HINT, RayEngine
+
+__all__ = ["INSTALL_HINT", "RayEngine"]

@@ -1,0 +1,79 @@
+"""The Ray engine's source: pulled by a thread of the caller into a bounded queue."""
+
+from __future__ import annotations
+
+import inspect
+import queue
+import threading
+from typing import Any
+
+from olympipe._graph import Node, SourceSpec
+
+END = object()
+
+
+class SourceError:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class Puller:
+    """Pulls one source in a thread of the caller into a bounded queue."""
+
+    def __init__(self, node: Node, size: int) -> None:
+        assert isinstance(node.spec, SourceSpec)
+        self.node = node
+        self.queue: queue.Queue[Any] = queue.Queue(size)
+        self.cut = False  # end_source(): the stream ends after what was already read
+        self._stop = threading.Event()
+        self._iterable = node.spec.iterable
+        self._thread = threading.Thread(target=self._pull, name="olympipe-source", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _pull(self) -> None:
+        iterator: Any = None
+        try:
+            iterator = iter(self._iterable)
+            for item in iterator:
+                if not self._put(item):
+                    if self.cut:  # the driver drains the queue: this put completes
+                        self.queue.put(END)
+                    return
+            self._put(END)
+        except BaseException as exc:
+            self._put(SourceError(exc))
+        finally:
+            if inspect.isgenerator(iterator):
+                iterator.close()
+
+    def _put(self, value: Any) -> bool:
+        # stop() drains the queue after setting the flag, so a put blocked on a full
+        # queue always gets room and this thread then sees the flag.
+        if self._stop.is_set():
+            return False
+        self.queue.put(value)
+        return True
+
+    def end_source(self) -> None:
+        """End the stream after the items already queued (called from another thread)."""
+        self.cut = True
+        self._stop.set()
+        try:
+            self.queue.put_nowait(END)  # wakes a driver waiting for the next item
+        except queue.Full:
+            pass  # the driver is not waiting: it sees ``cut`` once the queue is empty
+
+    def stop(self) -> None:
+        """Stop pulling: wake a blocked ``put`` by draining the queue."""
+        self._stop.set()
+        try:
+            while True:
+                self.queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
