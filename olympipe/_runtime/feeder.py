@@ -31,15 +31,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from olympipe._runtime.counters import BUSY, ITEMS_IN, Counters
+from olympipe._core.chunking import LOCAL, costliest
+from olympipe._runtime.counters import Counters
 from olympipe._runtime.credits import Target
 from olympipe._runtime.messages import Control, Failure
 from olympipe._transport.codec import ByAddress, EncodeError, WriteSlot, encode_chunk, send_encoded
 
-TARGET_SECONDS = 0.001
-HOLD_SECONDS = 0.001
-MAX_ITEMS = 4096
-MAX_CHUNK_BYTES = 1 << 20  # large items travel alone: bounded memory, balanced workers
+# The local engine's chunks (see olympipe/_core/chunking.py for the rule and the numbers).
+TARGET_SECONDS = LOCAL.target_seconds
+HOLD_SECONDS = LOCAL.hold_seconds
+MAX_ITEMS = LOCAL.max_items
+MAX_CHUNK_BYTES = LOCAL.max_bytes
 
 
 class _PipeBroken(Exception):
@@ -270,14 +272,7 @@ def cost_reader(
     def cost() -> tuple[float | None, int]:
         if not stages:  # the source feeds the caller directly: nothing to balance
             return None, MAX_ITEMS
-        worst: float | None = None
-        at_least = 1
-        for workers, parallel in stages:
-            at_least = max(at_least, parallel)
-            items = counters.total(workers, ITEMS_IN)
-            if items:
-                per_item = counters.total(workers, BUSY) / items / parallel
-                worst = per_item if worst is None else max(worst, per_item)
-        return worst, at_least
+        at_least = max((parallel for _rows, parallel in stages), default=1)
+        return costliest(counters, stages), at_least
 
     return cost

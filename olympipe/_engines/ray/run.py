@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from olympipe._core.chunking import RAY, costliest, items_for
 from olympipe._core.tuning import tune
 from olympipe._engines.inline import error_from
 from olympipe._engines.ray.actor import Meta, StageActor, StageFailed
@@ -20,10 +21,8 @@ from olympipe._engines.ray.source import END, Puller, SourceError
 from olympipe._graph import Node, Plan, RunOptions
 from olympipe._progress import Progress, bar_totals
 from olympipe._runtime.counters import (
-    BUSY,
     CRASHES,
     FIELDS,
-    ITEMS_IN,
     PEAK_RSS_MB,
     RECYCLED,
     STARTED,
@@ -34,10 +33,10 @@ from olympipe._transport.codec import dumps_definition
 from olympipe.errors import PipelineError, WorkerDied
 from olympipe.stats import RunStats, pick_bottleneck
 
-TARGET_SECONDS = 0.01  # work per chunk at the costliest stage: an actor call costs ~1 ms
-MAX_ITEMS = 1024
-MAX_CHUNK_BYTES = 8 << 20
-HOLD_SECONDS = 0.005  # how long a partial chunk waits for more items while others are in flight
+# Ray's chunks (see olympipe/_core/chunking.py: an actor call costs ~1 ms of CPU)
+MAX_ITEMS = RAY.max_items
+MAX_CHUNK_BYTES = RAY.max_bytes
+HOLD_SECONDS = RAY.hold_seconds  # how long a partial chunk waits for more items while others are in flight
 SOURCE_QUEUE_ITEMS = 2 * MAX_ITEMS  # pulled ahead: two full chunks, so a chunk is always ready
 KILL_CONFIRM_SECONDS = 10.0  # how long close() waits for Ray to confirm the actors' deaths
 
@@ -534,19 +533,17 @@ class RayRun:
         self._closing = still
 
     def _adapt_target(self) -> None:
-        """About :data:`TARGET_SECONDS` of work per call at the costliest stage."""
+        """About the policy's target of work per call at the costliest stage."""
         if self.engine.chunk_size is not None:
             return
-        worst = 0.0
-        for group in self.groups:
-            for position in range(len(group.nodes)):
-                rows = [r[position] for r in group.rows]
-                items = self.counters.total(rows, ITEMS_IN)
-                if items:
-                    parallel = group.nodes[position].spec.parallelism
-                    worst = max(worst, self.counters.total(rows, BUSY) / items / parallel)
-        if worst > 0:
-            self._target = int(min(max(TARGET_SECONDS / worst, 1), MAX_ITEMS))
+        stages = [
+            ([r[position] for r in group.rows], group.nodes[position].spec.parallelism)
+            for group in self.groups
+            for position in range(len(group.nodes))
+        ]
+        worst = costliest(self.counters, stages)
+        if worst is not None:
+            self._target = items_for(RAY, worst)
 
     # -- ending -----------------------------------------------------------------------------
 
