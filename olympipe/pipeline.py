@@ -93,6 +93,11 @@ def _check_retries(retries: object, retry_on: object) -> tuple[type[BaseExceptio
     return kinds
 
 
+def _check_bool(value: object, what: str) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, got {type(value).__name__}")
+
+
 def _check_seconds(value: object, what: str) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{what} must be a number of seconds, got {type(value).__name__}")
@@ -138,6 +143,7 @@ class Pipeline(Generic[T]):
             _check_positive_int(queue_size, "queue_size")
         check_start_method(start_method)
         check_engine(engine)
+        _check_bool(progress, "progress")
         if workers is not None:
             _check_positive_int(workers, "workers")
         options = RunOptions(
@@ -198,6 +204,8 @@ class Pipeline(Generic[T]):
         return pipe
 
     def _node(self, spec: StageSpec, *others: Pipeline[Any]) -> Node:
+        if not isinstance(spec.name, str) or not spec.name:
+            raise TypeError(f"name must be a non-empty str, got {spec.name!r}")
         inputs = (self._endpoint, *(o._endpoint for o in others))
         sources = [n.spec for n in sources_of(inputs) if isinstance(n.spec, SourceSpec)]
         check_server_stage(spec, sources)
@@ -261,6 +269,7 @@ class Pipeline(Generic[T]):
         _check_callable(task, "task")
         workers, auto = _check_count(count)
         _check_positive_int(concurrency, "concurrency")
+        _check_bool(ordered, "ordered")
         kinds = _check_retries(retries, retry_on)
         _check_items_per_worker(max_items_per_worker)
         if on_error is not None:
@@ -368,6 +377,7 @@ class Pipeline(Generic[T]):
     def batch(self, batch_size: int = 2, keep_incomplete_batch: bool = True) -> Pipeline[list[T]]:
         """Group items into lists of ``batch_size``; the last shorter one is kept unless told not to."""
         _check_positive_int(batch_size, "batch_size")
+        _check_bool(keep_incomplete_batch, "keep_incomplete_batch")
         return self._then(BatchSpec(name="batch", size=batch_size, keep_incomplete=keep_incomplete_batch))
 
     def temporal_batch(self, time_interval: float) -> Pipeline[list[T]]:
@@ -448,6 +458,8 @@ class Pipeline(Generic[T]):
         plan = plan_for([p._endpoint for p in pipes])
         _check_sources_free(plan)
         check_budget(plan, self._b.options.workers)
+        if progress is not None:
+            _check_bool(progress, "progress")
         wanted = self._b.options.progress if progress is None else progress
         options = replace(self._b.options, progress=bool(wanted))
         return resolve_engine(engine if engine is not None else self._b.engine).execute(plan, options)

@@ -5,6 +5,10 @@ test runs in microseconds. Each source item is pushed through the whole graph be
 next one is pulled, so every stage sees its input in source order; sources of a ``gather``
 are pulled in turn. Stateful stages are flushed in graph order once their inputs end.
 
+A stage with ``concurrency > 1`` runs its items one after the other. An ``async`` stage runs
+on an event loop of its own; called from a thread where a loop already runs (a notebook
+cell), that loop runs in a helper thread, the one exception to "the caller's thread".
+
 Time-driven stages are checked between items: ``timeout`` ends its stream when the next
 item comes later than its deadline, but cannot interrupt a source blocked in ``next()``
 (nothing else runs in the caller's thread meanwhile).
@@ -12,9 +16,11 @@ item comes later than its deadline, but cannot interrupt a source blocked in ``n
 
 from __future__ import annotations
 
+import inspect
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
@@ -24,6 +30,15 @@ from olympipe._runtime.messages import short_repr
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe.errors import PipelineError, stage_error
 from olympipe.stats import RunStats, pick_bottleneck
+
+
+def _in_this_thread(spec: StageSpec) -> StageSpec:
+    """A stage's spec for the caller's thread: ``concurrency`` items at a time would take a
+    thread pool, so they run one after the other (coroutines still run on their own loop)."""
+    concurrency = getattr(spec, "concurrency", 1)
+    if concurrency > 1 and not inspect.iscoroutinefunction(getattr(spec, "fn", None)):
+        return replace(spec, concurrency=1)  # type: ignore[call-arg]
+    return spec
 
 
 class InlineEngine:
@@ -81,7 +96,7 @@ class InlineRun:
             assert isinstance(node.spec, StageSpec)
             label = self.plan.labels[node.id]
             try:
-                stage = node.spec.make()
+                stage = _in_this_thread(node.spec).make()
                 stage.open()
             except BaseException as exc:
                 raise error_from(label, exc)

@@ -76,7 +76,7 @@ class _Calls:
 
     def apply(self, items: list[Any]) -> list[Any]:
         if self._loop is not None:
-            out = self._loop.run_until_complete(self._apply_async(items))
+            out = list(_run_on(self._loop, self._apply_async(items)))
         elif self._pool is not None and len(items) > 1:
             out = list(self._pool.map(self._guarded, items))
         elif self.on_error is None and not self.retries:
@@ -174,6 +174,32 @@ class _Calls:
                         return self.recover(item, exc)
 
         return list(await asyncio.gather(*(one(x) for x in items)))
+
+
+def _run_on(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
+    """``loop.run_until_complete(coro)``; from a thread whose own loop is running (a
+    notebook cell calling an inline run), in a helper thread: one thread runs one loop."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return loop.run_until_complete(coro)
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(loop.run_until_complete(coro))
+        except BaseException as exc:
+            failure.append(exc)
+
+    helper = threading.Thread(target=run, name="olympipe-async")
+    helper.start()
+    helper.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 @dataclass(frozen=True)

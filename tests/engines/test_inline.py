@@ -40,3 +40,27 @@ def test_a_server_pipeline_is_refused() -> None:
     src = Pipeline.server([("POST", "/x", lambda b: b)], port=0, inactivity_timeout=0.1)
     with pytest.raises(TypeError, match="local engine"):
         src.task(abs).wait_for_result(engine="inline")
+
+
+def _thread_id(x: int) -> int:
+    import threading
+
+    return threading.get_ident()
+
+
+def test_concurrency_runs_in_the_callers_thread() -> None:
+    import threading
+
+    got = Pipeline([list(range(20))]).explode().task(_thread_id, concurrency=4).wait_for_result(engine="inline")
+    assert set(got) == {threading.get_ident()}
+
+
+def test_an_async_stage_runs_where_an_event_loop_already_runs() -> None:
+    import asyncio
+
+    from tests.engines import stagefns as f
+
+    async def cell() -> list[int]:  # a notebook cell: a loop runs in this thread
+        return Pipeline(range(10)).task(f.async_double, concurrency=3).wait_for_result(engine="inline")
+
+    assert asyncio.run(cell()) == [2 * x for x in range(10)]

@@ -36,3 +36,18 @@ def test_the_stats_table_has_the_same_columns_on_every_engine(engine: Any) -> No
     for r in rows:
         assert r.workers == r.min_workers == r.max_workers == 1
         assert 0 < r.busy_pct <= 100
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Pipeline(range(3)).task(f.double, ordered="yes"),  # type: ignore[call-overload]
+        lambda: Pipeline(range(3)).task(f.double, name=3),  # type: ignore[call-overload]
+        lambda: Pipeline(range(3)).batch(2, keep_incomplete_batch=None),  # type: ignore[arg-type]
+        lambda: Pipeline(range(3), progress="no"),  # type: ignore[arg-type]
+        lambda: Pipeline(range(3)).wait_for_result(progress=1),  # type: ignore[arg-type]
+    ],
+)
+def test_wrong_types_are_type_errors_before_anything_runs(build: Any) -> None:
+    with pytest.raises(TypeError):
+        build()
