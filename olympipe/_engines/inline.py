@@ -17,6 +17,7 @@ item comes later than its deadline, but cannot interrupt a source blocked in ``n
 from __future__ import annotations
 
 import inspect
+import resource
 import time
 import traceback
 from collections.abc import Iterator
@@ -25,7 +26,18 @@ from typing import Any
 
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
-from olympipe._runtime.counters import BUSY, ERRORS, FIELDS, ITEMS_IN, ITEMS_OUT, RETRIED, STARTED, Counters
+from olympipe._runtime.counters import (
+    BUSY,
+    CPU,
+    ERRORS,
+    FIELDS,
+    ITEMS_IN,
+    ITEMS_OUT,
+    PEAK_RSS_MB,
+    RETRIED,
+    STARTED,
+    Counters,
+)
 from olympipe._runtime.messages import short_repr
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe.errors import PipelineError, stage_error
@@ -168,13 +180,15 @@ class InlineRun:
         if stage.streams:
             self._stream(node, stage, chunk)
             return
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         try:
             out = stage.process(chunk)
         except BaseException as exc:
             array[row + ERRORS] += 1
             raise error_from(self.plan.labels[node.id], exc)
         array[row + BUSY] += time.perf_counter() - t0
+        array[row + CPU] += time.thread_time() - cpu0  # this thread's: the stage's own
+        array[row + PEAK_RSS_MB] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         array[row + ITEMS_IN] += len(chunk)
         array[row + ERRORS] = stage.errors
         array[row + RETRIED] = stage.retried

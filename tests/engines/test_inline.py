@@ -51,7 +51,9 @@ def _thread_id(x: int) -> int:
 def test_concurrency_runs_in_the_callers_thread() -> None:
     import threading
 
-    got = Pipeline([list(range(20))]).explode().task(_thread_id, concurrency=4).wait_for_result(engine="inline")
+    got = (
+        Pipeline([list(range(20))]).explode().task(_thread_id, concurrency=4).wait_for_result(engine="inline")
+    )
     assert set(got) == {threading.get_ident()}
 
 

@@ -36,6 +36,8 @@ def test_the_stats_table_has_the_same_columns_on_every_engine(engine: Any) -> No
     for r in rows:
         assert r.workers == r.min_workers == r.max_workers == 1
         assert 0 < r.busy_pct <= 100
+        assert r.cpu_pct > 0
+        assert r.peak_rss_mb > 0
 
 
 @pytest.mark.parametrize(
