@@ -49,7 +49,7 @@ def check_budget(plan: Plan, workers: int | None) -> None:
     process starts)."""
     if workers is None:
         return
-    fixed = fixed_workers(plan)
+    fixed = fixed_workers(plan, fusion_groups(plan))  # a filter or explode() fused costs none
     if workers < fixed:
         raise ValueError(
             f"workers={workers} is smaller than the {fixed} workers the stages with a fixed count need"

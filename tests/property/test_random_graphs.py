@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from olympipe import Pipeline
+from olympipe._core.tuning import fixed_workers, fusion_groups
+from olympipe._graph import plan_for
 
 
 def inc(x: int) -> int:
@@ -149,5 +151,74 @@ def test_branches_and_gather_match_serial(engine: Any) -> None:
         assert sorted(merged) == sorted(want_a + want_b)  # gather: nothing lost or duplicated
         assert [x for x in merged if x % 2 == 0] == want_a  # and each input keeps its order
         assert [x for x in merged if x % 2 != 0] == want_b
+
+    check()
+
+
+def flat(x: int) -> list[int]:
+    return [x, -x]
+
+
+@dataclass(frozen=True)
+class AutoOp:
+    """An operator of an all-``auto`` chain: auto tasks fuse with the filters and plain
+    explodes between them; batches and limits keep groups apart (and make them resizable)."""
+
+    kind: str
+    arg: Any = None
+
+    def build(self, p: Pipeline[Any]) -> Pipeline[Any]:
+        if self.kind == "task":
+            return p.task(MAPS[self.arg], count="auto")
+        if self.kind == "pairs":
+            return p.task(flat, count="auto").explode()
+        if self.kind == "filter":
+            return p.filter(FILTERS[self.arg])
+        if self.kind == "batch_sum":
+            return p.batch(self.arg).task(sum, count="auto")
+        return p.limit(self.arg)
+
+    def oracle(self, xs: list[int]) -> list[int]:
+        if self.kind == "task":
+            return [MAPS[self.arg](x) for x in xs]
+        if self.kind == "pairs":
+            return [y for x in xs for y in flat(x)]
+        if self.kind == "filter":
+            return [x for x in xs if FILTERS[self.arg](x)]
+        if self.kind == "batch_sum":
+            return [sum(xs[i : i + self.arg]) for i in range(0, len(xs), self.arg)]
+        return xs[: self.arg]
+
+
+auto_ops = st.one_of(
+    st.builds(AutoOp, st.just("task"), st.sampled_from(sorted(MAPS))),
+    st.builds(AutoOp, st.just("pairs")),
+    st.builds(AutoOp, st.just("filter"), st.sampled_from(sorted(FILTERS))),
+    st.builds(AutoOp, st.just("batch_sum"), st.integers(1, 7)),
+    st.builds(AutoOp, st.just("limit"), st.integers(0, 60)),
+)
+
+
+@pytest.mark.timeout(300)
+def test_auto_chain_matches_serial() -> None:
+    @SETTINGS
+    @given(
+        st.lists(st.integers(-1000, 1000), max_size=150),
+        st.lists(auto_ops, min_size=1, max_size=5),
+        st.integers(1, 6),
+    )
+    def check(xs: list[int], ops_: list[AutoOp], workers: int) -> None:
+        p: Pipeline[Any] = Pipeline(xs, start_method="fork", workers=workers)
+        for op in ops_:
+            p = op.build(p)
+        plan = plan_for([p._endpoint])
+        if workers < fixed_workers(plan, fusion_groups(plan)):  # refused, before anything runs
+            with pytest.raises(ValueError, match="smaller than"):
+                p.wait_for_result()
+            return
+        want = xs
+        for op in ops_:
+            want = op.oracle(want)
+        assert p.wait_for_result() == want
 
     check()
