@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DEMO_STAMP := $(VENV)/.demo-stamp
 
 .PHONY: all install lint test test-long demo bench soak clean
 
@@ -16,6 +17,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo needs numpy and pillow only, not the dev tools or Ray.
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[examples]'
+	touch $(DEMO_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check olympipe tests examples benchmarks
 	$(BIN)/mypy --strict olympipe tests
@@ -26,7 +34,7 @@ test: lint
 test-long: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/image_preprocessing.py
 
 OLD := benchmarks/_venv_olympipe2
