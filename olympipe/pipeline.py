@@ -374,10 +374,27 @@ class Pipeline(Generic[T]):
             _check_callable(keep_if_true, "keep_if_true")
         return self._then(FilterSpec(name=name or _name_of(keep_if_true, "filter"), pred=keep_if_true))
 
-    def batch(self, batch_size: int = 2, keep_incomplete_batch: bool = True) -> Pipeline[list[T]]:
-        """Group items into lists of ``batch_size``; the last shorter one is kept unless told not to."""
+    def batch(
+        self, batch_size: int = 2, keep_incomplete_batch: bool = True, *, max_wait: float | None = None
+    ) -> Pipeline[list[T]]:
+        """Group items into lists of ``batch_size``; the last shorter one is kept unless told
+        not to. With ``max_wait`` (seconds), a batch also leaves, however short, once its
+        oldest item has waited that long: bounded latency for a slow or bursty source.
+
+        Raises ``ValueError`` for ``batch_size < 1`` or a negative ``max_wait``,
+        ``TypeError`` for a wrong type."""
         _check_positive_int(batch_size, "batch_size")
         _check_bool(keep_incomplete_batch, "keep_incomplete_batch")
+        if max_wait is not None:
+            if not isinstance(max_wait, (int, float)) or isinstance(max_wait, bool):
+                raise TypeError(f"max_wait must be a number of seconds, got {type(max_wait).__name__}")
+            if not max_wait >= 0:  # also NaN
+                raise ValueError(f"max_wait must be >= 0 seconds, got {max_wait}")
+            return self._then(
+                BatchSpec(
+                    name="batch", size=batch_size, keep_incomplete=keep_incomplete_batch, max_wait=max_wait
+                )
+            )
         return self._then(BatchSpec(name="batch", size=batch_size, keep_incomplete=keep_incomplete_batch))
 
     def temporal_batch(self, time_interval: float) -> Pipeline[list[T]]:

@@ -42,14 +42,46 @@ class BatchStage(Stage):
         return []
 
 
+class TimedBatchStage(BatchStage):
+    """``batch(size, max_wait=seconds)``: a batch also leaves when its oldest item has
+    waited ``max_wait`` (from that item's arrival; later items do not restart the clock),
+    whichever comes first. A batch that leaves on time may be short, whatever
+    ``keep_incomplete_batch`` says: that is what the wait bounds."""
+
+    def __init__(self, size: int, keep_incomplete: bool, max_wait: float) -> None:
+        super().__init__(size, keep_incomplete)
+        self._max_wait = max_wait
+        self._arrived: list[float] = []  # per buffered item, when it arrived
+
+    def process(self, items: list[Any]) -> list[Any]:
+        now = time.monotonic()
+        out = self.tick(now)  # an overdue batch leaves before newer items join it
+        self._arrived.extend([now] * len(items))
+        out.extend(super().process(items))
+        self._arrived = self._arrived[len(self._arrived) - len(self._buf) :]
+        return out
+
+    def deadline(self) -> float | None:
+        return self._arrived[0] + self._max_wait if self._arrived else None
+
+    def tick(self, now: float) -> list[Any]:
+        if not self._arrived or now < self._arrived[0] + self._max_wait:
+            return []
+        out, self._buf, self._arrived = [self._buf], [], []
+        return out
+
+
 @dataclass(frozen=True)
 class BatchSpec(OrderedSpec):
-    """``batch(batch_size, keep_incomplete_batch)``."""
+    """``batch(batch_size, keep_incomplete_batch, max_wait)``."""
 
     size: int = 2
     keep_incomplete: bool = True
+    max_wait: float | None = None
 
     def make(self) -> Stage:
+        if self.max_wait is not None:
+            return TimedBatchStage(self.size, self.keep_incomplete, self.max_wait)
         return BatchStage(self.size, self.keep_incomplete)
 
 
