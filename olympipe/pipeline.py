@@ -627,7 +627,22 @@ _running: weakref.WeakSet[Execution] = weakref.WeakSet()
 
 def _close(run: Execution) -> None:
     _running.discard(run)
-    run.close()
+    try:
+        run.close()
+    finally:
+        _mark_spent(run)
+
+
+# Iterator sources a run has read from: another run would silently get what is left of
+# them (often nothing), so it is refused instead.
+_spent: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
+
+
+def _mark_spent(run: Execution) -> None:
+    for node in run.plan.sources:
+        assert isinstance(node.spec, SourceSpec)
+        if _consumable(node.spec.iterable) and not node.spec.server:
+            _spent[id(node.spec.iterable)] = node
 
 
 # Sources that a run started with start() is consuming: another run of them would
@@ -644,6 +659,13 @@ def _claim_sources(run: Execution) -> None:
 
 def _check_sources_free(plan: Plan) -> None:
     for node in plan.sources:
+        assert isinstance(node.spec, SourceSpec)
+        if _spent.get(id(node.spec.iterable)) is node:
+            raise RuntimeError(
+                "this pipeline's source is an iterator (a generator, say) that an earlier run"
+                " already read: running it again would give only what is left of it. Build the"
+                " pipeline again from a fresh iterator, or give it a list or a range"
+            )
         if _claimed.get(node.id) is node:
             raise RuntimeError(
                 "this pipeline's source is an iterator already being consumed by a run started"

@@ -76,6 +76,10 @@ class RunStats:
         busy = f"{row.busy_pct:.0f} %"
         return f"stage {row.name!r} is busy {busy} of the time with {row.workers} {plural}{advice}"
 
+    def _repr_html_(self) -> str:
+        """The table for a notebook: the same figures, each stage's busy share drawn."""
+        return _html_table(self)
+
     def __str__(self) -> str:
         header = (
             "stage",
@@ -120,6 +124,32 @@ class RunStats:
         ]
         text.append(f"{self.source_items:,} items from the source in {self.wall_seconds:.2f} s; {self.hint}")
         return "\n".join(text)
+
+
+def _html_table(stats: RunStats) -> str:
+    """The stats as an HTML table: a bar per stage for its busy share, the bottleneck marked."""
+    from html import escape
+
+    titles = ("stage", "workers", "in", "out", "errors", "busy", "wait-in %", "blocked %", "peak MB", "cpu %")
+    head = "".join(f"<th>{h}</th>" for h in titles)
+    rows = []
+    for r in stats.rows:
+        mark = r.name == stats.bottleneck
+        workers = f"{r.workers} auto" if r.auto else str(r.workers)
+        bar = (
+            f'<div style="background:{"#d9534f" if mark else "#5b9bd5"};height:0.8em;'
+            f'width:{max(0.0, min(100.0, r.busy_pct)):.0f}%"></div>'
+        )
+        cells = (
+            f"<td>{'<b>' if mark else ''}{escape(r.name)}{' (bottleneck)</b>' if mark else ''}</td>"
+            f"<td>{workers}</td><td>{r.items_in:,}</td><td>{r.items_out:,}</td><td>{r.errors}</td>"
+            f'<td style="min-width:8em">{bar}{r.busy_pct:.0f} %</td><td>{r.wait_in_pct:.0f}</td>'
+            f"<td>{r.blocked_out_pct:.0f}</td><td>{r.peak_rss_mb:.0f}</td><td>{r.cpu_pct:.0f}</td>"
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    summary = f"{stats.source_items:,} items from the source in {stats.wall_seconds:.2f} s; {stats.hint}"
+    caption = escape(summary)
+    return f"<table><caption>{caption}</caption><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def physical_cores() -> int:

@@ -158,3 +158,12 @@ def test_single_worker_stage_sees_items_in_order_behind_parallel_workers(tmp_pat
 
     Pipeline(range(300)).task(jitter, count=4).task(record).wait_for_result()
     assert [int(v) for v in log.read_text().split()] == list(range(300))
+
+
+def test_a_generator_source_read_by_an_earlier_run_is_refused_not_silently_empty() -> None:
+    p = Pipeline(x for x in range(5)).task(abs)
+    assert p.wait_for_result() == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="already read"):
+        p.wait_for_result()
+    again = Pipeline(range(5)).task(abs)  # a range reads the same way every time
+    assert again.wait_for_result() == again.wait_for_result() == [0, 1, 2, 3, 4]

@@ -88,3 +88,30 @@ def test_writing_large_outputs_counts_as_busy_not_blocked() -> None:
     row = p.stats().rows[0]
     assert row.busy_pct > row.blocked_out_pct, p.stats()
     assert p.stats().bottleneck == "same_big_array", p.stats()
+
+
+def test_stats_show_themselves_in_a_notebook_as_html() -> None:
+    from html.parser import HTMLParser
+
+    p = Pipeline(range(200)).task(abs).task(abs, name="<b>again")
+    p.wait_for_result()
+    html = p.stats()._repr_html_()
+
+    class Cells(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows = 0
+            self.text: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.rows += tag == "tr"
+
+        def handle_data(self, data: str) -> None:
+            self.text.append(data)
+
+    cells = Cells()
+    cells.feed(html)
+    assert cells.rows == 3  # the header and a row per stage
+    assert "<b>again" in cells.text  # a name is escaped, shown as written
+    assert "200" in cells.text
+    assert any("items from the source" in t for t in cells.text)
