@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import psutil
@@ -15,24 +14,9 @@ from olympipe._core.tuning import allocate, fusion_groups, tune
 from olympipe._graph import plan_for
 from tests.engines import stagefns as f
 from tests.helpers import fail_on_7, is_even, plus_one, times_2
+from tests.tuning import _resizing as r
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class Counter:
-    """A class_task whose close_method records that it ran (one file per instance)."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
-        self.seen = 0
-
-    def take(self, x: int) -> int:
-        self.seen += 1
-        return x + 1
-
-    def close(self) -> None:
-        with open(os.path.join(self.folder, f"closed-{os.getpid()}-{id(self)}"), "w") as out:
-            out.write(str(self.seen))
 
 
 # -- building -------------------------------------------------------------------------------
@@ -43,7 +27,7 @@ def test_a_count_that_is_neither_positive_nor_auto_is_a_value_error(bad: Any) ->
     with pytest.raises(ValueError, match="count"):
         Pipeline(range(3)).task(times_2, count=bad)
     with pytest.raises(ValueError, match="count"):
-        Pipeline(range(3)).class_task(Counter, Counter.take, count=bad)
+        Pipeline(range(3)).class_task(r.Closing, r.Closing.take, count=bad)
     with pytest.raises(ValueError, match="count"):
         Pipeline(range(3)).cached_task(times_2, "/tmp", count=bad)
 
@@ -188,7 +172,7 @@ def test_close_method_runs_once_per_worker_of_a_fused_class_task(tmp_path: Any) 
     p = (
         Pipeline(range(300), workers=2)
         .class_task(
-            Counter, Counter.take, class_args=[str(tmp_path)], close_method=Counter.close, count="auto"
+            r.Closing, r.Closing.take, class_args=[str(tmp_path)], close_method=r.Closing.close, count="auto"
         )
         .task(times_2, count="auto")
     )
