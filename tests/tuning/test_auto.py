@@ -176,7 +176,7 @@ def test_close_method_runs_once_per_worker_of_a_fused_class_task(tmp_path: Any) 
         )
         .task(times_2, count="auto")
     )
-    assert p.wait_for_result() == [(x + 1) * 2 for x in range(300)]
+    assert p.wait_for_result() == [x * 2 for x in range(300)]
     closed = list(tmp_path.iterdir())
     assert len(closed) == 2
     assert sum(int(c.read_text()) for c in closed) == 300
