@@ -97,6 +97,42 @@ class WorkerDied(PipelineError):
         self.exitcode = exitcode
 
 
+_ALSO: dict[type[Exception], type[PipelineError]] = {}
+
+
+def _also(cause: type[Exception]) -> type[PipelineError]:
+    """A :class:`PipelineError` that is also an instance of ``cause``, so that
+    ``except ValueError`` catches a stage's ``ValueError`` as ``except PipelineError``
+    does (Ray's ``as_instanceof_cause``); plain :class:`PipelineError` where the two
+    cannot be combined (an ``OSError``'s layout, a final class)."""
+    made = _ALSO.get(cause)
+    if made is None:
+        try:
+            made = type(
+                f"PipelineError({cause.__name__})",
+                (PipelineError, cause),
+                {
+                    "__module__": __name__,
+                    "__str__": BaseException.__str__,  # not KeyError's quoting of the message
+                    "__reduce__": _reduce_also,
+                    "__init__": PipelineError.__init__,
+                },
+            )
+        except Exception:  # layouts that cannot be combined (TypeError), a class refusing subclasses
+            made = PipelineError
+        _ALSO[cause] = made
+    return made
+
+
+def _reduce_also(self: PipelineError) -> tuple[object, ...]:
+    cause = next(c for c in type(self).__mro__[2:] if c not in PipelineError.__mro__)
+    return (_rebuild_also, (cause, self.args[0] if self.args else "", self.__dict__))
+
+
+def _rebuild_also(cause: type[Exception], message: str, state: dict[str, object]) -> PipelineError:
+    return _rebuild_pipeline_error(_also(cause), message, state)
+
+
 def stage_error(
     stage: str,
     message: str,
@@ -112,7 +148,10 @@ def stage_error(
         cause.__cause__ = RemoteTraceback(remote_traceback)
     where = f"stage {stage!r}" if stage != "source" else "the source"
     on_item = f" on item {item_repr}" if item_repr is not None else ""
-    error = PipelineError(
+    kind = PipelineError
+    if isinstance(cause, Exception) and not isinstance(cause, PipelineError):
+        kind = _also(type(cause))
+    error = kind(
         f"{where} failed{on_item}: {message}",
         stage=stage,
         item_repr=item_repr,

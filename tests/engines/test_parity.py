@@ -53,3 +53,38 @@ def test_the_stats_table_has_the_same_columns_on_every_engine(engine: Any) -> No
 def test_wrong_types_are_type_errors_before_anything_runs(build: Any) -> None:
     with pytest.raises(TypeError):
         build()
+
+
+def test_a_stage_error_is_caught_as_its_own_type_and_as_pipeline_error(engine: Any) -> None:
+    import pickle
+
+    from olympipe import PipelineError
+
+    with pytest.raises(KeyError) as info:
+        Pipeline(range(10)).task(f.fail_on_5).wait_for_result(engine=engine)
+    error = info.value
+    assert isinstance(error, PipelineError)
+    assert (error.stage, error.item_repr) == ("fail_on_5", "5")
+    assert error.remote_traceback
+    assert isinstance(error.__cause__, KeyError)
+    assert str(error).startswith("stage 'fail_on_5' failed on item 5: KeyError")  # not quoted as a key
+    again = pickle.loads(pickle.dumps(error))
+    assert isinstance(again, KeyError)
+    assert isinstance(again, PipelineError)
+    assert again.stage == "fail_on_5"
+
+
+class _WithLayout(OSError):
+    pass
+
+
+def _raise_layout(x: int) -> int:
+    raise _WithLayout(5, "no room")
+
+
+def test_a_cause_that_cannot_be_combined_still_gives_a_pipeline_error() -> None:
+    from olympipe import PipelineError
+
+    with pytest.raises(PipelineError) as info:
+        Pipeline(range(3)).task(_raise_layout).wait_for_result(engine="inline")
+    assert isinstance(info.value.__cause__, _WithLayout)
