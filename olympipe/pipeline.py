@@ -7,6 +7,7 @@ hands it to an engine (``olympipe/_engines``): local processes by default.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import os
@@ -613,16 +614,38 @@ class Pipeline(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         """Stream the outputs in order as they are produced; leaving the loop early stops
         and cleans up the run."""
-        run = self._take_run([self])
-        try:
-            for _index, chunk in _events(run):
-                yield from chunk
-        finally:
+        return _stream(self)
+
+
+def _stream(pipe: Pipeline[T], _exited: list[bool] | None = None) -> Iterator[T]:
+    """The generator behind ``iter(pipeline)``; its run starts at the first ``next``.
+
+    A generator left open when the interpreter exits is closed after the modules are torn
+    down, when nothing of the runtime can run: the atexit hook has closed its run by then,
+    and the default argument (which outlives the module's globals) says so."""
+    exited = _EXITED if _exited is None else _exited
+    run = pipe._take_run([pipe])
+    try:
+        for _index, chunk in _events(run):
+            yield from chunk
+    finally:
+        if not exited[0]:
             _close(run)
+
+
+_EXITED = [False]  # set by the atexit hook: every run is closed, the interpreter is going
 
 
 # Runs under way (for kill_generator_source from another thread); dropped when closed.
 _running: weakref.WeakSet[Execution] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    """Close the runs still under way (an iterator left open) while the runtime can."""
+    _EXITED[0] = True
+    for run in list(_running):
+        run.close()
 
 
 def _close(run: Execution) -> None:

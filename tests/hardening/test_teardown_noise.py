@@ -3,11 +3,13 @@ no ``Process olympipe:...`` traceback and no ``Exception ignored ... Stopped``."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import psutil
 import pytest
 
 pytestmark = pytest.mark.timeout(240)
@@ -65,3 +67,30 @@ def test_teardown_prints_nothing_from_workers(caller: str) -> None:
     assert proc.stdout.strip() == "done"
     assert "Stopped" not in proc.stderr, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_an_iterator_left_open_at_exit_says_nothing_and_leaves_nothing() -> None:
+    script = (
+        "import psutil\n"
+        "from olympipe import Pipeline\n"
+        "it = iter(Pipeline(range(10**6)).task(abs).task(abs))\n"
+        "print(next(it), *[c.pid for c in psutil.Process().children()])\n"
+    )
+    root = str(Path(__file__).parents[2])
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert proc.returncode == 0
+    assert proc.stderr == ""
+    first, *pids = proc.stdout.split()
+    assert first == "0"
+    gone = [
+        pid
+        for pid in pids
+        if not psutil.pid_exists(int(pid)) or psutil.Process(int(pid)).status() == "zombie"
+    ]
+    assert len(gone) >= len(pids) - 1  # the workers are gone; only the janitor may still be sweeping
