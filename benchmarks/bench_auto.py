@@ -1,6 +1,6 @@
 """count="auto" against Pool.imap and the best hand-tuned counts found in the same run.
 
-Four workloads (the goals of the self-tuning issue): the seed image pipeline with every step
+Four workloads (the goals of self-tuning): the seed image pipeline with every step
 "auto"; three CPU stages costing 1 : 10 : 1 ms; a workload whose costly stage moves halfway
 (and the same under a budget of 3 workers for 2 stages); the 3 trivial stages of the overhead
 benchmark. Hand-tuned figures come from a grid over counts 1..cores+1 per stage, each
