@@ -109,8 +109,9 @@ class Feeder:
     def join(self, timeout: float) -> bool:
         """Wait for both threads; ``False`` if the puller is still blocked in ``next()``."""
         self.wake()
-        self._sender.join(timeout)
-        self._puller.join(timeout)
+        for thread in (self._sender, self._puller):
+            if thread.ident is not None:  # started (a teardown may come before)
+                thread.join(timeout)
         return not (self._sender.is_alive() or self._puller.is_alive())
 
     # -- puller -----------------------------------------------------------------------------

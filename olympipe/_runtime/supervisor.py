@@ -170,7 +170,8 @@ class Run:
                 if not shm.no_room(exc):
                     raise
                 self._pool = None  # a full /dev/shm: no slots, large buffers take the pipes
-        self._start_feeders(credits)
+        with ctrl_c_held():  # a feeder half started (one thread of two) cannot be joined
+            self._start_feeders(credits)
         if self.options.progress:
             self._progress = Progress(self.stats, bar_totals(self._origin))
             self._progress.start()
