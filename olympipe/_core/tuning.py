@@ -30,8 +30,6 @@ from olympipe._stages.base import ParallelSpec, StageSpec
 from olympipe._stages.fused import FusedSpec
 from olympipe._stages.mapping import ExplodeSpec, FilterSpec
 
-AUTO = "auto"
-
 
 def is_auto(spec: Any) -> bool:
     """Whether a node's spec was given ``count="auto"``."""
@@ -86,17 +84,15 @@ def tune(plan: Plan, workers: int | None, *, fuse: bool = True) -> Tuned:
     if not any(is_auto(n.spec) for n in plan.stages):
         return Tuned(plan)
     groups = fusion_groups(plan)
-    if not fuse:
-        counts = allocate(
-            budget(workers), fixed_workers(plan), len(_auto_units(plan, groups))
-        )  # the engine fuses by itself (Ray): every member gets its group's count
-        count_of = dict(zip(_auto_units(plan, groups), counts, strict=True))
+    units = _auto_units(plan, groups)
+    total = budget(workers)
+    if not fuse:  # the engine fuses by itself (Ray): every member gets its group's count
+        count_of = dict(zip(units, allocate(total, fixed_workers(plan), len(units)), strict=True))
         for group in groups:
             for member in group:
                 count_of[member.id] = count_of[group[-1].id]
         return _rewrite(plan, [], [count_of[i] for i in _auto_units(plan, [])])
-    total, fixed = budget(workers), fixed_workers(plan, groups)
-    units = _auto_units(plan, groups)
+    fixed = fixed_workers(plan, groups)
     counts = allocate(total, fixed, len(units))
     spare = total - fixed - len(units)
     movable = [u for u in units if not plan_spec(plan, u).replaceable]
@@ -108,9 +104,8 @@ def tune(plan: Plan, workers: int | None, *, fuse: bool = True) -> Tuned:
     slots = [shared - (len(movable) - 1) if u in movable else first[u] for u in units]
     tuned = _rewrite(plan, groups, slots)
     tuned.budget = shared
-    for old, new in _tails(plan, groups, tuned).items():
-        if old in movable:
-            tuned.start_with[new] = first[old]
+    for unit in movable:
+        tuned.start_with[tuned.plan.aliases.get(unit, unit)] = first[unit]
     return tuned
 
 
@@ -119,11 +114,6 @@ def plan_spec(plan: Plan, node_id: int) -> StageSpec:
     spec = next(n.spec for n in plan.stages if n.id == node_id)
     assert isinstance(spec, StageSpec)
     return spec
-
-
-def _tails(plan: Plan, groups: list[list[Node]], tuned: Tuned) -> dict[int, int]:
-    """Each auto unit's node id in ``plan`` -> its node id in the tuned plan."""
-    return {u: tuned.plan.aliases.get(u, u) for u in _auto_units(plan, groups)}
 
 
 def allocate(total: int, fixed: int, groups: int) -> list[int]:
