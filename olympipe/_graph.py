@@ -31,6 +31,7 @@ class SourceSpec:
     ordered_input: ClassVar[bool] = False
     per_item: ClassVar[bool] = False
     one_to_one: ClassVar[bool] = True
+    streams: ClassVar[bool] = False
     parallelism: ClassVar[int] = 1
     renumbers_output: ClassVar[bool] = False
 

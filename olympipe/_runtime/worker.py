@@ -440,5 +440,3 @@ def _close_quietly(stage: Stage | None) -> None:
         stage.close()
     except Exception:  # the run already failed; its first error is the one reported
         pass
-
-

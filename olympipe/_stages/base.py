@@ -107,6 +107,8 @@ class StageSpec:
     * ``per_item``: each item is handled on its own (task, filter, explode, ...): allowed in
       a server pipeline, and an engine may fuse neighbouring such stages into one call.
     * ``one_to_one``: exactly one output per input (progress totals carry through).
+    * ``streams``: one input may give outputs without end (``explode``): its stage has
+      :meth:`Stage.stream`, and an engine takes its outputs in bounded parts.
     * ``parallelism``: items in flight in one worker (``concurrency``).
     * ``renumbers_output``: outputs are numbered as they complete (``ordered=False``).
     * ``idle_timeout``: the stream ends after that many seconds without input (``timeout``).
@@ -119,6 +121,7 @@ class StageSpec:
     ordered_input: ClassVar[bool] = False
     per_item: ClassVar[bool] = False
     one_to_one: ClassVar[bool] = False
+    streams: ClassVar[bool] = False
 
     @property
     def count(self) -> int:

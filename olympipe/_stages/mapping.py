@@ -464,6 +464,7 @@ class ExplodeSpec(StageSpec):
     fn: Callable[[Any], Iterable[Any]] | None = None
 
     per_item: ClassVar[bool] = True
+    streams: ClassVar[bool] = True
 
     def make(self) -> Stage:
         return ExplodeStage(self.fn)

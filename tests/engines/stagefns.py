@@ -215,3 +215,36 @@ def crash_every_7th(x: int) -> int:
 
 def minus_one_on_death(item: int, exc: Exception) -> int:
     return -1
+
+
+class CountingNaturals:
+    """``explode`` function: ``start, start + 1, ...`` for ever (or ``length`` of them),
+    writing to ``path`` how many it has made every 1,000 elements, so that a test can see
+    how far an engine read ahead."""
+
+    def __init__(self, path: str, length: int | None = None) -> None:
+        self.path = path
+        self.length = length
+
+    def __call__(self, start: int) -> Any:
+        i = 0
+        while self.length is None or i < self.length:
+            if i % 1000 == 0:
+                with open(self.path, "w") as out:
+                    out.write(str(i))
+            yield start + i
+            i += 1
+
+
+def made_so_far(path: str) -> int:
+    """What a :class:`CountingNaturals` wrote last (0 before its first element)."""
+    try:
+        with open(path) as made:
+            return int(made.read() or 0)
+    except FileNotFoundError:
+        return 0
+
+
+def run_of(k: int) -> Any:
+    """``explode`` function: 3,000 elements for ``k``, made one by one."""
+    return (k * 10_000 + i for i in range(3000))

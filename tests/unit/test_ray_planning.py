@@ -54,3 +54,14 @@ def test_a_stateful_stage_behind_a_crash_isolated_one_is_held_back_with_what_fol
     free = Pipeline(range(3)).task(plus_one).batch(2)
     free_groups = plan_groups(plan_for([free._endpoint]), True, ())
     assert held_back(free_groups, {n.id: g for g in free_groups for n in g.nodes}) == set()
+
+
+def test_a_stateful_stage_behind_an_explode_is_held_back() -> None:
+    """The rest of an exploded chunk comes in later calls: a batch must wait for it."""
+    p = Pipeline(range(3)).task(plus_one).explode(range).task(times_2).limit(5)
+    plan = plan_for([p._endpoint])
+    groups = plan_groups(plan, True, ())
+    assert [g.labels for g in groups] == [["plus_one", "range", "times_2"], ["limit"]]
+    assert [g.streams for g in groups] == [True, False]
+    held = held_back(groups, {n.id: g for g in groups for n in g.nodes})
+    assert [g.labels for g in groups if id(g) in held] == [["limit"]]

@@ -12,6 +12,11 @@ run in submission order, so they see their input in order. Adjacent per-item sta
 same worker count and no branch between them are fused into one actor call (an actor call
 costs about a millisecond of CPU), unless ``RayEngine(fuse=False)``.
 
+An ``explode`` streams: a call returns one part of its outputs and the actor keeps the
+rest; collecting the call submits the next part ahead of every later chunk. A stateful
+stage behind an explode (or behind a crash-isolated stage, whose chunks may be made again)
+is *held back*: its calls are made when their submission is collected, in order.
+
 Decisions that differ from the local engine (see docs/API.md):
 
 * ``timeout`` is judged by the driver: the stream ends when nothing is in flight and the

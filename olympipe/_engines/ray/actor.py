@@ -4,16 +4,24 @@ Plain Python, no Ray import: the driver turns :class:`StageActor` into an actor 
 ``ray.remote`` at run time, so ``import olympipe`` never needs Ray.
 
 Every call returns the output chunks (one per output slot) followed by a *meta* tuple
-``(exhausted, rows)``: whether the stage has nothing more to say (``limit`` reached) and the
-cumulative counter row of each of its stages. Small return values come back to the driver
-that owns them, so stats and progress need no call of their own.
+``(exhausted, rows, more)``: whether the stage has nothing more to say (``limit`` reached),
+what the counters of each of its stages gained, and the key of the rest of the chunk's
+outputs when a stage that streams (``explode``) has more to give (else ``None``). Small
+return values come back to the driver that owns them, so stats and progress need no call of
+their own.
+
+A chunk through a stage that streams returns one part per call: the actor keeps the rest
+of the iteration, one part made ahead (so that the call knows whether more will come), and
+gives the next part to :meth:`StageActor.more`. An endless ``explode`` so runs in bounded
+memory, and the driver stops asking once nothing downstream wants more.
 """
 
 from __future__ import annotations
 
+import itertools
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from olympipe._runtime.counters import (
@@ -31,7 +39,7 @@ from olympipe._runtime.messages import Failure
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._transport.codec import Definition, loads_definition
 
-Meta = tuple[bool, list[list[float]]]
+Meta = tuple[bool, list[list[float]], int | None]
 
 
 class StageFailed(Exception):
@@ -64,6 +72,9 @@ class StageActor:
         self._rows = [[0.0] * FIELDS for _ in specs]
         self._sent = [[0.0] * FIELDS for _ in specs]  # the rows as the last meta left them
         self._cpu = 0.0  # this process's CPU time at the last meta
+        self._streams = any(spec.streams for spec in specs)
+        self._parts: dict[int, tuple[Any, Iterator[Any]]] = {}  # key -> (next part, the rest)
+        self._keys = itertools.count()
         now = time.time()
         for spec, label, row in zip(specs, labels, self._rows, strict=True):
             try:
@@ -82,9 +93,62 @@ class StageActor:
     def process(self, chunk: list[Any]) -> tuple[Any, ...]:
         """Run ``chunk`` through the stages: the output chunks, then the meta tuple."""
         out: Any = self._owned(chunk)
+        if self._streams:
+            return self._first_part(self._chain(0, out))
         for index, stage in enumerate(self._stages):
             out = self._apply(index, stage.process, out)
         return self._result(out)
+
+    def more(self, key: int) -> tuple[Any, ...]:
+        """The next part of the outputs a call gave ``key`` for."""
+        part, rest = self._parts.pop(key)
+        return self._with_next(part, rest, key)
+
+    def forget(self, key: int) -> None:
+        """Nothing downstream wants the rest of ``key``'s outputs (a ``limit`` was reached)."""
+        self._parts.pop(key, None)
+
+    def _first_part(self, parts: Iterator[Any]) -> tuple[Any, ...]:
+        try:
+            part = next(parts)
+        except StopIteration:
+            return self._result([] if self._slots == 1 else tuple([] for _ in range(self._slots)))
+        return self._with_next(part, parts, next(self._keys))
+
+    def _with_next(self, part: Any, rest: Iterator[Any], key: int) -> tuple[Any, ...]:
+        """``part``, and ``key`` if ``rest`` gives another (kept for :meth:`more`)."""
+        try:
+            ahead = next(rest)
+        except StopIteration:
+            return self._result(part)
+        self._parts[key] = (ahead, rest)
+        return self._result(part, key)
+
+    def _chain(self, index: int, items: list[Any]) -> Iterator[Any]:
+        """The outputs of the stages from ``index`` on, part by part: a stage that streams
+        gives its parts one at a time, each run through the rest before the next is made."""
+        if index == len(self._stages):
+            yield items
+            return
+        stage = self._stages[index]
+        if not stage.streams:
+            yield from self._chain(index + 1, self._apply(index, stage.process, items))
+            return
+        row = self._rows[index]
+        row[ITEMS_IN] += len(items)
+        parts = stage.stream(items)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                part = next(parts)
+            except StopIteration:
+                row[BUSY] += time.perf_counter() - t0
+                return
+            except BaseException as exc:
+                raise _failure(self._labels[index], exc)
+            row[BUSY] += time.perf_counter() - t0
+            row[ITEMS_OUT] += len(part)
+            yield from self._chain(index + 1, part)
 
     def recover(self, item: Any, died: Exception) -> tuple[Any, ...]:
         """What an item that killed this stage's previous actor becomes (``on_error``)."""
@@ -131,10 +195,11 @@ class StageActor:
         row[ITEMS_OUT] += sum(len(c) for c in out) if isinstance(out, tuple) else len(out)
         return out
 
-    def _result(self, out: Any) -> tuple[Any, ...]:
-        """The output chunks, then the meta: whether the last stage is exhausted, and per
-        stage what its counters gained since the last meta (the driver adds them up, so a
-        call made again after a crash, or a late call of a recycled actor, counts once).
+    def _result(self, out: Any, more: int | None = None) -> tuple[Any, ...]:
+        """The output chunks, then the meta: whether the last stage is exhausted, per stage
+        what its counters gained since the last meta (the driver adds them up, so a call
+        made again after a crash, or a late call of a recycled actor, counts once), and
+        ``more``, the key of the rest of a streaming chunk.
         ``STARTED`` and ``PEAK_RSS_MB`` are absolute; this process's CPU time is shared out
         between its stages by their busy time."""
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -149,7 +214,7 @@ class StageActor:
             d[CPU] = cpu_gained * (d[BUSY] / busy if busy > 0 else 1 / len(deltas))
             d[STARTED] = row[STARTED]
             d[PEAK_RSS_MB] = usage.ru_maxrss / 1024
-        meta: Meta = (self._stages[-1].exhausted if self._stages else False, deltas)
+        meta: Meta = (self._stages[-1].exhausted if self._stages else False, deltas, more)
         chunks = out if self._slots > 1 else (out,)
         return (*chunks, meta)
 

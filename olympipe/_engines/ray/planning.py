@@ -3,8 +3,9 @@
 Adjacent per-item stages with the same worker count and no branch between them run in one
 actor call (a call costs about a millisecond of CPU); a stage that isolates crashes or
 recycles its workers runs alone (a crash, or a recycling, must be one stage's). A stateful
-stage behind a crash-isolated one is *held back*: its calls wait until the submission is
-collected, so that a crash upstream is repaired before it sees the chunk.
+stage behind a crash-isolated one, or behind one that streams (``explode``), is *held back*:
+its calls wait until the submission is collected, so that it sees every chunk in order
+although a crash upstream is repaired, or the rest of an exploded chunk comes, later.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class Group:
     @property
     def isolates_crashes(self) -> bool:
         return bool(getattr(self.head.spec, "isolates_crashes", False))
+
+    @property
+    def streams(self) -> bool:
+        """Whether a call may leave part of its outputs for later calls (``explode``)."""
+        return any(n.spec.streams for n in self.nodes)
 
     @property
     def items_per_worker(self) -> int | None:
@@ -94,15 +100,16 @@ def _fuses_into(plan: Plan, group: Group, node: Node, pinned: set[str]) -> bool:
 
 def held_back(groups: list[Group], group_of: dict[int, Group]) -> set[int]:
     """The groups whose calls wait until their submission is collected (ids): a stateful
-    stage behind a crash-isolated one, and whatever follows it. A crash upstream must be
-    repaired before such a stage sees the chunk, or it would see later chunks first."""
-    behind_isolated: set[int] = set()
+    stage behind a crash-isolated or a streaming one, and whatever follows it. A crash
+    upstream must be repaired, and the rest of an exploded chunk made, before such a stage
+    sees the next chunk, or it would see later items first."""
+    behind_late: set[int] = set()  # groups whose input may come after later chunks' input
     held: set[int] = set()
     for group in groups:
         upstream = [group_of[up.id] for up, _slot in group.head.inputs if up.id in group_of]
-        if any(up.isolates_crashes or id(up) in behind_isolated for up in upstream):
-            behind_isolated.add(id(group))
+        if any(up.isolates_crashes or up.streams or id(up) in behind_late for up in upstream):
+            behind_late.add(id(group))
         stateful = group.head.spec.ordered_input or group.tail.spec.ordered_input
-        if (stateful and id(group) in behind_isolated) or any(id(up) in held for up in upstream):
+        if (stateful and id(group) in behind_late) or any(id(up) in held for up in upstream):
             held.add(id(group))
     return held

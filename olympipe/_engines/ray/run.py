@@ -47,8 +47,18 @@ class _Call:
 
     group: Group
     index: int  # which actor of the group
-    args: tuple[Any, ...]  # () for a flush
+    method: str  # "process", "finish" (a flush) or "more" (the rest of a streaming chunk)
+    args: tuple[Any, ...]
     outs: list[Any]  # a ref per output slot, then the meta ref
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """The rest of a streaming chunk: actor ``index`` of ``group`` holds it as ``key``."""
+
+    group: Group
+    index: int
+    key: int
 
 
 @dataclass
@@ -61,6 +71,7 @@ class _InFlight:
     # Calls held back until this submission is collected (see RayRun._deferred):
     later: dict[tuple[int, int], list[Any]] | None = None  # the refs they read
     finishing: Group | None = None
+    resuming: _Resume | None = None
     open_groups: set[int] = field(default_factory=set)  # ids of the held-back groups still open
     source_items: int = 0
 
@@ -264,21 +275,32 @@ class RayRun:
         self._submit({(source.id, 0): [first]}, finishing=None, source_items=len(chunk))
 
     def _submit(
-        self, refs: dict[tuple[int, int], list[Any]], finishing: Group | None, source_items: int = 0
-    ) -> None:
-        """Call every group that has input in ``refs`` (or ``finishing``'s flush), in graph
-        order, chaining the returned refs; record what the sinks get. Calls of held-back
-        groups wait until the submission is collected."""
-        entry = _InFlight([], source_items=source_items)
+        self,
+        refs: dict[tuple[int, int], list[Any]],
+        finishing: Group | None,
+        source_items: int = 0,
+        resuming: _Resume | None = None,
+    ) -> _InFlight | None:
+        """Call every group that has input in ``refs`` (or ``finishing``'s flush, or the
+        next part ``resuming`` names), in graph order, chaining the returned refs; record
+        what the sinks get. Calls of held-back groups wait until the submission is
+        collected. A continuation is returned for the caller to place; any other
+        submission goes to the back of the queue."""
+        entry = _InFlight([], source_items=source_items, finishing=finishing, resuming=resuming)
         front = [g for g in self.groups if id(g) not in self._deferred]
-        self._call_groups(entry, front, refs, finishing, lambda g: g.head.id not in self._ended)
+        self._call_groups(entry, front, refs, lambda g: g.head.id not in self._ended)
         self._add_sinks(entry, refs, deferred=False)
         held = [g for g in self.groups if id(g) in self._deferred]
         entry.open_groups = {id(g) for g in held if g.head.id not in self._ended}
-        if entry.open_groups or (finishing is not None and id(finishing) in self._deferred):
-            entry.later, entry.finishing = refs, finishing
-        if entry.sinks or entry.metas or entry.later is not None:
+        starting = finishing if resuming is None else resuming.group  # a group called without input
+        starts_held = starting is not None and id(starting) in self._deferred
+        if entry.open_groups or starts_held:
+            entry.later = refs
+        if not (entry.sinks or entry.metas or entry.later is not None):
+            return None
+        if resuming is None:
             self._inflight.append(entry)
+        return entry
 
     def _submit_later(self, entry: _InFlight) -> None:
         """The held-back calls of a submission now collected, its inputs made good."""
@@ -289,7 +311,7 @@ class RayRun:
             for key, values in entry.later.items()
         }
         held = [g for g in self.groups if id(g) in self._deferred]
-        self._call_groups(entry, held, refs, entry.finishing, lambda g: id(g) in entry.open_groups)
+        self._call_groups(entry, held, refs, lambda g: id(g) in entry.open_groups)
         self._add_sinks(entry, refs, deferred=True)
         entry.later = None
 
@@ -298,25 +320,30 @@ class RayRun:
         entry: _InFlight,
         groups: list[Group],
         refs: dict[tuple[int, int], list[Any]],
-        finishing: Group | None,
         is_open: Any,
     ) -> None:
+        resuming = entry.resuming
         for group in groups:
-            calls: list[tuple[Any, ...]] = []
-            if group is finishing:
-                calls.append(())
+            calls: list[tuple[str, tuple[Any, ...]]] = []
+            if group is entry.finishing:
+                calls.append(("finish", ()))
+            elif resuming is not None and group is resuming.group:
+                calls.append(("more", (resuming.key,)))
             elif is_open(group):
                 for upstream, slot in group.head.inputs:
-                    calls.extend((ref,) for ref in refs.get((upstream.id, slot), []))
-            for args in calls:
-                index = self._pick(group)
-                if args and group.items_per_worker is not None:
+                    calls.extend(("process", (ref,)) for ref in refs.get((upstream.id, slot), []))
+            for method, args in calls:
+                if method == "more":
+                    assert resuming is not None
+                    index = resuming.index
+                else:
+                    index = self._pick(group)
+                if method == "process" and group.items_per_worker is not None:
                     self._recycle_if_spent(group, index, entry.source_items)
-                actor = group.actors[index]
-                method = actor.finish if not args else actor.process
-                out = method.options(num_returns=group.slots + 1).remote(*args)
+                handle = getattr(group.actors[index], method)
+                out = handle.options(num_returns=group.slots + 1).remote(*args)
                 group.outstanding[index] += 1
-                entry.calls.append(_Call(group, index, args, list(out)))
+                entry.calls.append(_Call(group, index, method, args, list(out)))
                 for slot in range(group.slots):
                     refs.setdefault((group.tail.id, slot), []).append(out[slot])
 
@@ -351,15 +378,35 @@ class RayRun:
         values = self._values(entry, self._refs_of(entry))
         chunks = values[: len(entry.sinks)]
         exhausted = False
+        rests: list[_Resume] = []
         for (group, index, _ref), meta in zip(entry.metas, values[len(entry.sinks) :], strict=True):
             exhausted |= self._account(group, index, meta)
+            if meta[2] is not None:
+                rests.append(_Resume(group, index, meta[2]))
         self._last_activity = time.monotonic()
         self._adapt_target()
         if exhausted:
             self._settle()
+        self._continue(rests)
         for (sink, _ref), chunk in zip(entry.sinks, chunks, strict=True):
             if chunk:
                 yield sink, chunk
+
+    def _continue(self, rests: list[_Resume]) -> None:
+        """Ask for the next part of each streaming chunk still wanted, ahead of every later
+        submission (its outputs come before theirs); let the others go. A streaming group
+        ends once none of its calls is out (see :meth:`_settle`)."""
+        ahead = []
+        for rest in rests:
+            if self.plan.wanted(rest.group.tail.id, self._ended):
+                entry = self._submit({}, finishing=None, resuming=rest)
+                if entry is not None:
+                    ahead.append(entry)
+            else:
+                rest.group.actors[rest.index].forget.remote(rest.key)
+        self._inflight.extendleft(reversed(ahead))
+        if any(g.streams and g.head.id not in self._ended for g in self.groups):
+            self._settle()
 
     def _values(self, entry: _InFlight, refs: list[Any]) -> list[Any]:
         """The values of ``refs`` (refs of ``entry``); a dead actor of a crash-isolated stage
@@ -390,7 +437,7 @@ class RayRun:
 
     def _account(self, group: Group, index: int, meta: Meta) -> bool:
         group.outstanding[index] = max(0, group.outstanding[index] - 1)
-        stage_exhausted, rows = meta
+        stage_exhausted, rows, _more = meta
         self._add_rows(group, index, rows)
         if stage_exhausted and group.tail.id not in self._ended:
             self._ended.add(group.tail.id)
@@ -446,9 +493,9 @@ class RayRun:
         each item's call are added here, and the remade meta adds nothing more."""
         group, index = call.group, call.index
         self._ensure_alive(group, index)
-        if not (group.isolates_crashes and args):
+        if not (group.isolates_crashes and call.method == "process"):
             try:
-                return self._call(group, index, *args)
+                return self._call(group, index, *args, method=call.method)
             except Exception as exc:
                 raise self._translate(exc)
         chunks: list[list[Any]] = [[] for _ in range(group.slots)]
@@ -463,9 +510,9 @@ class RayRun:
                 result = self._call(group, index, item, _died(group, exc), method="recover")
             for slot in range(group.slots):
                 chunks[slot].extend(result[slot])
-            exhausted, rows = result[-1]
+            exhausted, rows, _more = result[-1]  # a crash-isolated group does not stream
             self._add_rows(group, index, rows)
-        nothing: Meta = (exhausted, [[0.0] * FIELDS for _ in group.nodes])
+        nothing: Meta = (exhausted, [[0.0] * FIELDS for _ in group.nodes], None)
         return [*chunks, nothing]
 
     def _call(self, group: Group, index: int, *args: Any, method: str = "process") -> list[Any]:
@@ -561,6 +608,8 @@ class RayRun:
                 continue
             if not all(up.id in self._ended for up, _slot in group.head.inputs):
                 continue
+            if group.streams and any(group.outstanding):
+                continue  # a call may yet leave parts to come
             if group.tail.spec.ordered_input:
                 self._submit({}, finishing=group)
             self._ended.update(n.id for n in group.nodes)
