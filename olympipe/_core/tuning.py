@@ -80,7 +80,8 @@ def tune(plan: Plan, workers: int | None, *, fuse: bool = True) -> Tuned:
 
     With ``fuse`` (the local engine), when two or more auto stages share a budget larger
     than one worker each, they are resizable: the controller moves workers between them
-    during the run. A stage that isolates crashes or recycles workers keeps its first count."""
+    during the run (a stage that isolates crashes or recycles workers too: a death while
+    workers move is handled as at any other time, in the dead worker's place)."""
     if not any(is_auto(n.spec) for n in plan.stages):
         return Tuned(plan)
     groups = fusion_groups(plan)
@@ -95,25 +96,15 @@ def tune(plan: Plan, workers: int | None, *, fuse: bool = True) -> Tuned:
     fixed = fixed_workers(plan, groups)
     counts = allocate(total, fixed, len(units))
     spare = total - fixed - len(units)
-    movable = [u for u in units if not plan_spec(plan, u).replaceable]
-    if len(movable) < 2 or spare < 1:
+    if len(units) < 2 or spare < 1:
         return _rewrite(plan, groups, counts)
-    # The fixed share of the unmovable auto stages is theirs; the movable ones share the rest.
-    first = dict(zip(units, counts, strict=True))
-    shared = sum(first[u] for u in movable)
-    slots = [shared - (len(movable) - 1) if u in movable else first[u] for u in units]
-    tuned = _rewrite(plan, groups, slots)
+    # Every auto group may move: each has room for the whole share less one per other group.
+    shared = sum(counts)
+    tuned = _rewrite(plan, groups, [shared - (len(units) - 1)] * len(units))
     tuned.budget = shared
-    for unit in movable:
-        tuned.start_with[tuned.plan.aliases.get(unit, unit)] = first[unit]
+    for unit, first in zip(units, counts, strict=True):
+        tuned.start_with[tuned.plan.aliases.get(unit, unit)] = first
     return tuned
-
-
-def plan_spec(plan: Plan, node_id: int) -> StageSpec:
-    """The spec of a stage node of ``plan``."""
-    spec = next(n.spec for n in plan.stages if n.id == node_id)
-    assert isinstance(spec, StageSpec)
-    return spec
 
 
 def allocate(total: int, fixed: int, groups: int) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -44,6 +45,27 @@ class Closing:
     def close(self) -> None:
         with open(os.path.join(self.folder, f"closed-{os.getpid()}"), "w") as out:
             out.write(str(self.seen))
+
+
+class HeavyUntilTold:
+    """:func:`heavy`, but the first worker to take the file ``flag`` (once a test makes it)
+    kills itself on the item it holds: a crash at a moment the test chooses."""
+
+    def __init__(self, flag: str) -> None:
+        self.flag = flag
+
+    def __call__(self, x: int) -> int:
+        try:
+            os.rename(self.flag, self.flag + ".taken")  # only one worker wins
+        except FileNotFoundError:
+            return heavy(x)
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+
+def died(x: int, exc: Exception) -> int:
+    """``on_error``: the item whose worker died, negated."""
+    return -x - 1
 
 
 def shifting(source: Any, first: Any = None) -> Any:

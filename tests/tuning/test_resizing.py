@@ -94,6 +94,44 @@ def test_a_worker_killed_after_a_resize_fails_the_run_cleanly() -> None:
     # the leak guard then checks that no process, thread or segment is left
 
 
+@pytest.mark.parametrize("isolated", [True, False])
+def test_a_worker_that_dies_during_resizes(tmp_path: Path, isolated: bool) -> None:
+    """A worker of a stage being resized dies on an item once workers have moved: with
+    ``on_error`` it is replaced and its item goes to ``on_error`` (nothing else lost, order
+    kept); without, the run fails with ``WorkerDied`` (and the leak guard finds nothing
+    left behind)."""
+    flag = str(tmp_path / "kill")
+    heavy = r.HeavyUntilTold(flag)
+    p = (
+        Pipeline(range(N), workers=r.BUDGET)
+        .task(r.cheap, count="auto")
+        .batch(4)
+        .explode(r.unbatch)
+        .task(heavy, count="auto", name="heavy", on_error=r.died if isolated else None)
+    )
+    got = []
+
+    def consume() -> None:
+        for x in p:
+            got.append(x)
+            if p.stats().resizes and not os.path.exists(flag + ".taken"):
+                Path(flag).touch()
+
+    if not isolated:
+        with pytest.raises(WorkerDied):
+            consume()
+        return
+    consume()
+    assert os.path.exists(flag + ".taken")
+    dead = [x for x in got if x < 0]
+    assert len(dead) == 1
+    assert got == [-x - 1 if x == -dead[0] - 1 else x for x in range(N)]
+    stats = p.stats()
+    rows = {row.name: row for row in stats.rows}
+    assert (rows["heavy"].crashes, rows["heavy"].errors) == (1, 1)
+    assert ("heavy", 1, 2) in [(s, o, n) for _t, s, o, n in stats.resizes]
+
+
 def test_breaking_out_during_resizes_leaves_nothing_behind() -> None:
     p = r.shifting(range(10 * N))
     for _x in p:

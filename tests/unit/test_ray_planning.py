@@ -65,3 +65,34 @@ def test_a_stateful_stage_behind_an_explode_is_held_back() -> None:
     assert [g.streams for g in groups] == [True, False]
     held = held_back(groups, {n.id: g for g in groups for n in g.nodes})
     assert [g.labels for g in groups if id(g) in held] == [["limit"]]
+
+
+def test_auto_stages_fuse_only_with_each_other_and_two_of_them_make_pools() -> None:
+    from olympipe._core.tuning import tune
+    from olympipe._engines.ray.pools import resizable_pools
+
+    p = (
+        Pipeline(range(3))
+        .task(plus_one, count="auto")
+        .task(times_2, count="auto")
+        .batch(2)
+        .explode()
+        .task(plus_one, count="auto")
+    )
+    tuned = tune(plan_for([p._endpoint]), 5, fuse=False)
+    groups = plan_groups(tuned.plan, True, (), tuned.auto)
+    assert [(g.labels, g.count) for g in groups] == [
+        (["plus_one", "times_2"], 2),
+        (["batch"], 1),
+        (["explode"], 1),  # a fixed count: not in the auto pool after it
+        (["plus_one#2"], 1),
+    ]
+    pools, shared = resizable_pools(groups, tuned.auto)
+    assert shared == 3
+    assert [(pool.group.labels[0], pool.live, pool.places) for pool in pools] == [
+        ("plus_one", 2, 2),
+        ("plus_one#2", 1, 2),
+    ]
+    single = Pipeline(range(3)).task(plus_one, count="auto")
+    tuned = tune(plan_for([single._endpoint]), 5, fuse=False)
+    assert resizable_pools(plan_groups(tuned.plan, True, (), tuned.auto), tuned.auto) == ([], 0)

@@ -56,8 +56,10 @@ class Group:
         return self.nodes[-1]
 
 
-def plan_groups(plan: Plan, fuse: bool, pinned: Iterable[str]) -> list[Group]:
-    """The plan's stages grouped into actors, in graph order."""
+def plan_groups(plan: Plan, fuse: bool, pinned: Iterable[str], auto: Iterable[int] = ()) -> list[Group]:
+    """The plan's stages grouped into actors, in graph order. ``auto``: the ids of
+    ``count="auto"`` stages, whose pools may be resized: they fuse only with each other."""
+    auto = set(auto)
     pinned = set(pinned)
     groups: list[Group] = []
     group_of: dict[int, Group] = {}
@@ -65,7 +67,12 @@ def plan_groups(plan: Plan, fuse: bool, pinned: Iterable[str]) -> list[Group]:
         spec = node.spec
         assert isinstance(spec, StageSpec)
         upstream_group = group_of.get(node.inputs[0][0].id) if len(node.inputs) == 1 else None
-        if fuse and upstream_group is not None and _fuses_into(plan, upstream_group, node, pinned):
+        if (
+            fuse
+            and upstream_group is not None
+            and _fuses_into(plan, upstream_group, node, pinned)
+            and (node.id in auto) == (upstream_group.tail.id in auto)
+        ):
             upstream_group.nodes.append(node)
             upstream_group.labels.append(plan.labels[node.id])
             upstream_group.slots = spec.output_slots

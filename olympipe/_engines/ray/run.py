@@ -8,7 +8,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from olympipe._core.chunking import RAY, costliest, items_for
@@ -17,6 +17,7 @@ from olympipe._engines.inline import error_from
 from olympipe._engines.ray.actor import Meta, StageActor, StageFailed
 from olympipe._engines.ray.cluster import alive_nodes, cluster_cpus, on_node, uploaded
 from olympipe._engines.ray.planning import Group, held_back, plan_groups
+from olympipe._engines.ray.pools import Pools, resizable_pools
 from olympipe._engines.ray.source import END, Puller, SourceError
 from olympipe._graph import Node, Plan, RunOptions
 from olympipe._progress import Progress, bar_totals
@@ -91,15 +92,35 @@ class RayRun:
         self.engine = engine
         # count="auto": sized from the budget; adjacent auto stages get the same count, so
         # that plan_groups fuses them as it fuses equal fixed counts.
-        plan = tune(plan, options.workers or engine.max_workers or cluster_cpus(ray), fuse=False).plan
+        tuned = tune(plan, options.workers or engine.max_workers or cluster_cpus(ray), fuse=False)
+        plan = tuned.plan
         self.plan = plan
         self.options = options
-        self.groups = plan_groups(plan, engine.fuse, engine.stage_options)
+        self._auto = tuned.auto
+        self.groups = plan_groups(plan, engine.fuse, engine.stage_options, tuned.auto)
         self._group_of = {n.id: g for g in self.groups for n in g.nodes}
+        pools, shared = resizable_pools(self.groups, tuned.auto)
+        places = {id(pool.group): pool.places for pool in pools}  # a resizable pool: its most actors
         rows = itertools.count()
         for group in self.groups:
-            group.rows = [[next(rows) for _ in group.nodes] for _ in range(group.count)]
-        self.counters = Counters(None, sum(g.count * len(g.nodes) for g in self.groups))
+            group.rows = [
+                [next(rows) for _ in group.nodes] for _ in range(places.get(id(group), group.count))
+            ]
+        self.counters = Counters(None, sum(len(g.rows) * len(g.nodes) for g in self.groups))
+        self._pools = (
+            Pools(
+                pools,
+                shared,
+                self.counters.array,
+                self._grow_pool,
+                self._retire_from_pool,
+                self._still_closing,
+                self._is_open,
+            )
+            if pools
+            else None
+        )
+        self._group_of_actor: dict[str, Group] = {}  # actor id -> its group, for errors
         self._ended: set[int] = set()
         self._inflight: deque[_InFlight] = deque()
         self._pullers: list[Puller] = []
@@ -119,7 +140,7 @@ class RayRun:
         self._deferred_nodes = {n.id for g in self.groups if id(g) in self._deferred for n in g.nodes}
         limits = [g.items_per_worker for g in self.groups if g.items_per_worker is not None]
         self._most_per_chunk = min([MAX_ITEMS, *limits])  # a chunk never exceeds a worker's budget
-        most = max((g.count for g in self.groups), default=1)
+        most = max((len(g.rows) for g in self.groups), default=1)
         self._max_in_flight = engine.max_in_flight or default_window(most)
 
     # -- starting ---------------------------------------------------------------------------
@@ -158,7 +179,9 @@ class RayRun:
                 if actor_env is not None:  # a Ray this process had initialised already
                     options["runtime_env"] = actor_env
                 options.update(chosen)
-                return actor_class.options(**options).remote(definition, group.labels, self.engine.zero_copy)
+                actor = actor_class.options(**options).remote(definition, group.labels, self.engine.zero_copy)
+                self._group_of_actor[actor._actor_id.hex()] = group
+                return actor
 
             group.make_actor = make_actor
             for _ in range(group.count):
@@ -185,6 +208,8 @@ class RayRun:
         self._last_activity = time.monotonic()
         self._settle()
         while True:
+            if self._pools is not None:
+                self._pools.tick()
             self._submit_available()
             if not self._inflight:
                 if not self._pullers:
@@ -559,6 +584,35 @@ class RayRun:
             self._reap_closed()
         group.sent[index] += items
 
+    # -- count="auto" ----------------------------------------------------------------------
+
+    def _grow_pool(self, group: Group, place: int) -> None:
+        """A new actor in ``place``, the first one past the live ones."""
+        actor = group.make_actor()
+        if place < len(group.actors):
+            group.actors[place] = actor  # a place whose actor retired
+            group.outstanding[place] = 0
+        else:
+            group.actors.append(actor)
+            group.outstanding.append(0)
+            group.sent.append(0)
+        group.count = place + 1
+
+    def _retire_from_pool(self, group: Group, place: int) -> None:
+        """The actor of ``place`` (the last live one) takes no new chunk; it closes after
+        its queued calls and is killed once it has (:meth:`_reap_closed`)."""
+        group.count = place
+        actor = group.actors[place]
+        self._retired.append(actor)
+        self._closing.append((actor, actor.close.remote()))
+
+    def _still_closing(self) -> bool:
+        self._reap_closed()
+        return bool(self._closing)
+
+    def _is_open(self, group: Group) -> bool:
+        return group.head.id not in self._ended
+
     def _reap_closed(self) -> None:
         """Kill the recycled actors that have closed, so that idle ones do not pile up."""
         ray = self._ray
@@ -623,11 +677,9 @@ class RayRun:
         if isinstance(cause, StageFailed):
             return cause.failure.to_error()
         if isinstance(exc, ray.exceptions.RayActorError):
-            actor_id = getattr(exc, "actor_id", None)
-            for group in self.groups:
-                for actor in group.actors:
-                    if actor_id is not None and actor._actor_id.hex() == actor_id:
-                        return _died(group, exc)
+            group_of_actor = self._group_of_actor.get(getattr(exc, "actor_id", None) or "")
+            if group_of_actor is not None:
+                return _died(group_of_actor, exc)
             return _died(self.groups[0], exc) if self.groups else PipelineError(str(exc), stage="ray")
         if isinstance(exc, PipelineError):
             return exc
@@ -638,9 +690,17 @@ class RayRun:
         end = self._ended_at or time.time()
         rows = []
         for group in self.groups:
+            pool = self._pools.pool_of(group) if self._pools is not None else None
             for position, node in enumerate(group.nodes):
                 workers = [r[position] for r in group.rows]
-                rows.append(self.counters.stage_stats(self.plan.labels[node.id], workers, end))
+                if pool is not None:  # the places that ever had an actor
+                    workers = [w for w in workers if self.counters.row(w)[STARTED]] or workers[:1]
+                row = self.counters.stage_stats(
+                    self.plan.labels[node.id], workers, end, auto=node.id in self._auto
+                )
+                if pool is not None:
+                    row = replace(row, workers=pool.live, min_workers=pool.least, max_workers=pool.most)
+                rows.append(row)
         order = {n.id: i for i, n in enumerate(self.plan.stages)}
         labels = {self.plan.labels[n.id]: order[n.id] for n in self.plan.stages}
         rows.sort(key=lambda r: labels[r.name])
@@ -649,13 +709,15 @@ class RayRun:
             bottleneck=pick_bottleneck(rows),
             wall_seconds=end - self._started_at if self._started_at else 0.0,
             source_items=self._source_items,
+            resizes=tuple(self._pools.resizes) if self._pools is not None else (),
         )
 
     def _close_actors(self) -> None:
         """After a clean end: close every stage (``close_method`` runs), then the actors go."""
         try:
             closing, self._closing = [ref for _actor, ref in self._closing], []
-            self._ray.get([*closing, *(a.close.remote() for g in self.groups for a in g.actors)])
+            live = [a for g in self.groups for a in g.actors[: g.count]]
+            self._ray.get([*closing, *(a.close.remote() for a in live)])
         except Exception as exc:
             raise self._translate(exc)
 
