@@ -26,6 +26,7 @@ class SourceSpec:
     name: str = "source"
     one_item_chunks: bool = False  # every item its own chunk (a server's requests)
     server: bool = False  # an HTTP server (Pipeline.server): per-item stages only
+    on_full: str = "block"  # the flow policy where its items wait (olympipe/_core/flow.py)
 
     # The facts engines read off a stage spec, so that a node's spec answers either way.
     ordered_input: ClassVar[bool] = False

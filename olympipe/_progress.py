@@ -91,6 +91,8 @@ class Progress:
                 mark = " (bottleneck)" if row.name == stats.bottleneck else ""
                 if row.auto:
                     mark = f" [x{row.workers} auto]{mark}"
+                if row.dropped:
+                    mark = f" [{row.dropped:,} dropped]{mark}"
                 total = self._totals.get(row.name)
                 lines.append(
                     _format_meter(row.items_in, total, elapsed, ncols=100, prefix=row.name, unit="it") + mark
@@ -104,6 +106,8 @@ class Progress:
                 continue
             bar.n = row.items_in
             notes = [f"x{row.workers} auto"] if row.auto else []
+            if row.dropped:
+                notes.append(f"{row.dropped:,} dropped")
             if row.name == stats.bottleneck:
                 notes.append("bottleneck")
             bar.set_postfix_str(", ".join(notes), refresh=False)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, TypeVar, overload
 
+from olympipe._core.flow import check_on_full
 from olympipe._core.tuning import check_budget
 
 # The default engine comes with the builder, not with the first run, whose time it would
@@ -135,6 +136,7 @@ class Pipeline(Generic[T]):
         progress: bool = False,
         engine: EngineChoice = None,
         workers: int | None = None,
+        on_full: str = "block",
     ) -> None:
         if datas is None:
             datas = []
@@ -147,10 +149,11 @@ class Pipeline(Generic[T]):
         _check_bool(progress, "progress")
         if workers is not None:
             _check_positive_int(workers, "workers")
+        check_on_full(on_full)
         options = RunOptions(
             start_method=start_method, queue_size=queue_size, progress=progress, workers=workers
         )
-        self._set_state(_Builder((Node(SourceSpec(datas)), 0), options, engine))
+        self._set_state(_Builder((Node(SourceSpec(datas, on_full=on_full)), 0), options, engine))
 
     def _set_state(self, builder: _Builder) -> None:
         self._b = builder

@@ -10,7 +10,7 @@ waiting for the source.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: Below this share of busy time, no stage limits the run: the source does.
 BUSY_BOTTLENECK_PCT = 50.0
@@ -38,6 +38,7 @@ class StageStats:
     min_workers: int = 0  # the fewest workers the stage had during the run
     max_workers: int = 0  # the most workers the stage had during the run
     auto: bool = False  # count="auto": the engine sizes it (the hint never advises a count)
+    dropped: int = 0  # items a flow policy (on_full=) dropped at its input
 
     def __post_init__(self) -> None:
         # A stage that was never resized had its count all along.
@@ -160,6 +161,13 @@ def physical_cores() -> int:
     from olympipe._core.cpus import usable_cpus
 
     return min(psutil.cpu_count(logical=False) or os.cpu_count() or 1, usable_cpus())
+
+
+def with_dropped(rows: list[StageStats], dropped: dict[str, int]) -> list[StageStats]:
+    """``rows`` with the items each stage's input dropped (by stage name) added."""
+    if not dropped:
+        return rows
+    return [replace(r, dropped=r.dropped + dropped[r.name]) if r.name in dropped else r for r in rows]
 
 
 def pick_bottleneck(rows: tuple[StageStats, ...] | list[StageStats]) -> str:

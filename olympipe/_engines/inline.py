@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from olympipe._core.flow import BLOCK, DroppingReader
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals
 from olympipe._runtime.counters import (
@@ -41,7 +42,7 @@ from olympipe._runtime.counters import (
 from olympipe._runtime.messages import short_repr
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe.errors import PipelineError, stage_error
-from olympipe.stats import RunStats, pick_bottleneck
+from olympipe.stats import RunStats, pick_bottleneck, with_dropped
 
 
 def _in_this_thread(spec: StageSpec) -> StageSpec:
@@ -95,6 +96,7 @@ class InlineRun:
         self._started_at = 0.0
         self._ended_at = 0.0
         self._source_items = 0
+        self._readers: dict[int, DroppingReader] = {}  # sources under a drop policy
         self._started = False
         self._closed = False
 
@@ -128,7 +130,12 @@ class InlineRun:
         for node in self.plan.sources:
             assert isinstance(node.spec, SourceSpec)
             try:
-                self._iterators[node.id] = iter(node.spec.iterable)
+                if node.spec.on_full != BLOCK:  # read at its own pace by a thread
+                    reader = DroppingReader(node.spec.iterable, node.spec.on_full)
+                    self._readers[node.id] = reader
+                    self._iterators[node.id] = reader
+                else:
+                    self._iterators[node.id] = iter(node.spec.iterable)
             except Exception as exc:
                 raise error_from("source", exc)
         self._settle()
@@ -277,15 +284,26 @@ class InlineRun:
     def stats(self) -> RunStats:
         """The run's figures so far (or final, once it is over)."""
         end = self._ended_at or time.time()
+        dropped: dict[str, int] = {}
+        for node_id, reader in self._readers.items():
+            for consumer in self.plan.consumers[node_id][0]:
+                if consumer.node is not None:
+                    label = self.plan.labels[consumer.node.id]
+                    dropped[label] = dropped.get(label, 0) + reader.queue.dropped
         rows = tuple(
-            self.counters.stage_stats(self.plan.labels[node.id], [self._rows[node.id]], end)
-            for node in self.plan.stages
+            with_dropped(
+                [
+                    self.counters.stage_stats(self.plan.labels[node.id], [self._rows[node.id]], end)
+                    for node in self.plan.stages
+                ],
+                dropped,
+            )
         )
         return RunStats(
             rows=rows,
             bottleneck=pick_bottleneck(rows),
             wall_seconds=end - self._started_at if self._started_at else 0.0,
-            source_items=self._source_items,
+            source_items=self._source_items + sum(r.queue.dropped for r in self._readers.values()),
         )
 
     def close(self) -> None:

@@ -135,6 +135,11 @@ class Rows:
         members = self.members.get(node_id)
         return self._first_member[node_id] + position * len(members) if members else -1
 
+    def first_name(self, node_id: int, labels: dict[int, str]) -> str:
+        """The name of a node's line in ``stats()``: a fused node's first stage."""
+        members = self.members.get(node_id)
+        return members[0] if members else labels[node_id]
+
     def stats(
         self, counters: Counters, labels: dict[int, str], resizer: Resizer | None, end: float
     ) -> list[StageStats]:

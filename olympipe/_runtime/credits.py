@@ -5,7 +5,8 @@ slow one holds chunk ``k``; whoever reads that stage's output in order must keep
 ones until ``k`` arrives. Without a bound, one slow item lets memory grow without end.
 
 So every edge into such a stage carries a *window*, a semaphore of ``2 * count + 2``
-credits (``queue_size`` for the source's first edge): a producer takes one credit per chunk
+credits (``queue_size`` for the source's first edge; a source under a drop policy gives
+one credit per worker of that stage, so that none waits there): a producer takes one credit per chunk
 it sends on that edge, and the credit comes back only when the chunk is back in order,
 where the stage's output is next read in order (the next single-worker stage, or the
 caller's sink). Edges into single-worker stages, and stages that renumber their output as it
@@ -88,6 +89,9 @@ def plan_credits(plan: Plan, ctx: BaseContext, queue_size: int | None) -> Credit
                     held[node.id] = max(held.get(node.id, 0), upstream)  # see the docstring
                     continue
                 size = (queue_size if first_of_source else None) or default_window(node.spec.count)
+                if first_of_source and getattr(producer.spec, "on_full", "block") != "block":
+                    # a dropping source: one chunk per worker, so each works on the newest
+                    size = queue_size or node.spec.count
                 size = max(size, upstream)
                 held[node.id] = max(held.get(node.id, 0), size)
                 window = ctx.Semaphore(size)

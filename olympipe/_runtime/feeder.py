@@ -15,6 +15,10 @@ Two threads share one buffer under a condition variable:
   between messages) therefore never holds an item back: the puller is blocked in ``next()``
   and the sender sends what there is.
 
+Under a drop policy (``on_full=``, see ``olympipe/_core/flow.py``) the puller never waits:
+it admits each item into a buffer of one chunk and drops by the policy, and the sender takes
+its credits *before* it takes a chunk, so what it sends is the newest there is.
+
 Chunk size adapts, with no setting needed: it aims at about :data:`TARGET_SECONDS` of work
 per chunk at the costliest stage, read from the workers' shared counters (thousands of
 items when items are trivial, one item when each takes 10 ms, so ``count=N`` stays
@@ -32,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from olympipe._core.chunking import LOCAL, costliest
+from olympipe._core.flow import BLOCK, admit
 from olympipe._runtime.counters import Counters
 from olympipe._runtime.credits import Target
 from olympipe._runtime.messages import Control, Failure
@@ -63,6 +68,7 @@ class Feeder:
         max_chunk: int | None = None,
         by_address: ByAddress | None = None,
         write_slot: WriteSlot | None = None,
+        on_full: str = BLOCK,
     ) -> None:
         self._max_chunk = min(max_chunk or MAX_ITEMS, MAX_ITEMS)
         self._by_address = by_address  # large buffers the workers already hold: by address
@@ -75,6 +81,9 @@ class Feeder:
         self._stop = stop
         self._cost = cost
         self.items = 0  # items sent so far
+        self.dropped = 0  # items dropped by the flow policy
+        self._on_full = on_full
+        self._arrived: list[float] = []  # under a drop policy: when each buffered item came
         self._cond = threading.Condition(threading.Lock())
         self._buf: list[Any] = []
         self._opened = 0.0  # when the oldest buffered item arrived
@@ -130,7 +139,28 @@ class Feeder:
             if iterator is not None and inspect.isgenerator(iterator):
                 iterator.close()
 
+    def _pull_dropping(self, iterator: Iterator[Any]) -> None:
+        """Under a drop policy: admit each item as it comes, never waiting for the sender."""
+        cond = self._cond
+        stop = self._stop
+        buf = self._buf
+        arrived = self._arrived
+        for item in iterator:
+            now = time.perf_counter()
+            with cond:
+                if stop.is_set() or self._cut:
+                    return
+                capacity = max(1, self._target)
+                if admit(arrived, now, capacity, self._on_full):
+                    self.dropped += 1
+                admit(buf, item, capacity, self._on_full)
+                self._opened = arrived[0]
+                cond.notify()
+
     def _pull_all(self, iterator: Iterator[Any]) -> None:
+        if self._on_full != BLOCK:
+            self._pull_dropping(iterator)
+            return
         # No lock per item: only this thread appends, and the sender takes items with one
         # slice and one ``del buf[:n]``, each atomic under the GIL, so nothing is lost.
         cond = self._cond
@@ -163,11 +193,14 @@ class Feeder:
     def _send_loop(self) -> None:
         try:
             seq = 0
+            dropping = self._on_full != BLOCK
             while True:
+                if dropping:
+                    self._take_credits()  # first: the chunk taken then is the newest
                 chunk = self._take()
                 if chunk is None:
                     break
-                self._send(seq, chunk)
+                self._send(seq, chunk, credited=dropping)
                 seq += 1
             if not self._stop.is_set():
                 try:
@@ -213,25 +246,34 @@ class Feeder:
             n = min(len(buf), self._target)
             chunk = buf[:n]
             del buf[:n]
+            if self._arrived:
+                del self._arrived[:n]
             # How fast the source produces: the time from the previous chunk's first item
             # to this one's, over the previous chunk's size. A slow source (20 ms an item)
             # reads as slow even when its chunks leave at the hold deadline.
             opened = self._opened
             gap = (opened - self._prev_opened) / self._prev_n if self._prev_n else 0.0
             self._prev_opened, self._prev_n = opened, n
-            if buf:
+            if self._arrived:
+                self._opened = self._arrived[0]
+            elif buf:
                 self._opened = now
             self._target = self._next_target(gap)
             cond.notify()  # room for the puller
         return chunk
 
-    def _send(self, seq: int, chunk: list[Any]) -> None:
+    def _take_credits(self) -> None:
+        for target in self._outputs:
+            if target.window is not None:
+                target.window.acquire()  # a credit per chunk (see credits.py)
+
+    def _send(self, seq: int, chunk: list[Any], credited: bool = False) -> None:
         encoded = encode_chunk(chunk, self._prefix is not None, by_address=self._by_address)
         size = len(encoded.data) + sum(b.nbytes for b in encoded.buffers)
         self._item_bytes = size / len(chunk)
         try:
             for target in self._outputs:
-                if target.window is not None:
+                if target.window is not None and not credited:
                     target.window.acquire()  # a credit per chunk (see credits.py)
                 if self._stop.is_set():
                     raise _PipeBroken

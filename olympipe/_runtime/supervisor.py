@@ -67,7 +67,7 @@ from olympipe._transport.channel import KIND_END, Channel
 from olympipe._transport.codec import DecodeError, Definition, decode_frame
 from olympipe._transport.janitor import ensure_janitor
 from olympipe.errors import PipelineError
-from olympipe.stats import RunStats, pick_bottleneck
+from olympipe.stats import RunStats, pick_bottleneck, with_dropped
 
 log = logging.getLogger("olympipe")
 
@@ -103,6 +103,7 @@ class Run:
         # Locks, semaphores and shared values are made with it too, so they can be handed on.
         self._respawn_ctx = get_context(self._respawn_method) if self.replaceable else self._ctx
         self._feeders: list[Feeder] = []
+        self._dropped: dict[str, int] = {}  # stage name -> items dropped at its input, once closed
         self._windows: list[tuple[Semaphore, int]] = []  # every window of credits and its size
         self._sink_windows: dict[int, list[Semaphore]] = {}  # sink -> windows it gives credits back to
         self._shared: list[Any] = []  # shared objects workers open by name: kept for the run
@@ -305,6 +306,7 @@ class Run:
                 ),
                 by_address=sender.token if sender is not None else None,
                 write_slot=self._pool.write if self._pool is not None else None,
+                on_full=node.spec.on_full,
             )
             self._feeders.append(feeder)
             feeder.start()
@@ -421,14 +423,28 @@ class Run:
     def stats(self) -> RunStats:
         """The run's figures so far (or final, once it is over)."""
         end = self._ended_at or time.time()
-        rows = self.rows.stats(self.counters, self.labels, self._resizer, end)
+        rows = with_dropped(
+            self.rows.stats(self.counters, self.labels, self._resizer, end), self._dropped_at()
+        )
         return RunStats(
             rows=tuple(rows),
             bottleneck=pick_bottleneck(rows),
             wall_seconds=end - self._started_at if self._started_at else 0.0,
-            source_items=self._source_items or sum(f.items for f in self._feeders),
+            source_items=self._source_items or sum(f.items + f.dropped for f in self._feeders),
             resizes=tuple(self._resizer.resizes) if self._resizer is not None else (),
         )
+
+    def _dropped_at(self) -> dict[str, int]:
+        """Items each source's flow policy dropped, counted at the stages it feeds."""
+        if not self._feeders:
+            return self._dropped
+        out: dict[str, int] = {}
+        for node, feeder in zip(self.plan.sources, self._feeders, strict=False):
+            for consumer in self.plan.consumers[node.id][0]:
+                if consumer.node is not None and feeder.dropped:
+                    label = self.rows.first_name(consumer.node.id, self.labels)
+                    out[label] = out.get(label, 0) + feeder.dropped
+        return out
 
     # -- teardown ---------------------------------------------------------------------------
 
@@ -489,7 +505,8 @@ class Run:
             shm.remove_all(self.shm_prefix)
         # Drop every lock and semaphore now: under spawn and forkserver each is a file in
         # /dev/shm until collected, and the Pipeline keeps this run for stats().
-        self._source_items = sum(f.items for f in self._feeders)
+        self._source_items = sum(f.items + f.dropped for f in self._feeders)
+        self._dropped = self._dropped_at()
         self._channels, self._sink_channels, self._windows, self._shared = {}, [], [], []
         self._feeders, self._control = [], None
 

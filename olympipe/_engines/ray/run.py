@@ -32,7 +32,7 @@ from olympipe._runtime.counters import (
 from olympipe._runtime.credits import default_window
 from olympipe._transport.codec import dumps_definition
 from olympipe.errors import PipelineError, WorkerDied
-from olympipe.stats import RunStats, pick_bottleneck
+from olympipe.stats import RunStats, pick_bottleneck, with_dropped
 
 # Ray's chunks (see olympipe/_core/chunking.py: an actor call costs ~1 ms of CPU)
 MAX_ITEMS = RAY.max_items
@@ -142,6 +142,12 @@ class RayRun:
         self._most_per_chunk = min([MAX_ITEMS, *limits])  # a chunk never exceeds a worker's budget
         most = max((len(g.rows) for g in self.groups), default=1)
         self._max_in_flight = engine.max_in_flight or default_window(most)
+        fed = [
+            self._group_of[c.node.id].count for s in plan.sources for c in plan.consumers[s.id][0] if c.node
+        ]
+        if fed and engine.max_in_flight is None and any(s.spec.on_full != "block" for s in plan.sources):  # type: ignore[union-attr]
+            self._max_in_flight = max(fed)  # a dropping source: one chunk per actor, the newest
+        self._pulled: list[Puller] = []  # every source's puller, for the dropped counts
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -202,8 +208,9 @@ class RayRun:
         """``(sink index, chunk)`` in order per sink; raises the run's first failure."""
         self.start()
         for node in self.plan.sources:
-            puller = Puller(node, SOURCE_QUEUE_ITEMS)
+            puller = Puller(node, SOURCE_QUEUE_ITEMS, lambda: min(self._target, self._most_per_chunk))
             self._pullers.append(puller)
+            self._pulled.append(puller)
             puller.start()
         self._last_activity = time.monotonic()
         self._settle()
@@ -701,6 +708,13 @@ class RayRun:
                 if pool is not None:
                     row = replace(row, workers=pool.live, min_workers=pool.least, max_workers=pool.most)
                 rows.append(row)
+        dropped: dict[str, int] = {}
+        for puller in self._pulled:
+            for consumer in self.plan.consumers[puller.node.id][0]:
+                if consumer.node is not None and puller.dropped:
+                    label = self.plan.labels[consumer.node.id]
+                    dropped[label] = dropped.get(label, 0) + puller.dropped
+        rows = with_dropped(rows, dropped)
         order = {n.id: i for i, n in enumerate(self.plan.stages)}
         labels = {self.plan.labels[n.id]: order[n.id] for n in self.plan.stages}
         rows.sort(key=lambda r: labels[r.name])
@@ -708,7 +722,7 @@ class RayRun:
             rows=tuple(rows),
             bottleneck=pick_bottleneck(rows),
             wall_seconds=end - self._started_at if self._started_at else 0.0,
-            source_items=self._source_items,
+            source_items=self._source_items + sum(p.dropped for p in self._pulled),
             resizes=tuple(self._pools.resizes) if self._pools is not None else (),
         )
 

@@ -1,12 +1,15 @@
-"""The Ray engine's source: pulled by a thread of the caller into a bounded queue."""
+"""The Ray engine's source: pulled by a thread of the caller into a bounded queue (under a
+drop policy, a :class:`~olympipe._core.flow.DropQueue` of one chunk that never blocks it)."""
 
 from __future__ import annotations
 
 import inspect
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
+from olympipe._core.flow import BLOCK, DropQueue
 from olympipe._graph import Node, SourceSpec
 
 END = object()
@@ -20,10 +23,11 @@ class SourceError:
 class Puller:
     """Pulls one source in a thread of the caller into a bounded queue."""
 
-    def __init__(self, node: Node, size: int) -> None:
+    def __init__(self, node: Node, size: int, chunk: Callable[[], int] = lambda: 1) -> None:
         assert isinstance(node.spec, SourceSpec)
         self.node = node
-        self.queue: queue.Queue[Any] = queue.Queue(size)
+        self.dropping = node.spec.on_full != BLOCK
+        self.queue: Any = DropQueue(node.spec.on_full, chunk) if self.dropping else queue.Queue(size)
         self.cut = False  # end_source(): the stream ends after what was already read
         self._stop = threading.Event()
         self._iterable = node.spec.iterable
@@ -39,11 +43,13 @@ class Puller:
             for item in iterator:
                 if not self._put(item):
                     if self.cut:  # the driver drains the queue: this put completes
-                        self.queue.put(END)
+                        self._put_final(END)
                     return
-            self._put(END)
+            if not self._stop.is_set():
+                self._put_final(END)
         except BaseException as exc:
-            self._put(SourceError(exc))
+            if not self._stop.is_set():
+                self._put_final(SourceError(exc))
         finally:
             if inspect.isgenerator(iterator):
                 iterator.close()
@@ -56,12 +62,26 @@ class Puller:
         self.queue.put(value)
         return True
 
+    def _put_final(self, value: Any) -> None:
+        if self.dropping:
+            self.queue.put_final(value)
+        else:
+            self.queue.put(value)
+
+    @property
+    def dropped(self) -> int:
+        """Items the flow policy dropped."""
+        return self.queue.dropped if self.dropping else 0
+
     def end_source(self) -> None:
         """End the stream after the items already queued (called from another thread)."""
         self.cut = True
         self._stop.set()
         try:
-            self.queue.put_nowait(END)  # wakes a driver waiting for the next item
+            if self.dropping:
+                self.queue.put_final(END)  # wakes a driver waiting for the next item
+            else:
+                self.queue.put_nowait(END)
         except queue.Full:
             pass  # the driver is not waiting: it sees ``cut`` once the queue is empty
 
