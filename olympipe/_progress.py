@@ -39,9 +39,12 @@ def _bar_class() -> Any:
 class Progress:
     """Bars (or log lines) for the stages of one run."""
 
-    def __init__(self, read: Callable[[], RunStats], totals: dict[str, int | None]) -> None:
+    def __init__(
+        self, read: Callable[[], RunStats], totals: dict[str, int | None], latency: bool = False
+    ) -> None:
         self._read = read
         self._totals = totals
+        self._latency = latency  # show the p50 latency on the last bar (a live source)
         self._stop = threading.Event()
         self._bars: dict[str, Any] = {}
         self._plain = not _is_terminal()
@@ -97,9 +100,12 @@ class Progress:
                 lines.append(
                     _format_meter(row.items_in, total, elapsed, ncols=100, prefix=row.name, unit="it") + mark
                 )
+            if self._latency and stats.latency is not None:
+                lines.append(f"latency p50 {stats.latency.p50 * 1000:.0f} ms")
             sys.stderr.write("\n".join(lines) + "\n")
             sys.stderr.flush()
             return
+        last = stats.rows[-1].name if stats.rows else None
         for row in stats.rows:
             bar = self._bars.get(row.name)
             if bar is None:
@@ -110,6 +116,8 @@ class Progress:
                 notes.append(f"{row.dropped:,} dropped")
             if row.name == stats.bottleneck:
                 notes.append("bottleneck")
+            if self._latency and row.name == last and stats.latency is not None:
+                notes.append(f"latency p50 {stats.latency.p50 * 1000:.0f} ms")
             bar.set_postfix_str(", ".join(notes), refresh=False)
             bar.refresh()
 
@@ -137,6 +145,12 @@ def bar_totals(plan: Plan) -> dict[str, int | None]:
         totals[plan.labels[node.id]] = total
         known[node.id] = total if node.spec.one_to_one else None
     return totals
+
+
+def streams_live(plan: Plan) -> bool:
+    """Whether a source has no length (a generator, a camera, a socket): its run's progress
+    shows the latency."""
+    return any(plan.source_length(node) is None for node in plan.sources)
 
 
 def _format_meter(n: int, total: int | None, elapsed: float, **kwargs: Any) -> str:

@@ -49,6 +49,28 @@ class StageStats:
 
 
 @dataclass(frozen=True)
+class Latency:
+    """Source-to-caller latency of the items that reached the caller, in seconds: from the
+    moment the source yielded an item (the oldest of its chunk) to the moment the caller
+    got it."""
+
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+    def __str__(self) -> str:
+        return " ".join(
+            f"{k} {_ms(v)}"
+            for k, v in (("p50", self.p50), ("p95", self.p95), ("p99", self.p99), ("max", self.max))
+        )
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+@dataclass(frozen=True)
 class RunStats:
     """The stages of a run in graph order, and the one that limits throughput."""
 
@@ -59,6 +81,8 @@ class RunStats:
     #: ``(seconds_since_start, stage_name, old_count, new_count)`` for each resize of an
     #: ``auto`` stage during the run.
     resizes: tuple[tuple[float, str, int, int], ...] = ()
+    #: Source-to-caller latency so far (``None`` before any item arrived).
+    latency: Latency | None = None
 
     @property
     def hint(self) -> str:
@@ -124,6 +148,11 @@ class RunStats:
             for line in lines
         ]
         text.append(f"{self.source_items:,} items from the source in {self.wall_seconds:.2f} s; {self.hint}")
+        if self.latency is not None:
+            text.append(f"latency from the source to the caller: {self.latency}")
+        dropped = sum(r.dropped for r in self.rows)
+        if dropped:
+            text.append(f"{dropped:,} items dropped by a flow policy (on_full=)")
         return "\n".join(text)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
@@ -113,6 +114,7 @@ class DroppingReader:
         self.queue = DropQueue(policy, lambda: 1)
         self._iterable = iterable
         self._stop = threading.Event()
+        self.read_at = 0.0  # when the item last returned was read (time.monotonic())
         self._thread = threading.Thread(target=self._read, name="olympipe-source", daemon=True)
         self._thread.start()
 
@@ -125,7 +127,8 @@ class DroppingReader:
             raise StopIteration
         if isinstance(value, _Raised):
             raise value.exc
-        return value
+        self.read_at, item = value
+        return item
 
     def close(self) -> None:
         """Stop reading: the thread closes a generator source after its current ``next()``."""
@@ -138,7 +141,7 @@ class DroppingReader:
             for item in iterator:
                 if self._stop.is_set():
                     break
-                self.queue.put(item)
+                self.queue.put((time.monotonic(), item))
             self.queue.put_final(_END)
         except Exception as exc:
             self.queue.put_final(_Raised(exc))

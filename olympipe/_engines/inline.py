@@ -25,8 +25,9 @@ from dataclasses import replace
 from typing import Any
 
 from olympipe._core.flow import BLOCK, DroppingReader
+from olympipe._core.latency import LatencyRecorder
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
-from olympipe._progress import Progress, bar_totals
+from olympipe._progress import Progress, bar_totals, streams_live
 from olympipe._runtime.counters import (
     BUSY,
     CPU,
@@ -89,7 +90,7 @@ class InlineRun:
         self._stages: dict[int, Stage] = {}
         self._timed: list[Node] = []
         self._ended: set[int] = set()  # nodes whose output stream has ended
-        self._events: list[tuple[int, list[Any]]] = []
+        self._events: list[tuple[int, list[Any], float]] = []  # (sink, chunk, born)
         self._iterators: dict[int, Iterator[Any]] = {}
         self._cut: set[int] = set()  # sources ended by end_sources(), from any thread
         self._progress: Progress | None = None
@@ -97,6 +98,9 @@ class InlineRun:
         self._ended_at = 0.0
         self._source_items = 0
         self._readers: dict[int, DroppingReader] = {}  # sources under a drop policy
+        self._born = 0.0  # when the source item being pushed through was read
+        self._held: dict[int, float] = {}  # stateful node -> when its oldest held item was read
+        self.latency = LatencyRecorder()
         self._started = False
         self._closed = False
 
@@ -121,7 +125,7 @@ class InlineRun:
                 self._timed.append(node)
             self.counters.array[self._rows[node.id] * FIELDS + STARTED] = time.time()
         if self.options.progress:
-            self._progress = Progress(self.stats, bar_totals(self.plan))
+            self._progress = Progress(self.stats, bar_totals(self.plan), latency=streams_live(self.plan))
             self._progress.start()
 
     def events(self) -> Iterator[tuple[int, list[Any]]]:
@@ -131,9 +135,9 @@ class InlineRun:
             assert isinstance(node.spec, SourceSpec)
             try:
                 if node.spec.on_full != BLOCK:  # read at its own pace by a thread
-                    reader = DroppingReader(node.spec.iterable, node.spec.on_full)
-                    self._readers[node.id] = reader
-                    self._iterators[node.id] = reader
+                    dropping = DroppingReader(node.spec.iterable, node.spec.on_full)
+                    self._readers[node.id] = dropping
+                    self._iterators[node.id] = dropping
                 else:
                     self._iterators[node.id] = iter(node.spec.iterable)
             except Exception as exc:
@@ -154,6 +158,8 @@ class InlineRun:
                 except Exception as exc:
                     raise error_from("source", exc)
                 self._source_items += 1
+                reader = self._readers.get(node_id)
+                self._born = reader.read_at if reader is not None else time.monotonic()
                 self._push(node_id, 0, [item])
                 self._settle()
                 yield from self._drain()
@@ -167,20 +173,25 @@ class InlineRun:
 
     def _drain(self) -> Iterator[tuple[int, list[Any]]]:
         events, self._events = self._events, []
-        yield from events
+        for sink, chunk, born in events:
+            if born:
+                self.latency.add(time.monotonic() - born, len(chunk))
+            yield sink, chunk
 
     def _push(self, node_id: int, slot: int, chunk: list[Any]) -> None:
         """Hand ``chunk`` from output ``slot`` of a node to everything that reads it."""
         for consumer in self.plan.consumers[node_id][slot]:
             if consumer.sink is not None:
                 if chunk:
-                    self._events.append((consumer.sink, chunk))
+                    self._events.append((consumer.sink, chunk, self._born))
                 continue
             assert consumer.node is not None
             if consumer.node.id not in self._ended:
                 self._process(consumer.node, chunk)
 
     def _process(self, node: Node, chunk: list[Any]) -> None:
+        if node.spec.ordered_input and self._born:
+            self._held.setdefault(node.id, self._born)  # the oldest item it may be holding
         stage = self._stages[node.id]
         row = self._rows[node.id] * FIELDS
         array = self.counters.array
@@ -229,10 +240,16 @@ class InlineRun:
 
     def _emit(self, node: Node, produced: Any) -> None:
         chunks = produced if node.spec.output_slots > 1 else (produced,)
-        for slot, out in enumerate(chunks):
-            self.counters.array[self._rows[node.id] * FIELDS + ITEMS_OUT] += len(out)
-            if out:
-                self._push(node.id, slot, out)
+        born = self._born
+        if node.spec.ordered_input and any(chunks):  # what it held goes out with its age
+            self._born = self._held.pop(node.id, born)
+        try:
+            for slot, out in enumerate(chunks):
+                self.counters.array[self._rows[node.id] * FIELDS + ITEMS_OUT] += len(out)
+                if out:
+                    self._push(node.id, slot, out)
+        finally:
+            self._born = born
 
     def _tick_deadlines(self) -> None:
         now = time.monotonic()
@@ -304,6 +321,7 @@ class InlineRun:
             bottleneck=pick_bottleneck(rows),
             wall_seconds=end - self._started_at if self._started_at else 0.0,
             source_items=self._source_items + sum(r.queue.dropped for r in self._readers.values()),
+            latency=self.latency.summary(),
         )
 
     def close(self) -> None:

@@ -146,7 +146,7 @@ class Feeder:
         buf = self._buf
         arrived = self._arrived
         for item in iterator:
-            now = time.perf_counter()
+            now = time.monotonic()
             with cond:
                 if stop.is_set() or self._cut:
                     return
@@ -165,7 +165,7 @@ class Feeder:
         # slice and one ``del buf[:n]``, each atomic under the GIL, so nothing is lost.
         cond = self._cond
         stop = self._stop
-        clock = time.perf_counter
+        clock = time.monotonic
         buf = self._buf
         target = self._target
         for item in iterator:
@@ -197,10 +197,11 @@ class Feeder:
             while True:
                 if dropping:
                     self._take_credits()  # first: the chunk taken then is the newest
-                chunk = self._take()
-                if chunk is None:
+                taken = self._take()
+                if taken is None:
                     break
-                self._send(seq, chunk, credited=dropping)
+                chunk, born = taken
+                self._send(seq, chunk, born, credited=dropping)
                 seq += 1
             if not self._stop.is_set():
                 try:
@@ -223,8 +224,9 @@ class Feeder:
             self._stop.set()
         self.wake()
 
-    def _take(self) -> list[Any] | None:
-        """The next chunk to send, or ``None`` at the end (or on stop)."""
+    def _take(self) -> tuple[list[Any], float] | None:
+        """The next chunk to send and when its oldest item came (``time.monotonic()``, the
+        clock of a frame's ``born``), or ``None`` at the end (or on stop)."""
         cond = self._cond
         buf = self._buf
         with cond:
@@ -238,11 +240,11 @@ class Feeder:
                         return None
                     cond.wait()
                     continue
-                left = self._opened + HOLD_SECONDS - time.perf_counter()
+                left = self._opened + HOLD_SECONDS - time.monotonic()
                 if left <= 0:
                     break
                 cond.wait(left)
-            now = time.perf_counter()
+            now = time.monotonic()
             n = min(len(buf), self._target)
             chunk = buf[:n]
             del buf[:n]
@@ -260,14 +262,14 @@ class Feeder:
                 self._opened = now
             self._target = self._next_target(gap)
             cond.notify()  # room for the puller
-        return chunk
+        return chunk, opened
 
     def _take_credits(self) -> None:
         for target in self._outputs:
             if target.window is not None:
                 target.window.acquire()  # a credit per chunk (see credits.py)
 
-    def _send(self, seq: int, chunk: list[Any], credited: bool = False) -> None:
+    def _send(self, seq: int, chunk: list[Any], born: float, credited: bool = False) -> None:
         encoded = encode_chunk(chunk, self._prefix is not None, by_address=self._by_address)
         size = len(encoded.data) + sum(b.nbytes for b in encoded.buffers)
         self._item_bytes = size / len(chunk)
@@ -277,7 +279,7 @@ class Feeder:
                     target.window.acquire()  # a credit per chunk (see credits.py)
                 if self._stop.is_set():
                     raise _PipeBroken
-                send_encoded(target.channel, target.port, seq, encoded, self._prefix, self._write_slot)
+                send_encoded(target.channel, target.port, seq, encoded, self._prefix, self._write_slot, born)
         except OSError as exc:
             if self._stop.is_set() or _pipe_gone(exc):
                 raise _PipeBroken from exc

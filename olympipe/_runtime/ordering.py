@@ -18,10 +18,11 @@ class Reorder:
 
     def __init__(self, ports: int) -> None:
         self._next = [0] * ports
-        self._pending: list[dict[int, list[Any]]] = [{} for _ in range(ports)]
+        self._pending: list[dict[int, Any]] = [{} for _ in range(ports)]
 
-    def push(self, port: int, seq: int, items: list[Any]) -> list[tuple[int, list[Any]]]:
-        """Accept chunk ``seq`` of ``port``; return ``(seq, chunk)`` for those now ready, in order."""
+    def push(self, port: int, seq: int, items: Any) -> list[tuple[int, Any]]:
+        """Accept chunk ``seq`` of ``port`` (its items, or whatever stands for it); return
+        ``(seq, chunk)`` for those now ready, in order."""
         expected = self._next[port]
         if seq != expected:
             self._pending[port][seq] = items

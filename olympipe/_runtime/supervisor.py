@@ -37,9 +37,10 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.synchronize import Semaphore
 from typing import TYPE_CHECKING, Any
 
+from olympipe._core.latency import LatencyRecorder
 from olympipe._core.tuning import tune
 from olympipe._graph import Node, Plan, RunOptions, SourceSpec
-from olympipe._progress import Progress, bar_totals
+from olympipe._progress import Progress, bar_totals, streams_live
 from olympipe._runtime import journal
 from olympipe._runtime.context import (
     copies_forced,
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
     from olympipe._server import ServerSource
 from olympipe._stages.base import StageSpec
 from olympipe._transport import inherited, janitor, pool, shm
-from olympipe._transport.channel import KIND_END, Channel
+from olympipe._transport.channel import KIND_END, Channel, born_of
 from olympipe._transport.codec import DecodeError, Definition, decode_frame
 from olympipe._transport.janitor import ensure_janitor
 from olympipe.errors import PipelineError
@@ -103,6 +104,7 @@ class Run:
         # Locks, semaphores and shared values are made with it too, so they can be handed on.
         self._respawn_ctx = get_context(self._respawn_method) if self.replaceable else self._ctx
         self._feeders: list[Feeder] = []
+        self.latency = LatencyRecorder()
         self._dropped: dict[str, int] = {}  # stage name -> items dropped at its input, once closed
         self._windows: list[tuple[Semaphore, int]] = []  # every window of credits and its size
         self._sink_windows: dict[int, list[Semaphore]] = {}  # sink -> windows it gives credits back to
@@ -174,7 +176,9 @@ class Run:
         with ctrl_c_held():  # a feeder half started (one thread of two) cannot be joined
             self._start_feeders(credits)
         if self.options.progress:
-            self._progress = Progress(self.stats, bar_totals(self._origin))
+            self._progress = Progress(
+                self.stats, bar_totals(self._origin), latency=streams_live(self._origin)
+            )
             self._progress.start()
 
     def _check_replaceable_pickle(self) -> None:
@@ -380,6 +384,7 @@ class Run:
                     kind, _port, seq, items = decode_frame(
                         sinks[index], frame, resolve=resolve, pooled=pooled
                     )
+                    born = born_of(frame)
                 except EOFError:
                     # Every writer is gone without END: a producer died. Its sentinel says
                     # which one; wait for it rather than report a vaguer error.
@@ -395,11 +400,13 @@ class Run:
                 if kind == KIND_END:
                     del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
                     continue
-                for _seq, chunk in reorders[index].push(0, seq, items):
+                for _seq, (chunk, chunk_born) in reorders[index].push(0, seq, (items, born)):
                     for window in self._sink_windows.get(index, ()):
                         window.release()  # this chunk is back in order: a credit returns
                     if self._server is not None and index == 0:
                         self._server.respond(chunk)
+                    if chunk_born:
+                        self.latency.add(time.monotonic() - chunk_born, len(chunk))
                     yield index, chunk
             for obj in ready:
                 worker = by_sentinel.get(obj)  # type: ignore[call-overload,unused-ignore]
@@ -432,6 +439,7 @@ class Run:
             wall_seconds=end - self._started_at if self._started_at else 0.0,
             source_items=self._source_items or sum(f.items + f.dropped for f in self._feeders),
             resizes=tuple(self._resizer.resizes) if self._resizer is not None else (),
+            latency=self.latency.summary(),
         )
 
     def _dropped_at(self) -> dict[str, int]:

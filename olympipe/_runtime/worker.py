@@ -38,7 +38,7 @@ from olympipe._runtime.ordering import Reorder
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._stages.fused import FusedStage
 from olympipe._transport import inherited, pool, stock
-from olympipe._transport.channel import KIND_END, Channel, unpack_header
+from olympipe._transport.channel import KIND_END, Channel, born_of, unpack_header
 from olympipe._transport.codec import (
     DecodeError,
     Definition,
@@ -154,7 +154,7 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
 def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     """Read chunks until END, process each, send what comes out; flush at a clean end."""
     meter = Meter(plan.counters.array, plan.index)
-    outputs = _Outputs(plan, spec.output_slots, meter)
+    outputs = _Outputs(plan, spec.output_slots, meter, holds=spec.ordered_input)
     # A single worker sees its input in order, also behind a count=N stage, so that side
     # effects (a writer, a zip file) happen in source order; stateful stages need it too.
     # Several workers of one stage cannot share an order; ordered=False asks for none.
@@ -180,14 +180,15 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
                 for buffered_port, count in reorder.drop().items():
                     _give_back(plan.windows, buffered_port, count)
             continue
-        kind, port, seq, items = _read(plan.inbox, meter)
+        kind, port, seq, items, born = _read(plan.inbox, meter)
         if kind == KIND_END:
             break
         if outputs.ended:  # once ended early, what still comes is drained unread
             _give_back(plan.windows, port, 1)
             continue
-        ready = [(seq, items)] if reorder is None else reorder.push(port, seq, items)
-        for index, (ready_seq, chunk) in enumerate(ready):
+        ready = [(seq, (items, born))] if reorder is None else reorder.push(port, seq, (items, born))
+        for index, (ready_seq, (chunk, chunk_born)) in enumerate(ready):
+            outputs.saw(chunk_born)
             if streams:
                 meter.stream(stage, chunk, outputs.send)
             else:
@@ -225,8 +226,11 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     stage.track_items(array, current)  # after open(): a class_task builds its calls there
     meter.start()
 
+    borns: dict[tuple[int, int], float] = {}  # held chunks: when their source items were read
+
     def run(port: int, seq: int, chunk: list[Any]) -> None:
         entry = held.pop((port, seq))
+        outputs.saw(borns.pop((port, seq), 0.0))
         budget.before(len(chunk))
         if entry.mark == BUFFERED:
             array[current] = -1
@@ -240,8 +244,9 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         _give_back(plan.windows, port, 1)
         budget.after(len(chunk))
 
-    def take(entry: Recovered, items: list[Any]) -> None:
+    def take(entry: Recovered, items: list[Any], born: float) -> None:
         held[(entry.port, entry.seq)] = entry
+        borns[(entry.port, entry.seq)] = born
         behind = reorder is None or entry.seq < reorder.next_seq(entry.port)
         ready = [(entry.seq, items)] if behind else reorder.push(entry.port, entry.seq, items)  # type: ignore[union-attr]
         if reorder is not None and plan.cursor is not None:
@@ -251,7 +256,7 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
 
     for entry in _recovery_order(journal.recover(), reorder):
         restore_segments(entry, frame_segments(entry.frame))
-        take(entry, decode_frame(None, entry.frame, private=True)[3])
+        take(entry, decode_frame(None, entry.frame, private=True)[3], born_of(entry.frame))
     while True:
         stop_if_asked()
         meter.sample_usage()
@@ -262,7 +267,7 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         if kind == KIND_END:
             break
         entry = Recovered(port, seq, BUFFERED, b"", journal.hold(port, seq, frame, frame_segments(frame)))
-        take(entry, decode_frame(plan.inbox, frame, private=True)[3])
+        take(entry, decode_frame(plan.inbox, frame, private=True)[3], born_of(frame))
     meter.record_usage()
 
 
@@ -327,8 +332,13 @@ class _Outputs:
       reach the consumer in order and its reorder buffer never waits.
     """
 
-    def __init__(self, plan: WorkerPlan, slots: int, meter: Meter) -> None:
+    def __init__(self, plan: WorkerPlan, slots: int, meter: Meter, holds: bool = False) -> None:
         self._consumers = plan.outputs
+        # When the oldest source item behind the next output was read (0: unknown): the
+        # chunk in hand's; a stage that holds items (``holds``: batch, reduce) keeps the
+        # oldest since its last output.
+        self._born = 0.0
+        self._holds = holds
         self._slots = slots
         self._meter = meter
         self._own_seq = [0] * len(plan.outputs)
@@ -343,12 +353,20 @@ class _Outputs:
         self._to_caller = [len(slot) == 1 and slot[0].to_caller for slot in plan.outputs]
         self.ended = False  # ended early: limit reached, timeout expired
 
+    def saw(self, born: float) -> None:
+        """A chunk whose oldest source item was read at ``born`` is in hand."""
+        if not (self._holds and self._born) or (born and born < self._born):
+            self._born = born
+
     def send(self, seq: int | None, produced: Any) -> None:
         """Send what one call of the stage produced; ``seq`` ``None``: number it here."""
         chunks = produced if self._slots > 1 else (produced,)
+        born = self._born
         for slot, chunk in enumerate(chunks):
             if seq is None and not chunk:
                 continue
+            if self._holds and chunk:
+                self._born = 0.0  # what it held has gone out
             self._meter.emitted(len(chunk))
             consumers = self._consumers[slot]
             if not consumers:
@@ -365,13 +383,13 @@ class _Outputs:
                 if target.window is not None:
                     target.window.acquire()  # a credit per chunk sent to a racing stage
             if seq is None:
-                written = self._write(consumers, self._own_seq[slot], encoded)
+                written = self._write(consumers, self._own_seq[slot], encoded, born)
                 self._own_seq[slot] += 1
             elif self._renumber is None:
-                written = self._write(consumers, seq, encoded)
+                written = self._write(consumers, seq, encoded, born)
             else:
                 with self._renumber.get_lock():
-                    written = self._write(consumers, self._renumber.value, encoded)
+                    written = self._write(consumers, self._renumber.value, encoded, born)
                     self._renumber.value += 1
             # Pickling the output and copying its large buffers into shared memory is the
             # stage's work: counted as blocked, a stage making large arrays read as held back
@@ -379,9 +397,10 @@ class _Outputs:
             self._meter.encoded(t1 - t0 + written)
             self._meter.blocked(time.perf_counter() - t1 - written)
 
-    def _write(self, consumers: list[Target], seq: int, encoded: Encoded) -> float:
+    def _write(self, consumers: list[Target], seq: int, encoded: Encoded, born: float) -> float:
         return sum(
-            send_encoded(target.channel, target.port, seq, encoded, self._prefix) for target in consumers
+            send_encoded(target.channel, target.port, seq, encoded, self._prefix, None, born)
+            for target in consumers
         )
 
     def end_if_exhausted(self, stage: Stage) -> bool:
@@ -410,11 +429,12 @@ def _input_before_deadline(inbox: Channel, stage: Stage, meter: Meter) -> bool:
     return False
 
 
-def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any]]:
+def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any], float]:
     t0 = time.perf_counter()
     frame = inbox.recv()
     meter.waited(time.perf_counter() - t0)
-    return decode_frame(inbox, frame, keep=True, resolve=inherited.take, pooled=pool.take)
+    kind, port, seq, items = decode_frame(inbox, frame, keep=True, resolve=inherited.take, pooled=pool.take)
+    return kind, port, seq, items, born_of(frame)
 
 
 def _give_back(windows: dict[int, list[Semaphore]], port: int, chunks: int) -> None:

@@ -24,27 +24,37 @@ from multiprocessing.context import BaseContext
 from multiprocessing.synchronize import Lock, Semaphore
 from typing import Any
 
-# struct layout of a frame header: kind, input port, sequence number.
-_HEADER = struct.Struct("<BHq")
+# struct layout of a frame header: kind, input port, sequence number, and when the oldest
+# source item in the chunk was read (``time.monotonic()``, one clock for every process of
+# the machine; 0: unknown), for the run's latency figures.
+_HEADER = struct.Struct("<BHqd")
 HEADER_SIZE = _HEADER.size
 KIND_DATA = 0  # the body is the pickled chunk
 KIND_END = 1  # end of stream from the last producer
 KIND_SHARED = 2  # the body names shared-memory segments (see codec.frame_body)
-END_FRAME = _HEADER.pack(KIND_END, 0, -1)
+END_FRAME = _HEADER.pack(KIND_END, 0, -1, 0.0)
 SHM_SLOTS = 8  # frames with shared-memory segments in flight per channel
 
 _F_SETPIPE_SZ = 1031  # Linux fcntl: resize a pipe's kernel buffer
 PIPE_BYTES = 1 << 20  # the kernel caps it at /proc/sys/fs/pipe-max-size (1 MiB by default)
 
 
-def pack_header(port: int, seq: int, kind: int = KIND_DATA) -> bytes:
-    """The header of a data frame for input ``port`` carrying chunk number ``seq``."""
-    return _HEADER.pack(kind, port, seq)
+def pack_header(port: int, seq: int, kind: int = KIND_DATA, born: float = 0.0) -> bytes:
+    """The header of a data frame for input ``port`` carrying chunk number ``seq``, whose
+    oldest source item was read at ``born``."""
+    return _HEADER.pack(kind, port, seq, born)
 
 
 def unpack_header(frame: bytes) -> tuple[int, int, int]:
     """``(kind, port, seq)`` of a frame."""
-    return _HEADER.unpack_from(frame)
+    kind, port, seq, _born = _HEADER.unpack_from(frame)
+    return kind, port, seq
+
+
+def born_of(frame: bytes) -> float:
+    """When the oldest source item of a frame's chunk was read (0: unknown)."""
+    born: float = _HEADER.unpack_from(frame)[3]
+    return born
 
 
 class Channel:

@@ -38,6 +38,7 @@ import dill
 from olympipe._transport import inherited, pool, shm, stock
 from olympipe._transport.channel import (
     HEADER_SIZE,
+    KIND_DATA,
     KIND_END,
     KIND_SHARED,
     Channel,
@@ -325,17 +326,19 @@ def send_encoded(
     encoded: Encoded,
     prefix: str | None,
     write_slot: WriteSlot | None = None,
+    born: float = 0.0,
 ) -> float:
     """Write one chunk to ``channel``: inline, or through shared memory when it is large.
-    Returns the seconds spent writing shared memory (work, not waiting on the channel)."""
+    Returns the seconds spent writing shared memory (work, not waiting on the channel).
+    ``born``: when its oldest source item was read (see :func:`~olympipe._transport.channel.born_of`)."""
     if prefix is not None and encoded.shared:
         channel.acquire_shm_slot()
         t0 = time.perf_counter()
         body = frame_body(encoded, prefix, write_slot)
         written = time.perf_counter() - t0
-        channel.send(pack_header(port, seq, KIND_SHARED) + body)
+        channel.send(pack_header(port, seq, KIND_SHARED, born) + body)
         return written
-    channel.send(pack_header(port, seq) + encoded.data)
+    channel.send(pack_header(port, seq, KIND_DATA, born) + encoded.data)
     return 0.0
 
 

@@ -67,3 +67,16 @@ def test_plain_meters_show_an_auto_stage_count(capsys: pytest.CaptureFixture[str
     lines = capsys.readouterr().err.strip().splitlines()
     assert any(line.startswith("abs") and "100/100" in line and "[x1 auto]" in line for line in lines), lines
     assert not any(line.startswith("batch") and "auto" in line for line in lines), lines
+
+
+def test_plain_meters_show_the_latency_of_a_live_source_and_the_drops(capsys: pytest.CaptureFixture[str]) -> None:
+    got = Pipeline(iter(range(100)), on_full="drop_newest").task(abs).wait_for_result(progress=True)
+    assert got == sorted(got)
+    err = capsys.readouterr().err
+    assert "latency p50" in err, err
+    dropped = 100 - len(got)
+    if dropped:  # how many depends on the scheduler; each is shown
+        assert f"[{dropped:,} dropped]" in err, err
+    listed = Pipeline(range(100)).task(abs).wait_for_result(progress=True)
+    assert len(listed) == 100
+    assert "latency" not in capsys.readouterr().err  # a list's length is known: no latency line

@@ -5,6 +5,8 @@ Ray actors)."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,21 @@ class Gates:
         yield from range(1, n)
         with open(self.done, "w") as done:
             done.write("x")
+
+    def release_after(self, seconds: float) -> threading.Thread:
+        """A thread that waits until the stage holds item 0, then lets it go ``seconds``
+        later: item 0 stays at least that long in the pipeline."""
+
+        def release() -> None:
+            with open(self.started) as started:
+                started.read()
+            time.sleep(seconds)  # the duration measured, not a synchronisation
+            with open(self.done, "w") as done:
+                done.write("x")
+
+        thread = threading.Thread(target=release, daemon=True)
+        thread.start()
+        return thread
 
     def frames(self, n: int, size: int) -> Iterator[tuple[int, bytes]]:
         """:meth:`source`, each item with a frame of ``size`` bytes."""

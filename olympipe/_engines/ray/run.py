@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from olympipe._core.chunking import RAY, costliest, items_for
+from olympipe._core.latency import LatencyRecorder
 from olympipe._core.tuning import tune
 from olympipe._engines.inline import error_from
 from olympipe._engines.ray.actor import Meta, StageActor, StageFailed
@@ -20,7 +21,7 @@ from olympipe._engines.ray.planning import Group, held_back, plan_groups
 from olympipe._engines.ray.pools import Pools, resizable_pools
 from olympipe._engines.ray.source import END, Puller, SourceError
 from olympipe._graph import Node, Plan, RunOptions
-from olympipe._progress import Progress, bar_totals
+from olympipe._progress import Progress, bar_totals, streams_live
 from olympipe._runtime.counters import (
     CRASHES,
     FIELDS,
@@ -75,6 +76,7 @@ class _InFlight:
     resuming: _Resume | None = None
     open_groups: set[int] = field(default_factory=set)  # ids of the held-back groups still open
     source_items: int = 0
+    born: float = 0.0  # when the oldest source item behind it was read (0: unknown)
 
     @property
     def metas(self) -> list[tuple[Group, int, Any]]:
@@ -147,6 +149,7 @@ class RayRun:
         ]
         if fed and engine.max_in_flight is None and any(s.spec.on_full != "block" for s in plan.sources):  # type: ignore[union-attr]
             self._max_in_flight = max(fed)  # a dropping source: one chunk per actor, the newest
+        self.latency = LatencyRecorder()
         self._pulled: list[Puller] = []  # every source's puller, for the dropped counts
 
     # -- starting ---------------------------------------------------------------------------
@@ -199,7 +202,7 @@ class RayRun:
         except Exception as exc:
             raise self._translate(exc)
         if self.options.progress:
-            self._progress = Progress(self.stats, bar_totals(self.plan))
+            self._progress = Progress(self.stats, bar_totals(self.plan), latency=streams_live(self.plan))
             self._progress.start()
 
     # -- running ----------------------------------------------------------------------------
@@ -235,27 +238,28 @@ class RayRun:
                 if not self.plan.wanted(puller.node.id, self._ended):
                     self._end_source(puller)
                     continue
-                chunk, ended = self._take(puller, block=not self._inflight)
+                chunk, ended, born = self._take(puller, block=not self._inflight)
                 if chunk:
-                    self._submit_chunk(puller.node, chunk)
+                    self._submit_chunk(puller.node, chunk, born)
                 if ended:
                     self._end_source(puller)
             if self._inflight and not any(p.queue.qsize() for p in self._pullers):
                 return
 
-    def _take(self, puller: Puller, block: bool) -> tuple[list[Any], bool]:
-        """Up to the target number of items from one source, and whether it has ended.
-        Blocks for the first item only when nothing is in flight (until a ``timeout``
-        stage's deadline, if any)."""
+    def _take(self, puller: Puller, block: bool) -> tuple[list[Any], bool, float]:
+        """Up to the target number of items from one source, whether it has ended, and when
+        the first of them was read. Blocks for the first item only when nothing is in
+        flight (until a ``timeout`` stage's deadline, if any)."""
         items: list[Any] = []
+        born = 0.0
         try:
             first = puller.queue.get(timeout=self._deadline_left()) if block else puller.queue.get_nowait()
         except queue.Empty:
             if puller.cut:
-                return items, True
+                return items, True, born
             if block:
                 self._expire_timeouts()
-            return items, False
+            return items, False, born
         hold_until = time.monotonic() + HOLD_SECONDS
         value = first
         ended = False
@@ -265,10 +269,12 @@ class RayRun:
                 break
             if isinstance(value, SourceError):
                 raise error_from("source", value.exc)
-            items.append(value)
+            read_at, item = value
+            born = born or read_at
+            items.append(item)
             if len(items) >= self._target or len(items) >= self._most_per_chunk:
                 break
-            if _nbytes(value) * len(items) >= MAX_CHUNK_BYTES:
+            if _nbytes(item) * len(items) >= MAX_CHUNK_BYTES:
                 break
             try:
                 left = hold_until - time.monotonic()
@@ -278,7 +284,7 @@ class RayRun:
         if items:
             self._source_items += len(items)
             self._last_activity = time.monotonic()
-        return items, ended
+        return items, ended, born
 
     def end_sources(self, node_ids: set[int]) -> None:
         """End these sources after what they have already read."""
@@ -300,11 +306,11 @@ class RayRun:
                 self._ended.add(group.head.id)
         self._settle()
 
-    def _submit_chunk(self, source: Node, chunk: list[Any]) -> None:
+    def _submit_chunk(self, source: Node, chunk: list[Any], born: float) -> None:
         first: Any = chunk
         if sum(len(c) for c in self.plan.consumers[source.id]) > 1:
             first = self._ray.put(chunk)  # one copy in the store for every branch
-        self._submit({(source.id, 0): [first]}, finishing=None, source_items=len(chunk))
+        self._submit({(source.id, 0): [first]}, finishing=None, source_items=len(chunk), born=born)
 
     def _submit(
         self,
@@ -312,13 +318,14 @@ class RayRun:
         finishing: Group | None,
         source_items: int = 0,
         resuming: _Resume | None = None,
+        born: float = 0.0,
     ) -> _InFlight | None:
         """Call every group that has input in ``refs`` (or ``finishing``'s flush, or the
         next part ``resuming`` names), in graph order, chaining the returned refs; record
         what the sinks get. Calls of held-back groups wait until the submission is
         collected. A continuation is returned for the caller to place; any other
         submission goes to the back of the queue."""
-        entry = _InFlight([], source_items=source_items, finishing=finishing, resuming=resuming)
+        entry = _InFlight([], source_items=source_items, finishing=finishing, resuming=resuming, born=born)
         front = [g for g in self.groups if id(g) not in self._deferred]
         self._call_groups(entry, front, refs, lambda g: g.head.id not in self._ended)
         self._add_sinks(entry, refs, deferred=False)
@@ -419,19 +426,21 @@ class RayRun:
         self._adapt_target()
         if exhausted:
             self._settle()
-        self._continue(rests)
+        self._continue(rests, entry.born)
         for (sink, _ref), chunk in zip(entry.sinks, chunks, strict=True):
             if chunk:
+                if entry.born:
+                    self.latency.add(time.monotonic() - entry.born, len(chunk))
                 yield sink, chunk
 
-    def _continue(self, rests: list[_Resume]) -> None:
+    def _continue(self, rests: list[_Resume], born: float) -> None:
         """Ask for the next part of each streaming chunk still wanted, ahead of every later
         submission (its outputs come before theirs); let the others go. A streaming group
         ends once none of its calls is out (see :meth:`_settle`)."""
         ahead = []
         for rest in rests:
             if self.plan.wanted(rest.group.tail.id, self._ended):
-                entry = self._submit({}, finishing=None, resuming=rest)
+                entry = self._submit({}, finishing=None, resuming=rest, born=born)
                 if entry is not None:
                     ahead.append(entry)
             else:
@@ -724,6 +733,7 @@ class RayRun:
             wall_seconds=end - self._started_at if self._started_at else 0.0,
             source_items=self._source_items + sum(p.dropped for p in self._pulled),
             resizes=tuple(self._pools.resizes) if self._pools is not None else (),
+            latency=self.latency.summary(),
         )
 
     def _close_actors(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,8 @@ class SourceError:
 
 
 class Puller:
-    """Pulls one source in a thread of the caller into a bounded queue."""
+    """Pulls one source in a thread of the caller into a bounded queue: each item as
+    ``(time.monotonic() when read, item)``, then :data:`END` or a :class:`SourceError`."""
 
     def __init__(self, node: Node, size: int, chunk: Callable[[], int] = lambda: 1) -> None:
         assert isinstance(node.spec, SourceSpec)
@@ -41,7 +43,7 @@ class Puller:
         try:
             iterator = iter(self._iterable)
             for item in iterator:
-                if not self._put(item):
+                if not self._put((time.monotonic(), item)):  # when it was read: for latency
                     if self.cut:  # the driver drains the queue: this put completes
                         self._put_final(END)
                     return
