@@ -100,6 +100,15 @@ def _check_bool(value: object, what: str) -> None:
         raise TypeError(f"{what} must be True or False, got {type(value).__name__}")
 
 
+def _check_stage_on_full(on_full: object, on_error: object, max_items_per_worker: object) -> None:
+    check_on_full(on_full)
+    if on_full != "block" and (on_error is not None or max_items_per_worker is not None):
+        raise ValueError(
+            f"on_full={on_full!r} cannot be combined with on_error or max_items_per_worker"
+            " (a stage whose workers are replaced keeps every chunk it was sent)"
+        )
+
+
 def _check_seconds(value: object, what: str) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{what} must be a number of seconds, got {type(value).__name__}")
@@ -233,6 +242,7 @@ class Pipeline(Generic[T]):
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         max_items_per_worker: int | None = None,
+        on_full: str = "block",
     ) -> Pipeline[R]: ...
 
     @overload
@@ -248,6 +258,7 @@ class Pipeline(Generic[T]):
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         max_items_per_worker: int | None = None,
+        on_full: str = "block",
     ) -> Pipeline[R]: ...
 
     def task(
@@ -262,6 +273,7 @@ class Pipeline(Generic[T]):
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         max_items_per_worker: int | None = None,
+        on_full: str = "block",
     ) -> Pipeline[Any]:
         """Apply ``task(item)`` to each item in ``count`` processes, ``concurrency`` items at
         a time in each (threads, or coroutines for an ``async def``); order is kept unless
@@ -269,7 +281,8 @@ class Pipeline(Generic[T]):
         more times; ``on_error(item, exc)`` then returns a replacement (``None`` drops).
         With ``on_error``, a worker that dies is replaced and the item it died on goes to
         ``on_error`` as a :class:`~olympipe.WorkerDied`. ``max_items_per_worker``: a worker
-        is replaced after that many items."""
+        is replaced after that many items. ``on_full``: what happens to items that find this
+        stage busy, ``"block"`` (wait), ``"drop_oldest"`` or ``"drop_newest"``."""
         _check_callable(task, "task")
         workers, auto = _check_count(count)
         _check_positive_int(concurrency, "concurrency")
@@ -278,6 +291,7 @@ class Pipeline(Generic[T]):
         _check_items_per_worker(max_items_per_worker)
         if on_error is not None:
             _check_callable(on_error, "on_error")
+        _check_stage_on_full(on_full, on_error, max_items_per_worker)
         spec = TaskSpec(
             name=name or _name_of(task, "task"),
             fn=task,
@@ -289,6 +303,7 @@ class Pipeline(Generic[T]):
             retries=retries,
             retry_on=kinds,
             max_items_per_worker=max_items_per_worker,
+            on_full=on_full,
         )
         return self._then(spec)
 
@@ -336,12 +351,13 @@ class Pipeline(Generic[T]):
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         on_error: Callable[[T, Exception], Any] | None = None,
         max_items_per_worker: int | None = None,
+        on_full: str = "block",
     ) -> Pipeline[R]:
         """Build ``class_constructor(*class_args, **class_kwargs)`` once in each worker and
         apply ``class_method(instance, item)``; ``close_method(instance)`` runs at the end,
         also after an error, and in a worker retired by ``max_items_per_worker``.
-        ``retries``, ``retry_on``, ``on_error`` and ``max_items_per_worker`` as for
-        :meth:`task`."""
+        ``retries``, ``retry_on``, ``on_error``, ``max_items_per_worker`` and ``on_full``
+        as for :meth:`task`."""
         kinds = _check_retries(retries, retry_on)
         _check_items_per_worker(max_items_per_worker)
         if on_error is not None:
@@ -350,6 +366,7 @@ class Pipeline(Generic[T]):
         _check_callable(class_method, "class_method")
         if close_method is not None:
             _check_callable(close_method, "close_method")
+        _check_stage_on_full(on_full, on_error, max_items_per_worker)
         workers, auto = _check_count(count)
         _check_positive_int(concurrency, "concurrency")
         spec = ClassTaskSpec(
@@ -366,6 +383,7 @@ class Pipeline(Generic[T]):
             retry_on=kinds,
             on_error=on_error,
             max_items_per_worker=max_items_per_worker,
+            on_full=on_full,
         )
         return self._then(spec)
 

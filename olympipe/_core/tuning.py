@@ -149,6 +149,7 @@ def _fusable(node: Node) -> bool:
     return (
         is_auto(spec)
         and spec.per_item
+        and getattr(spec, "on_full", "block") == "block"  # a dropping input is a stage's own
         and not spec.replaceable
         and not spec.renumbers_output
         and spec.parallelism == 1

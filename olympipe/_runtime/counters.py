@@ -28,7 +28,8 @@ RETRIED = 9  # attempts repeated after a retry_on exception
 CRASHES = 10  # deaths survived: written by the supervisor when it replaces the worker
 RECYCLED = 11  # replacements after max_items_per_worker: written by the supervisor
 CURRENT = 12  # a crash-isolated worker: the index in its chunk of the item it runs (-1: unknown)
-FIELDS = 13
+DROPPED = 13  # items its input's flow policy (on_full=) dropped
+FIELDS = 14
 
 
 class Counters:
@@ -79,6 +80,7 @@ class Counters:
             retries=int(sum(r[RETRIED] for r in rows)),
             crashes=int(sum(r[CRASHES] for r in rows)),
             recycled=int(sum(r[RECYCLED] for r in rows)),
+            dropped=int(sum(r[DROPPED] for r in rows)),
         )
 
     def member_stats(

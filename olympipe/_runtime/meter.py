@@ -15,6 +15,7 @@ from olympipe._runtime.counters import (
     BLOCKED_OUT,
     BUSY,
     CPU,
+    DROPPED,
     ERRORS,
     FIELDS,
     ITEMS_IN,
@@ -113,6 +114,10 @@ class Meter:
     def emitted(self, items: int) -> None:
         """Items sent on."""
         self._array[self._row + ITEMS_OUT] += items
+
+    def dropped(self, items: int) -> None:
+        """Items its input's flow policy dropped."""
+        self._array[self._row + DROPPED] += items
 
     def failed(self) -> None:
         """An item failed without ``on_error``: the run is about to end."""

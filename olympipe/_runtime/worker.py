@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Semaphore
 from typing import Any
 
+from olympipe._core.flow import BLOCK, DROP_OLDEST
 from olympipe._runtime.child import Stopped, become_worker, die_by, stop_if_asked
 from olympipe._runtime.counters import (
     CURRENT,
@@ -165,6 +166,10 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     streams = stage.streams and spec.count == 1 and plan.renumber is None
     keeps_numbers = not spec.ordered_input and not streams  # map stages: output chunk k for input chunk k
     timed = type(stage).deadline is not Stage.deadline
+    # on_full="drop_*": what waits when the worker is free is read at once, and all of it
+    # but the newest (or the oldest) chunk is dropped, so nothing waits behind a slow stage
+    policy = getattr(spec, "on_full", BLOCK)
+    dropping = None if policy == BLOCK else policy
     meter.start()
     outputs.end_if_exhausted(stage)  # limit(0)
     retire = plan.retire
@@ -186,8 +191,15 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         if outputs.ended:  # once ended early, what still comes is drained unread
             _give_back(plan.windows, port, 1)
             continue
-        ready = [(seq, (items, born))] if reorder is None else reorder.push(port, seq, (items, born))
-        for index, (ready_seq, (chunk, chunk_born)) in enumerate(ready):
+        arrived = [(port, seq, items, born)]
+        last = dropping is not None and _read_waiting(plan.inbox, meter, arrived)  # END came too
+        ready: list[tuple[int, int, Any]] = []  # (port, seq, (items, born))
+        for port, seq, items, born in arrived:
+            pushed = [(seq, (items, born))] if reorder is None else reorder.push(port, seq, (items, born))
+            ready.extend((port, ready_seq, chunk) for ready_seq, chunk in pushed)
+        if dropping is not None and len(ready) > 1:
+            ready = _drop_waiting(ready, dropping, keeps_numbers, outputs, meter, plan.windows)
+        for index, (port, ready_seq, (chunk, chunk_born)) in enumerate(ready):
             outputs.saw(chunk_born)
             if streams:
                 meter.stream(stage, chunk, outputs.send)
@@ -200,6 +212,8 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         if outputs.end_if_exhausted(stage) and reorder is not None:
             for buffered_port, count in reorder.drop().items():  # never to be read
                 _give_back(plan.windows, buffered_port, count)
+        if last:
+            break
     if not outputs.ended and spec.ordered_input:
         outputs.send(None, stage.finish())
     meter.record_usage()
@@ -435,6 +449,40 @@ def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any], float
     meter.waited(time.perf_counter() - t0)
     kind, port, seq, items = decode_frame(inbox, frame, keep=True, resolve=inherited.take, pooled=pool.take)
     return kind, port, seq, items, born_of(frame)
+
+
+def _read_waiting(inbox: Channel, meter: Meter, arrived: list[tuple[int, int, list[Any], float]]) -> bool:
+    """Read every frame already waiting in ``inbox`` into ``arrived``; whether the end of
+    the stream came with them."""
+    while inbox.poll(0):
+        kind, port, seq, items, born = _read(inbox, meter)
+        if kind == KIND_END:
+            return True
+        arrived.append((port, seq, items, born))
+    return False
+
+
+def _drop_waiting(
+    ready: list[tuple[int, int, Any]],
+    policy: str,
+    keeps_numbers: bool,
+    outputs: _Outputs,
+    meter: Meter,
+    windows: dict[int, list[Semaphore]],
+) -> list[tuple[int, int, Any]]:
+    """Of the chunks ready at once, keep the newest (``drop_oldest``) or the oldest
+    (``drop_newest``); the others are counted dropped, their numbers go on as empty chunks
+    (so order downstream has no hole) and their credits come back."""
+    keep = ready[-1] if policy == DROP_OLDEST else ready[0]
+    for entry in ready:
+        if entry is keep:
+            continue
+        port, seq, (chunk, _born) = entry
+        meter.dropped(len(chunk))
+        if keeps_numbers:
+            outputs.send(seq, [])
+        _give_back(windows, port, 1)
+    return [keep]
 
 
 def _give_back(windows: dict[int, list[Semaphore]], port: int, chunks: int) -> None:

@@ -176,6 +176,7 @@ class ParallelSpec(StageSpec):
 
     workers: int = 1
     auto: bool = False
+    on_full: str = "block"  # the flow policy of its input (olympipe/_core/flow.py)
 
     @property
     def count(self) -> int:

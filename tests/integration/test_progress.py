@@ -69,7 +69,9 @@ def test_plain_meters_show_an_auto_stage_count(capsys: pytest.CaptureFixture[str
     assert not any(line.startswith("batch") and "auto" in line for line in lines), lines
 
 
-def test_plain_meters_show_the_latency_of_a_live_source_and_the_drops(capsys: pytest.CaptureFixture[str]) -> None:
+def test_plain_meters_show_the_latency_of_a_live_source_and_the_drops(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     got = Pipeline(iter(range(100)), on_full="drop_newest").task(abs).wait_for_result(progress=True)
     assert got == sorted(got)
     err = capsys.readouterr().err

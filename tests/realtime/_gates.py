@@ -20,6 +20,7 @@ class Gates:
         self.done = str(folder / "done")
         os.mkfifo(self.started)
         os.mkfifo(self.done)
+        self.last = 0  # see pass_on
 
     def source(self, n: int) -> Iterator[int]:
         """0, then (once the stage holds it) 1 .. n-1 as fast as they are read, then done."""
@@ -29,6 +30,14 @@ class Gates:
         yield from range(1, n)
         with open(self.done, "w") as done:
             done.write("x")
+
+    def pass_on(self, x: int) -> int:
+        """An upstream stage: on item ``last`` (every earlier chunk sent already) it lets
+        :meth:`hold_first` go."""
+        if x == self.last:
+            with open(self.done, "w") as done:
+                done.write("x")
+        return x
 
     def release_after(self, seconds: float) -> threading.Thread:
         """A thread that waits until the stage holds item 0, then lets it go ``seconds``
@@ -44,6 +53,13 @@ class Gates:
         thread = threading.Thread(target=release, daemon=True)
         thread.start()
         return thread
+
+    def source_only(self, n: int) -> Iterator[int]:
+        """0, then (once the stage holds it) 1 .. n-1; ``done`` is someone else's."""
+        yield 0
+        with open(self.started) as started:
+            started.read()
+        yield from range(1, n)
 
     def frames(self, n: int, size: int) -> Iterator[tuple[int, bytes]]:
         """:meth:`source`, each item with a frame of ``size`` bytes."""

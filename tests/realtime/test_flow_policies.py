@@ -63,3 +63,54 @@ def test_an_unknown_policy_is_a_value_error_listing_the_choices(bad: str) -> Non
 def test_a_policy_that_is_not_a_string_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="on_full"):
         Pipeline(range(3), on_full=None)  # type: ignore[arg-type]
+
+
+def _stage_policy_run(tmp_path: Path, policy: str, n: int = 30) -> tuple[list[int], Any]:
+    """The source gives 0, then (once the dropping stage holds it) 1 .. n-1, one item per
+    chunk; the stage before it lets 0 go when it reaches n-1, so chunks 1 .. n-2 at least
+    wait at the dropping stage's input."""
+    gates = Gates(tmp_path)
+    gates.last = n - 1
+    p = (
+        Pipeline(gates.source_only(n))
+        .task(gates.pass_on, max_items_per_worker=1)  # a worker per item: chunks of one
+        .task(gates.hold_first, on_full=policy)
+    )
+    return p.wait_for_result(), p.stats()
+
+
+def test_drop_oldest_at_a_stage_keeps_the_newest_waiting(tmp_path: Path) -> None:
+    got, stats = _stage_policy_run(tmp_path, "drop_oldest")
+    assert got[0] == 0
+    assert got[-1] == 29  # the newest is never dropped
+    assert len(got) <= 3
+    row = stats.rows[-1]
+    assert row.items_in + row.dropped == 30
+    assert row.dropped >= 27
+
+
+def test_drop_newest_at_a_stage_keeps_the_oldest_waiting(tmp_path: Path) -> None:
+    got, stats = _stage_policy_run(tmp_path, "drop_newest")
+    assert got[:2] == [0, 1]
+    assert len(got) <= 3
+    row = stats.rows[-1]
+    assert row.items_in + row.dropped == 30
+    assert row.dropped >= 27
+
+
+def test_a_stage_policy_with_crash_isolation_is_refused() -> None:
+    with pytest.raises(ValueError, match="on_error or max_items_per_worker"):
+        Pipeline(range(3)).task(abs, on_full="drop_oldest", on_error=lambda x, e: None)
+    with pytest.raises(ValueError, match="'block', 'drop_oldest', 'drop_newest'"):
+        Pipeline(range(3)).task(abs, on_full="newest")
+
+
+def test_a_stage_policy_on_ray_is_refused_before_any_actor_starts(ray_engine: Any) -> None:
+    with pytest.raises(ValueError, match="on_full= on a stage"):
+        Pipeline(range(3)).task(abs, on_full="drop_oldest").wait_for_result(engine=ray_engine)
+
+
+def test_inline_drops_nothing_at_a_stage_where_nothing_waits() -> None:
+    p = Pipeline(range(50)).task(abs, on_full="drop_oldest")
+    assert p.wait_for_result(engine="inline") == list(range(50))
+    assert p.stats().rows[0].dropped == 0

@@ -100,6 +100,7 @@ def _fuses_into(plan: Plan, group: Group, node: Node, pinned: set[str]) -> bool:
         and _fusable(plan, node, pinned)
         and _fusable(plan, upstream, pinned)
         and group.count == node.spec.count
+        and getattr(node.spec, "on_full", "block") == "block"  # a dropping input heads a group
         and upstream.spec.output_slots == 1
         and len(plan.consumers[upstream.id][0]) == 1
     )

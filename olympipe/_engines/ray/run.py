@@ -90,6 +90,12 @@ class RayRun:
     def __init__(self, engine: Any, plan: Plan, options: RunOptions) -> None:
         import ray
 
+        dropping = [plan.labels[n.id] for n in plan.stages if getattr(n.spec, "on_full", "block") != "block"]
+        if dropping:
+            raise ValueError(
+                f"the Ray engine does not take on_full= on a stage yet ({', '.join(dropping)}):"
+                " give the policy to the source, Pipeline(..., on_full=...), or run locally"
+            )
         self._ray = ray
         self.engine = engine
         # count="auto": sized from the budget; adjacent auto stages get the same count, so
