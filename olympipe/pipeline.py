@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from olympipe._core.flow import check_on_full
+from olympipe._core.flow import Prefetch, check_on_full
 from olympipe._core.tuning import check_budget
 
 # The default engine comes with the builder, not with the first run, whose time it would
@@ -117,6 +117,8 @@ def _check_seconds(value: object, what: str) -> None:
 
 
 EngineChoice = str | Engine | None
+
+PREFETCH_ITEMS = 64  # a started source-only pipeline reads this far ahead (2.x's early start)
 
 
 @dataclass(frozen=True)
@@ -480,7 +482,22 @@ class Pipeline(Generic[T]):
 
     def start(self, progress: bool | None = None, *, engine: EngineChoice = None) -> Pipeline[T]:
         """Start the run now (idempotent) and return this pipeline; a later terminal call on
-        this same pipeline collects it."""
+        this same pipeline collects it.
+
+        A pipeline that is only a source of an iterator (a generator, a sensor) starts reading
+        it ahead into a bounded buffer (``queue_size`` items, 64 by default), as olympipe 2.x
+        did: the first pipeline derived from it afterwards takes the stream over, every item
+        once."""
+        node = self._b.endpoint[0]
+        if node.is_source and self._run is None:
+            assert isinstance(node.spec, SourceSpec)
+            if isinstance(node.spec.iterable, Prefetch):
+                return self
+            if _consumable(node.spec.iterable) and not node.spec.server:
+                prefetch = Prefetch(node.spec.iterable, self._b.options.queue_size or PREFETCH_ITEMS)
+                object.__setattr__(node.spec, "iterable", prefetch)  # every derived graph reads it
+                self._finalizer = weakref.finalize(self, prefetch.stop)
+                return self
         if self._run is None:
             self._run = self._execute([self], progress, engine)
             _running.add(self._run)
@@ -538,7 +555,11 @@ class Pipeline(Generic[T]):
         return run.stats()
 
     def cleanup(self) -> None:
-        """Stop a run started with :meth:`start` and never collected, releasing its workers."""
+        """Stop a run started with :meth:`start` and never collected, releasing its workers
+        (a source read ahead and not taken over stops being read)."""
+        node = self._b.endpoint[0]
+        if node.is_source and isinstance(getattr(node.spec, "iterable", None), Prefetch):
+            node.spec.iterable.stop()  # type: ignore[union-attr]
         run, self._run = self._run, None
         if run is not None:
             if self._finalizer is not None:

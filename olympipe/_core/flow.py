@@ -157,3 +157,58 @@ _END = object()
 class _Raised:
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
+
+
+class Prefetch:
+    """olympipe 2.x's early start: a started source with no consumer yet is read ahead by
+    a thread into a queue of ``size`` items (the thread waits while it is full); the first
+    run that iterates it takes the stream over, what was read ahead first."""
+
+    def __init__(self, iterable: Iterable[Any], size: int) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(size)
+        self._iterable = iterable
+        self._stop = threading.Event()
+        self._taken = False  # a run has started reading it
+        self._thread = threading.Thread(target=self._read, name="olympipe-prefetch", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Prefetch:
+        return self
+
+    def __next__(self) -> Any:
+        self._taken = True
+        value = self._queue.get()
+        if value is _END:
+            self._queue.put(_END)  # a later next() ends too
+            raise StopIteration
+        if isinstance(value, _Raised):
+            raise value.exc
+        return value
+
+    def stop(self) -> None:
+        """Stop reading ahead, unless a run has taken the stream over (the started pipeline
+        was dropped, or cleaned up, without a consumer)."""
+        if self._taken:
+            return
+        self._stop.set()
+        try:
+            while True:
+                self._queue.get_nowait()  # a put waiting for room gets it, then sees the flag
+        except queue.Empty:
+            pass
+
+    def _read(self) -> None:
+        iterator: Any = None
+        try:
+            iterator = iter(self._iterable)
+            for item in iterator:
+                self._queue.put(item)
+                if self._stop.is_set():
+                    return
+            self._queue.put(_END)
+        except Exception as exc:
+            self._queue.put(_Raised(exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if callable(close):
+                close()
