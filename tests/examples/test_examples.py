@@ -62,12 +62,14 @@ def test_socket_lines() -> None:
     assert socket_lines.main(["--messages", "400"])["sensors"] == 4
 
 
-def test_camera_latency_is_reported() -> None:
+def test_camera_runs_under_both_policies_and_accounts_for_every_frame() -> None:
     import camera
 
-    result = camera.main(["--frames", "20", "--fps", "50"])
-    assert result["frames"] == 20
-    assert result["p50_ms"] < 50
+    block, drop = camera.main(["--frames", "20", "--fps", "50", "--model-ms", "30"])
+    assert (block["frames"], block["dropped"]) == (20, 0)
+    assert drop["frames"] + drop["dropped"] == 20
+    assert block["latency"] is not None
+    assert drop["latency"] is not None
 
 
 def test_http_model_serves_requests() -> None:
