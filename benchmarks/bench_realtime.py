@@ -1,4 +1,5 @@
-"""Real time: a 30 fps camera into a 100 ms model, with drop_oldest and with block.
+"""Real time: a 30 fps camera into a 100 ms model, with drop_oldest and with block; and a
+server whose model costs 20 ms + 1 ms per input, with and without batching.
 
 The camera is examples/camera.py's: frame ``i`` is captured at ``start + i / 30`` whether
 or not it is read (a device's driver keeps the frames not read yet), and each result's
@@ -6,6 +7,10 @@ latency counts from its frame's capture. With ``on_full="drop_oldest"`` on the s
 on the model the run lasts 60 s; PSS of the whole process tree is sampled from second 10 on.
 With ``block`` the camera runs 15 s (the model then needs 45 s to catch up): its latency
 grows for as long as the camera runs.
+
+The server is examples/http_model.py's, loaded by 32 clients sending 20 requests each, one
+after the other, from a process of their own; then by one client alone, whose requests
+wait at most ``max_wait`` (5 ms) more when batched than when not.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from olympipe import Pipeline
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
 import camera
+import http_model
 
 FPS = 30.0
 MODEL_MS = 100.0
@@ -101,5 +107,22 @@ def main(reps: int) -> Section:
     block = run("block", BLOCK_SECONDS)
     s.row("block, 15 s of camera: frames read / out", f"{block['given']} / {block['out']}")
     s.row("block: latency p50 / max", f"{block['p50'] * 1000:.0f} / {block['max'] * 1000:.0f} ms")
+    plain = http_model.measure(False, 32, 20)
+    batched = http_model.measure(True, 32, 20)
+    s.row(
+        "server, 32 clients, one by one", f"{plain['requests_per_s']:.0f} req/s, p95 {plain['p95_ms']:.0f} ms"
+    )
+    s.row(
+        "server, 32 clients, batch(32, max_wait=0.005)",
+        f"{batched['requests_per_s']:.0f} req/s, p95 {batched['p95_ms']:.0f} ms",
+        f"{batched['requests_per_s'] / plain['requests_per_s']:.1f}x req/s",
+    )
+    alone = http_model.measure(False, 1, 20)["p95_ms"]
+    alone_batched = http_model.measure(True, 1, 20)["p95_ms"]
+    s.row(
+        "server, one client, p95: one by one / batched",
+        f"{alone:.1f} / {alone_batched:.1f} ms",
+        f"batched waits {alone_batched - alone:+.1f} ms (max_wait 5 ms)",
+    )
     s.note("one run each (a minute of camera); the block run's latency grows with the camera's running time")
     return s

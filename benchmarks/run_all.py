@@ -23,7 +23,19 @@ sys.path.insert(0, str(HERE))
 
 from common import machine  # noqa: E402
 
-BENCHMARKS = ["overhead", "balance", "latency", "realtime", "startup", "large", "cpu", "memory", "images", "auto", "ray"]
+BENCHMARKS = [
+    "overhead",
+    "balance",
+    "latency",
+    "realtime",
+    "startup",
+    "large",
+    "cpu",
+    "memory",
+    "images",
+    "auto",
+    "ray",
+]
 
 
 def main() -> None:

@@ -82,7 +82,9 @@ def run(frames: int, fps: float, model_ms: float, on_full: str) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=90)
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--model-ms", type=float, default=100.0)

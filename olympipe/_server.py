@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from olympipe._stages.request import RequestFailed
+from olympipe._stages.request import RequestBatch, RequestFailed, RequestNone, is_markers
 
 log = logging.getLogger("olympipe.server")
 
@@ -107,13 +107,22 @@ class ServerSource:
         self._requests.put(_STOP)
 
     def respond(self, chunk: list[Any]) -> None:
-        """The pipeline's answer to the oldest request still waiting for one."""
+        """The pipeline's answer to the oldest request still waiting for one; after a
+        batch, the answers of the requests each marker of the chunk stands for."""
+        if is_markers(chunk):
+            for marker in chunk:
+                for answer in _answers(marker):
+                    self._answer(answer)
+            return
+        self._answer(chunk)
+
+    def _answer(self, values: list[Any]) -> None:
         try:
             request = self._order.popleft()
         except IndexError:  # pragma: no cover - more answers than requests: a bug
             log.error("a server pipeline produced an answer for no request")
             return
-        request.answer.set_result(chunk)
+        request.answer.set_result(values)
 
     def _shut_down(self) -> None:
         with self._lock:
@@ -276,6 +285,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.address_string(),
             format % args,
         )
+
+
+def _answers(marker: Any) -> list[list[Any]]:
+    """The answers of the requests one marker after a batch stands for."""
+    if isinstance(marker, RequestBatch):
+        return marker.answers()
+    if isinstance(marker, RequestNone):
+        return [[] for _ in range(marker.requests)]
+    return [[RequestFailed(marker.message)] for _ in range(marker.requests)]
 
 
 def _handler_for(source: ServerSource) -> type[BaseHTTPRequestHandler]:

@@ -74,6 +74,7 @@ class Credits:
 def plan_credits(plan: Plan, ctx: BaseContext, queue_size: int | None) -> Credits:
     """Every window of ``plan`` and where its credits come back."""
     credits = Credits()
+    server = any(getattr(n.spec, "server", False) for n in plan.sources)
     held: dict[int, int] = {}  # racing node -> the largest window its input chunks hold
     for producer in plan.nodes:  # topological: a producer's input windows are known
         upstream = held.get(producer.id, 0) if _races(producer) else 0
@@ -83,12 +84,17 @@ def plan_credits(plan: Plan, ctx: BaseContext, queue_size: int | None) -> Credit
                 if node is None:
                     continue
                 first_of_source = producer.is_source and slot == 0 and index == 0
-                if not (first_of_source or _races(node)):
+                after_batch = server and getattr(producer.spec, "max_wait", None) is not None
+                if not (first_of_source or _races(node) or after_batch):
                     continue
                 if upstream and slot == 0 and index == 0:
                     held[node.id] = max(held.get(node.id, 0), upstream)  # see the docstring
                     continue
                 size = (queue_size if first_of_source else None) or default_window(node.spec.count)
+                if after_batch and not _races(node):
+                    # a server's batch waits while the model is busy, and takes in the
+                    # requests that come meanwhile: one batch per worker of the next stage
+                    size = node.spec.count
                 if first_of_source and getattr(producer.spec, "on_full", "block") != "block":
                     # a dropping source: one chunk per worker, so each works on the newest
                     size = queue_size or node.spec.count

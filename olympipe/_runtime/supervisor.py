@@ -58,7 +58,8 @@ from olympipe._runtime.ordering import Reorder
 from olympipe._runtime.resizer import Resizer
 from olympipe._runtime.worker import WorkerPlan
 from olympipe._runtime.workforce import Unpicklable, Workforce
-from olympipe._stages.request import RequestStageSpec
+from olympipe._stages.request import RequestBatchSpec, RequestStageSpec
+from olympipe._stages.stateful import BatchSpec
 
 if TYPE_CHECKING:
     from olympipe._server import ServerSource
@@ -243,7 +244,11 @@ class Run:
         spec = node.spec
         assert isinstance(spec, StageSpec)
         if self._server is not None:
-            spec = RequestStageSpec(name=spec.name, inner=spec)
+            spec = (
+                RequestBatchSpec(name=spec.name, size=spec.size, max_wait=spec.max_wait or 0.0)
+                if isinstance(spec, BatchSpec)
+                else RequestStageSpec(name=spec.name, inner=spec)
+            )
         definition: StageSpec | Definition = (
             spec if self.method == "fork" else self._force.definition_for(node.id, spec)
         )

@@ -103,6 +103,14 @@ def test_http_model_serves_requests() -> None:
     assert answers[1][0] == 500
 
 
+def test_http_model_load_runs_both_ways() -> None:
+    import http_model
+
+    figures = http_model.main(["--clients", "4", "--requests", "3"])
+    assert set(figures) == {"one by one", "batched"}
+    assert all(f["requests_per_s"] > 0 for f in figures.values())
+
+
 def test_ray_cluster_example(ray_engine: Any, tmp_path: Path) -> None:
     import ray_cluster
 
