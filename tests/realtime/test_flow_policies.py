@@ -114,3 +114,17 @@ def test_inline_drops_nothing_at_a_stage_where_nothing_waits() -> None:
     p = Pipeline(range(50)).task(abs, on_full="drop_oldest")
     assert p.wait_for_result(engine="inline") == list(range(50))
     assert p.stats().rows[0].dropped == 0
+
+
+def test_branches_of_a_dropping_source_see_the_same_items(tmp_path: Path) -> None:
+    """Drops happen before the source's items branch out: a join never pairs different
+    items."""
+    gates = Gates(tmp_path)
+    source = Pipeline(gates.source(N), on_full="drop_oldest")
+    held, plain = Pipeline.wait_for_all_results([source.task(gates.hold_first), source.task(abs)])
+    assert held == plain == [0, N - 1]
+    (tmp_path / "again").mkdir()
+    joined = Gates(tmp_path / "again")
+    again = Pipeline(joined.source(N), on_full="drop_newest")
+    merged = again.task(joined.hold_first).gather(again.task(abs)).wait_for_result()
+    assert sorted(merged) == [0, 0, 1, 1]
