@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from olympipe import Pipeline
+from tests.engines import stagefns as f
 from tests.realtime._gates import Gates
 
 pytestmark = pytest.mark.timeout(120)
@@ -105,9 +106,22 @@ def test_a_stage_policy_with_crash_isolation_is_refused() -> None:
         Pipeline(range(3)).task(abs, on_full="newest")
 
 
-def test_a_stage_policy_on_ray_is_refused_before_any_actor_starts(ray_engine: Any) -> None:
-    with pytest.raises(ValueError, match="on_full= on a stage"):
-        Pipeline(range(3)).task(abs, on_full="drop_oldest").wait_for_result(engine=ray_engine)
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+def test_a_stage_policy_on_ray_drops_what_waits_and_counts_it(ray_engine: Any, policy: str) -> None:
+    """The driver decides when a chunk's turn at the stage comes: the chunks of a source
+    that is always ahead wait, and all but one of them at a time are dropped."""
+    from olympipe import RayEngine
+
+    engine = RayEngine(chunk_size=1)  # on the session's Ray (the fixture started it)
+    p = Pipeline(range(200)).task(f.plus_one).task(abs, on_full=policy)
+    got = p.wait_for_result(engine=engine)
+    assert got == sorted(got)
+    assert len(set(got)) == len(got)
+    row = {r.name: r for r in p.stats().rows}["abs"]
+    assert row.items_in + row.dropped == 200
+    assert row.dropped > 0
+    if policy == "drop_oldest":
+        assert got[-1] == 200  # the newest is never dropped
 
 
 def test_inline_drops_nothing_at_a_stage_where_nothing_waits() -> None:

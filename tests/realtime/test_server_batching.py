@@ -34,7 +34,9 @@ def wrong_length(batch: list[int]) -> list[int]:
     return batch[:-1]
 
 
-def build(stage: Callable[[list[int]], Any], size: int = 8, max_wait: float = 0.05) -> tuple[Pipeline[Any], int]:
+def build(
+    stage: Callable[[list[int]], Any], size: int = 8, max_wait: float = 0.05
+) -> tuple[Pipeline[Any], int]:
     src = Pipeline.server([("POST", "/m", lambda b: b["x"])], host="127.0.0.1", port=0, inactivity_timeout=1)
     return src.filter(lambda x: x != 4).batch(size, max_wait=max_wait).task(stage), src.port
 

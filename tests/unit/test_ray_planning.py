@@ -96,3 +96,15 @@ def test_auto_stages_fuse_only_with_each_other_and_two_of_them_make_pools() -> N
     single = Pipeline(range(3)).task(plus_one, count="auto")
     tuned = tune(plan_for([single._endpoint]), 5, fuse=False)
     assert resizable_pools(plan_groups(tuned.plan, True, (), tuned.auto), tuned.auto) == ([], 0)
+
+
+def test_a_stage_with_a_drop_policy_is_held_back_with_what_follows() -> None:
+    p = Pipeline(range(3)).task(plus_one).task(times_2, on_full="drop_oldest").task(plus_one, count=2)
+    groups = plan_groups(plan_for([p._endpoint]), True, ())
+    assert [(g.labels, g.drops) for g in groups] == [
+        (["plus_one"], None),
+        (["times_2"], "drop_oldest"),  # heads its own group
+        (["plus_one#2"], None),
+    ]
+    held = held_back(groups, {n.id: g for g in groups for n in g.nodes})
+    assert [g.labels for g in groups if id(g) in held] == [["times_2"], ["plus_one#2"]]

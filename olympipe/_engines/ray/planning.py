@@ -43,6 +43,12 @@ class Group:
         return any(n.spec.streams for n in self.nodes)
 
     @property
+    def drops(self) -> str | None:
+        """The drop policy of its input (``on_full=``), if any."""
+        policy = getattr(self.head.spec, "on_full", "block")
+        return None if policy == "block" else str(policy)
+
+    @property
     def items_per_worker(self) -> int | None:
         value: int | None = getattr(self.head.spec, "items_per_worker", None)
         return value
@@ -110,7 +116,8 @@ def held_back(groups: list[Group], group_of: dict[int, Group]) -> set[int]:
     """The groups whose calls wait until their submission is collected (ids): a stateful
     stage behind a crash-isolated or a streaming one, and whatever follows it. A crash
     upstream must be repaired, and the rest of an exploded chunk made, before such a stage
-    sees the next chunk, or it would see later items first."""
+    sees the next chunk, or it would see later items first. A stage with a drop policy too:
+    when its chunk's turn comes, the driver sees what else waits for it, and drops."""
     behind_late: set[int] = set()  # groups whose input may come after later chunks' input
     held: set[int] = set()
     for group in groups:
@@ -118,6 +125,6 @@ def held_back(groups: list[Group], group_of: dict[int, Group]) -> set[int]:
         if any(up.isolates_crashes or up.streams or id(up) in behind_late for up in upstream):
             behind_late.add(id(group))
         stateful = group.head.spec.ordered_input or group.tail.spec.ordered_input
-        if (stateful and id(group) in behind_late) or any(id(up) in held for up in upstream):
+        if (stateful and id(group) in behind_late) or group.drops or any(id(up) in held for up in upstream):
             held.add(id(group))
     return held

@@ -24,7 +24,9 @@ from olympipe._graph import Node, Plan, RunOptions
 from olympipe._progress import Progress, bar_totals, streams_live
 from olympipe._runtime.counters import (
     CRASHES,
+    DROPPED,
     FIELDS,
+    ITEMS_OUT,
     PEAK_RSS_MB,
     RECYCLED,
     STARTED,
@@ -90,12 +92,6 @@ class RayRun:
     def __init__(self, engine: Any, plan: Plan, options: RunOptions) -> None:
         import ray
 
-        dropping = [plan.labels[n.id] for n in plan.stages if getattr(n.spec, "on_full", "block") != "block"]
-        if dropping:
-            raise ValueError(
-                f"the Ray engine does not take on_full= on a stage yet ({', '.join(dropping)}):"
-                " give the policy to the source, Pipeline(..., on_full=...), or run locally"
-            )
         self._ray = ray
         self.engine = engine
         # count="auto": sized from the budget; adjacent auto stages get the same count, so
@@ -129,6 +125,7 @@ class RayRun:
             else None
         )
         self._group_of_actor: dict[str, Group] = {}  # actor id -> its group, for errors
+        self._skip: set[int] = set()  # ids of submissions a drop_newest group drops when their turn comes
         self._ended: set[int] = set()
         self._inflight: deque[_InFlight] = deque()
         self._pullers: list[Puller] = []
@@ -377,6 +374,8 @@ class RayRun:
             elif is_open(group):
                 for upstream, slot in group.head.inputs:
                     calls.extend(("process", (ref,)) for ref in refs.get((upstream.id, slot), []))
+            if group.drops is not None and calls and not resuming:
+                calls = [c for c in calls if c[0] != "process" or not self._dropped(group, entry, c[1][0])]
             for method, args in calls:
                 if method == "more":
                     assert resuming is not None
@@ -406,6 +405,50 @@ class RayRun:
         for sink, (node, slot) in enumerate(self.plan.sinks):
             if node.is_source and (node.id, slot) in refs:
                 entry.sinks.extend((sink, ref) for ref in refs[(node.id, slot)])
+
+    def _dropped(self, group: Group, entry: _InFlight, ref: Any) -> bool:
+        """``on_full`` of a (held-back) group, as its chunk of ``entry`` comes to be called:
+        the previous chunk is done. ``drop_oldest``: dropped if a later chunk for it is
+        ready already. ``drop_newest``: dropped if it became ready while an earlier chunk
+        waited; else the later ones ready now are. The dropped items are counted."""
+        later = [e for e in self._inflight if e.later is not None]
+        ready_later = [r for e in later for r in self._inputs_of(group, e) if self._ready(r)]
+        if group.drops == "drop_oldest":
+            drop = bool(ready_later)
+        else:
+            drop = id(entry) in self._skip
+            self._skip.discard(id(entry))
+            if not drop:
+                self._skip.update(
+                    id(e) for e in later if any(self._ready(r) for r in self._inputs_of(group, e))
+                )
+        if drop:
+            row = group.rows[0][0]
+            self.counters.array[row * FIELDS + DROPPED] += self._items_in(entry, ref)
+        return drop
+
+    @staticmethod
+    def _inputs_of(group: Group, entry: _InFlight) -> list[Any]:
+        assert entry.later is not None
+        return [r for upstream, slot in group.head.inputs for r in entry.later.get((upstream.id, slot), [])]
+
+    def _ready(self, ref: Any) -> bool:
+        if not isinstance(ref, self._ray.ObjectRef):
+            return True
+        ready, _ = self._ray.wait([ref], num_returns=1, timeout=0)
+        return bool(ready)
+
+    def _items_in(self, entry: _InFlight, ref: Any) -> int:
+        """How many items a chunk (a ref a call of ``entry`` made, or a source chunk) holds:
+        from the making call's figures, without fetching the chunk."""
+        if not isinstance(ref, self._ray.ObjectRef):
+            return len(ref)
+        for call in entry.calls:
+            if any(out is ref for out in call.outs[:-1]):
+                meta = entry.remade.get(call.outs[-1]) or self._ray.get(call.outs[-1])
+                _exhausted, rows, _more = meta
+                return int(rows[-1][ITEMS_OUT])
+        return len(self._ray.get(ref))
 
     def _pick(self, group: Group) -> int:
         """The actor of ``group`` with the fewest calls outstanding (round robin on ties)."""
