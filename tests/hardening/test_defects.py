@@ -74,10 +74,13 @@ def test_start_returns_the_pipeline() -> None:
     assert Pipeline(range(3)).task(f.double).start().wait_for_result() == [0, 2, 4]
 
 
-def test_deriving_from_a_started_iterator_source_is_refused() -> None:
+def test_deriving_from_a_started_iterator_source_takes_every_item_once() -> None:
+    """olympipe 2.x's early start (see tests/realtime/test_early_start.py): the first
+    derived pipeline takes the stream over; a second is refused."""
     s = Pipeline(iter(range(10))).start()
     try:
-        with pytest.raises(RuntimeError, match="start"):
+        assert s.task(f.double).wait_for_result() == [2 * x for x in range(10)]
+        with pytest.raises(RuntimeError, match="source"):
             s.task(f.double).wait_for_result()
     finally:
         s.cleanup()
