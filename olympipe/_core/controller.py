@@ -12,9 +12,11 @@ waiting for input and blocked on output, and proposes counts:
   cores' worth of work it did per second; the budget is shared out in proportion, one
   worker at least each, at most the stage's slots. A limiting stage did less than it
   would with more workers, so its demand is counted as if it had one more.
-* **Hysteresis.** A stage changes only after the same new count came out of
-  :data:`PATIENCE` windows in a row, and by at most one step per window (as Ray Data's
-  actor-pool autoscaler does), so a steady workload settles and never oscillates.
+* **Hysteresis.** A stage changes by at most one step per window (as Ray Data's actor-pool
+  autoscaler does). A step that goes the way the stage last went (or its first step) is
+  taken as soon as a window asks for it; a step back needs the same new count from
+  :data:`PATIENCE` windows in a row. So a run reaches its counts without waiting, and a
+  steady workload settles and never oscillates.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ class Controller:
     budget: int
     patience: int = PATIENCE
     _pending: list[tuple[int, int]] = field(default_factory=list)  # per stage: (target, windows seen)
+    _went: list[int] = field(default_factory=list)  # per stage: its last step, +1 or -1 (0: none yet)
 
     def decide(self, loads: list[Load], seconds: float) -> list[int]:
         """The count each stage should move to now (its current count: no change)."""
         current = [load.workers for load in loads]
         if len(self._pending) != len(loads):
             self._pending = [(c, 0) for c in current]
+            self._went = [0] * len(loads)
         targets = self._targets(loads, seconds) if seconds > 0 else current
         out = []
         for i, (load, target) in enumerate(zip(loads, targets, strict=True)):
@@ -60,13 +64,18 @@ class Controller:
                 continue
             seen = self._pending[i][1] + 1 if self._pending[i][0] == target else 1
             self._pending[i] = (target, seen)
-            if seen >= self.patience:
-                step = 1 if target > load.workers else -1
+            step = 1 if target > load.workers else -1
+            onward = self._went[i] in (0, step)
+            if onward or seen >= self.patience:
                 out.append(load.workers + step)
                 self._pending[i] = (target, 0)
             else:
                 out.append(load.workers)
-        return _within(out, current, self.budget)
+        decided = _within(out, current, self.budget)
+        for i, (new, old) in enumerate(zip(decided, current, strict=True)):
+            if new != old:
+                self._went[i] = 1 if new > old else -1
+        return decided
 
     def _targets(self, loads: list[Load], seconds: float) -> list[int]:
         current = [load.workers for load in loads]

@@ -51,11 +51,13 @@ def test_nothing_moves_while_no_stage_limits() -> None:
         assert controller.decide(idle, 0.5) == [2, 2]
 
 
-def test_a_change_waits_for_patience_and_moves_one_step() -> None:
+def test_a_first_change_is_at_once_one_step_and_a_step_back_waits_for_patience() -> None:
     controller = Controller(4, patience=2)
     loads = [Load(3, 3, busy=0.1, waited=1.4, blocked=0.0), Load(1, 3, busy=0.5, waited=0.0, blocked=0.0)]
-    assert controller.decide(loads, 0.5) == [3, 1]  # first sighting: wait
-    assert controller.decide(loads, 0.5) == [2, 2]  # seen twice: one step each, within the budget
+    assert controller.decide(loads, 0.5) == [2, 2]  # one step each, within the budget
+    back = [Load(2, 3, busy=1.0, waited=0.0, blocked=0.0), Load(2, 3, busy=0.1, waited=0.9, blocked=0.0)]
+    assert controller.decide(back, 0.5) == [2, 2]  # the other way: first sighting, wait
+    assert controller.decide(back, 0.5) == [3, 1]  # seen twice: back one step each
 
 
 def test_a_stage_held_back_by_the_next_one_does_not_count_as_limiting() -> None:
