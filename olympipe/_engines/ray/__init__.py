@@ -17,6 +17,18 @@ rest; collecting the call submits the next part ahead of every later chunk. A st
 stage behind an explode (or behind a crash-isolated stage, whose chunks may be made again)
 is *held back*: its calls are made when their submission is collected, in order.
 
+The modules, each with one owner:
+
+* ``engine.py``: ``RayEngine``, its options; ``cluster.py``: connection and placement;
+* ``planning.py``: fusion into groups and hold-back (pure, tested without Ray); ``pools.py``:
+  ``count="auto"`` pools resized by the core's controller;
+* ``run.py``: one run, submission and collection in order; ``inflight.py``: what the driver
+  keeps per submission; ``source.py``: the source thread;
+* ``actors.py``: every actor's life (made, replaced, recycled, grown, retired, killed) and
+  Ray's errors told as the local engine's; ``repair.py``: a crashed submission made again;
+  ``drops.py``: ``on_full=`` on a stage;
+* ``actor.py``: the body of an actor (no Ray import).
+
 Decisions that differ from the local engine (see docs/API.md):
 
 * ``timeout`` is judged by the driver: the stream ends when nothing is in flight and the

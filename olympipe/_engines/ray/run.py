@@ -8,33 +8,33 @@ import queue
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from olympipe._core.chunking import RAY, costliest, items_for
 from olympipe._core.latency import LatencyRecorder
 from olympipe._core.tuning import tune
 from olympipe._engines.inline import error_from
-from olympipe._engines.ray.actor import Meta, StageActor, StageFailed
-from olympipe._engines.ray.cluster import alive_nodes, cluster_cpus, on_node, uploaded
+from olympipe._engines.ray.actor import Meta
+from olympipe._engines.ray.actors import Actors
+from olympipe._engines.ray.cluster import cluster_cpus
+from olympipe._engines.ray.drops import Drops
+from olympipe._engines.ray.inflight import Call, InFlight, Resume
 from olympipe._engines.ray.planning import Group, held_back, plan_groups
 from olympipe._engines.ray.pools import Pools, resizable_pools
+from olympipe._engines.ray.repair import Repairer
 from olympipe._engines.ray.source import END, Puller, SourceError
 from olympipe._graph import Node, Plan, RunOptions
 from olympipe._progress import Progress, bar_totals, streams_live
 from olympipe._runtime.counters import (
     CRASHES,
-    DROPPED,
     FIELDS,
-    ITEMS_OUT,
     PEAK_RSS_MB,
     RECYCLED,
     STARTED,
     Counters,
 )
 from olympipe._runtime.credits import default_window
-from olympipe._transport.codec import dumps_definition
-from olympipe.errors import PipelineError, WorkerDied
 from olympipe.stats import RunStats, pick_bottleneck, with_dropped
 
 # Ray's chunks (see olympipe/_core/chunking.py: an actor call costs ~1 ms of CPU)
@@ -42,48 +42,6 @@ MAX_ITEMS = RAY.max_items
 MAX_CHUNK_BYTES = RAY.max_bytes
 HOLD_SECONDS = RAY.hold_seconds  # how long a partial chunk waits for more items while others are in flight
 SOURCE_QUEUE_ITEMS = 2 * MAX_ITEMS  # pulled ahead: two full chunks, so a chunk is always ready
-KILL_CONFIRM_SECONDS = 10.0  # how long close() waits for Ray to confirm the actors' deaths
-
-
-@dataclass
-class _Call:
-    """One actor call of a submission: enough to make it again after a crash."""
-
-    group: Group
-    index: int  # which actor of the group
-    method: str  # "process", "finish" (a flush) or "more" (the rest of a streaming chunk)
-    args: tuple[Any, ...]
-    outs: list[Any]  # a ref per output slot, then the meta ref
-
-
-@dataclass(frozen=True)
-class _Resume:
-    """The rest of a streaming chunk: actor ``index`` of ``group`` holds it as ``key``."""
-
-    group: Group
-    index: int
-    key: int
-
-
-@dataclass
-class _InFlight:
-    """One submission: the refs each sink collects, and every call's meta ref."""
-
-    sinks: list[tuple[int, Any]]
-    calls: list[_Call] = field(default_factory=list)
-    remade: dict[Any, Any] = field(default_factory=dict)  # a ref lost in a crash -> its value
-    # Calls held back until this submission is collected (see RayRun._deferred):
-    later: dict[tuple[int, int], list[Any]] | None = None  # the refs they read
-    finishing: Group | None = None
-    resuming: _Resume | None = None
-    open_groups: set[int] = field(default_factory=set)  # ids of the held-back groups still open
-    source_items: int = 0
-    born: float = 0.0  # when the oldest source item behind it was read (0: unknown)
-
-    @property
-    def metas(self) -> list[tuple[Group, int, Any]]:
-        """``(group, actor index, meta ref)`` of every call."""
-        return [(call.group, call.index, call.outs[-1]) for call in self.calls]
 
 
 class RayRun:
@@ -111,35 +69,34 @@ class RayRun:
                 [next(rows) for _ in group.nodes] for _ in range(places.get(id(group), group.count))
             ]
         self.counters = Counters(None, sum(len(g.rows) * len(g.nodes) for g in self.groups))
+        self.actors = Actors(ray, engine, self.groups, self.counters)
+        self._repairer = Repairer(ray, self.actors, self._add_rows)
+        self._drops = Drops(ray, self.counters)
+        actors = self.actors
         self._pools = (
             Pools(
                 pools,
                 shared,
                 self.counters.array,
-                self._grow_pool,
-                self._retire_from_pool,
-                self._still_closing,
+                actors.grow,
+                actors.retire,
+                actors.still_closing,
                 self._is_open,
             )
             if pools
             else None
         )
-        self._group_of_actor: dict[str, Group] = {}  # actor id -> its group, for errors
-        self._skip: set[int] = set()  # ids of submissions a drop_newest group drops when their turn comes
         self._ended: set[int] = set()
-        self._inflight: deque[_InFlight] = deque()
+        self._inflight: deque[InFlight] = deque()
         self._pullers: list[Puller] = []
         self._rr = itertools.count()
         self._progress: Progress | None = None
-        self._started_ray = False
         self._started = False
         self._closed = False
         self._started_at = 0.0
         self._ended_at = 0.0
         self._source_items = 0
         self._target = engine.chunk_size or 1
-        self._retired: list[Any] = []  # replaced actors: killed with the others at the end
-        self._closing: list[tuple[Any, Any]] = []  # recycled actors and their close() refs
         self._last_activity = 0.0
         self._deferred = held_back(self.groups, self._group_of)
         self._deferred_nodes = {n.id for g in self.groups if id(g) in self._deferred for n in g.nodes}
@@ -163,47 +120,7 @@ class RayRun:
             return
         self._started = True
         self._started_at = time.time()
-        ray = self._ray
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False}
-            if self.engine.runtime_env is not None:
-                kwargs["runtime_env"] = self.engine.runtime_env
-            kwargs.update(self.engine.init_kwargs)
-            ray.init(address=self.engine.address, **kwargs)
-            self._started_ray = True
-            actor_env = None  # the job's runtime_env already holds it
-        else:
-            actor_env = uploaded(ray, self.engine.runtime_env)
-        actor_class = ray.remote(StageActor)
-        nodes = itertools.cycle(alive_nodes(ray))
-        for group in self.groups:
-            definition = dumps_definition([n.spec for n in group.nodes])
-            chosen: dict[str, Any] = {}
-            for label in group.labels:
-                chosen.update(self.engine.stage_options.get(label, {}))
-
-            def make_actor(definition: Any = definition, chosen: Any = chosen, group: Group = group) -> Any:
-                # No CPU reserved unless asked: workers share cores, as processes do
-                # locally, so more workers than CPUs still run. A stage's workers go round
-                # the nodes (Ray's SPREAD leaves zero-CPU actors on one node).
-                options: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0}
-                options["scheduling_strategy"] = on_node(ray, next(nodes))
-                if actor_env is not None:  # a Ray this process had initialised already
-                    options["runtime_env"] = actor_env
-                options.update(chosen)
-                actor = actor_class.options(**options).remote(definition, group.labels, self.engine.zero_copy)
-                self._group_of_actor[actor._actor_id.hex()] = group
-                return actor
-
-            group.make_actor = make_actor
-            for _ in range(group.count):
-                group.actors.append(make_actor())
-                group.outstanding.append(0)
-                group.sent.append(0)
-        try:
-            ray.get([a.ready.remote() for g in self.groups for a in g.actors])
-        except Exception as exc:
-            raise self._translate(exc)
+        self.actors.start()
         if self.options.progress:
             self._progress = Progress(self.stats, bar_totals(self.plan), latency=streams_live(self.plan))
             self._progress.start()
@@ -232,7 +149,7 @@ class RayRun:
         self._settle()
         while self._inflight:
             yield from self._collect_oldest()
-        self._close_actors()
+        self.actors.close_live()
 
     def _submit_available(self) -> None:
         """Submit chunks from the sources while there is room in flight."""
@@ -320,15 +237,15 @@ class RayRun:
         refs: dict[tuple[int, int], list[Any]],
         finishing: Group | None,
         source_items: int = 0,
-        resuming: _Resume | None = None,
+        resuming: Resume | None = None,
         born: float = 0.0,
-    ) -> _InFlight | None:
+    ) -> InFlight | None:
         """Call every group that has input in ``refs`` (or ``finishing``'s flush, or the
         next part ``resuming`` names), in graph order, chaining the returned refs; record
         what the sinks get. Calls of held-back groups wait until the submission is
         collected. A continuation is returned for the caller to place; any other
         submission goes to the back of the queue."""
-        entry = _InFlight([], source_items=source_items, finishing=finishing, resuming=resuming, born=born)
+        entry = InFlight([], source_items=source_items, finishing=finishing, resuming=resuming, born=born)
         front = [g for g in self.groups if id(g) not in self._deferred]
         self._call_groups(entry, front, refs, lambda g: g.head.id not in self._ended)
         self._add_sinks(entry, refs, deferred=False)
@@ -344,7 +261,7 @@ class RayRun:
             self._inflight.append(entry)
         return entry
 
-    def _submit_later(self, entry: _InFlight) -> None:
+    def _submit_later(self, entry: InFlight) -> None:
         """The held-back calls of a submission now collected, its inputs made good."""
         assert entry.later is not None
         ray = self._ray
@@ -359,7 +276,7 @@ class RayRun:
 
     def _call_groups(
         self,
-        entry: _InFlight,
+        entry: InFlight,
         groups: list[Group],
         refs: dict[tuple[int, int], list[Any]],
         is_open: Any,
@@ -375,7 +292,12 @@ class RayRun:
                 for upstream, slot in group.head.inputs:
                     calls.extend(("process", (ref,)) for ref in refs.get((upstream.id, slot), []))
             if group.drops is not None and calls and not resuming:
-                calls = [c for c in calls if c[0] != "process" or not self._dropped(group, entry, c[1][0])]
+                drops = self._drops
+                calls = [
+                    c
+                    for c in calls
+                    if c[0] != "process" or not drops.dropped(group, entry, c[1][0], self._inflight)
+                ]
             for method, args in calls:
                 if method == "more":
                     assert resuming is not None
@@ -383,15 +305,15 @@ class RayRun:
                 else:
                     index = self._pick(group)
                 if method == "process" and group.items_per_worker is not None:
-                    self._recycle_if_spent(group, index, entry.source_items)
+                    self.actors.recycle_if_spent(group, index, entry.source_items)
                 handle = getattr(group.actors[index], method)
                 out = handle.options(num_returns=group.slots + 1).remote(*args)
                 group.outstanding[index] += 1
-                entry.calls.append(_Call(group, index, method, args, list(out)))
+                entry.calls.append(Call(group, index, method, args, list(out)))
                 for slot in range(group.slots):
                     refs.setdefault((group.tail.id, slot), []).append(out[slot])
 
-    def _add_sinks(self, entry: _InFlight, refs: dict[tuple[int, int], list[Any]], deferred: bool) -> None:
+    def _add_sinks(self, entry: InFlight, refs: dict[tuple[int, int], list[Any]], deferred: bool) -> None:
         """What the sinks fed by front groups (or by held-back ones) get from ``refs``."""
         for sink, (node, slot) in enumerate(self.plan.sinks):
             if (node.id in self._deferred_nodes) != deferred:
@@ -406,50 +328,6 @@ class RayRun:
             if node.is_source and (node.id, slot) in refs:
                 entry.sinks.extend((sink, ref) for ref in refs[(node.id, slot)])
 
-    def _dropped(self, group: Group, entry: _InFlight, ref: Any) -> bool:
-        """``on_full`` of a (held-back) group, as its chunk of ``entry`` comes to be called:
-        the previous chunk is done. ``drop_oldest``: dropped if a later chunk for it is
-        ready already. ``drop_newest``: dropped if it became ready while an earlier chunk
-        waited; else the later ones ready now are. The dropped items are counted."""
-        later = [e for e in self._inflight if e.later is not None]
-        ready_later = [r for e in later for r in self._inputs_of(group, e) if self._ready(r)]
-        if group.drops == "drop_oldest":
-            drop = bool(ready_later)
-        else:
-            drop = id(entry) in self._skip
-            self._skip.discard(id(entry))
-            if not drop:
-                self._skip.update(
-                    id(e) for e in later if any(self._ready(r) for r in self._inputs_of(group, e))
-                )
-        if drop:
-            row = group.rows[0][0]
-            self.counters.array[row * FIELDS + DROPPED] += self._items_in(entry, ref)
-        return drop
-
-    @staticmethod
-    def _inputs_of(group: Group, entry: _InFlight) -> list[Any]:
-        assert entry.later is not None
-        return [r for upstream, slot in group.head.inputs for r in entry.later.get((upstream.id, slot), [])]
-
-    def _ready(self, ref: Any) -> bool:
-        if not isinstance(ref, self._ray.ObjectRef):
-            return True
-        ready, _ = self._ray.wait([ref], num_returns=1, timeout=0)
-        return bool(ready)
-
-    def _items_in(self, entry: _InFlight, ref: Any) -> int:
-        """How many items a chunk (a ref a call of ``entry`` made, or a source chunk) holds:
-        from the making call's figures, without fetching the chunk."""
-        if not isinstance(ref, self._ray.ObjectRef):
-            return len(ref)
-        for call in entry.calls:
-            if any(out is ref for out in call.outs[:-1]):
-                meta = entry.remade.get(call.outs[-1]) or self._ray.get(call.outs[-1])
-                _exhausted, rows, _more = meta
-                return int(rows[-1][ITEMS_OUT])
-        return len(self._ray.get(ref))
-
     def _pick(self, group: Group) -> int:
         """The actor of ``group`` with the fewest calls outstanding (round robin on ties)."""
         if group.count == 1:
@@ -463,14 +341,14 @@ class RayRun:
         if entry.later is not None:
             self._values(entry, [meta for _group, _index, meta in entry.metas])
             self._submit_later(entry)
-        values = self._values(entry, self._refs_of(entry))
+        values = self._values(entry, entry.refs())
         chunks = values[: len(entry.sinks)]
         exhausted = False
-        rests: list[_Resume] = []
+        rests: list[Resume] = []
         for (group, index, _ref), meta in zip(entry.metas, values[len(entry.sinks) :], strict=True):
             exhausted |= self._account(group, index, meta)
             if meta[2] is not None:
-                rests.append(_Resume(group, index, meta[2]))
+                rests.append(Resume(group, index, meta[2]))
         self._last_activity = time.monotonic()
         self._adapt_target()
         if exhausted:
@@ -482,7 +360,7 @@ class RayRun:
                     self.latency.add(time.monotonic() - entry.born, len(chunk))
                 yield sink, chunk
 
-    def _continue(self, rests: list[_Resume], born: float) -> None:
+    def _continue(self, rests: list[Resume], born: float) -> None:
         """Ask for the next part of each streaming chunk still wanted, ahead of every later
         submission (its outputs come before theirs); let the others go. A streaming group
         ends once none of its calls is out (see :meth:`_settle`)."""
@@ -498,18 +376,18 @@ class RayRun:
         if any(g.streams and g.head.id not in self._ended for g in self.groups):
             self._settle()
 
-    def _values(self, entry: _InFlight, refs: list[Any]) -> list[Any]:
+    def _values(self, entry: InFlight, refs: list[Any]) -> list[Any]:
         """The values of ``refs`` (refs of ``entry``); a dead actor of a crash-isolated stage
-        is repaired first (see :meth:`_repair`)."""
+        is repaired first (see ``repair.py``)."""
         ray = self._ray
         todo = [r for r in refs if isinstance(r, ray.ObjectRef) and r not in entry.remade]
         try:
             got = dict(zip(todo, ray.get(todo), strict=True))
         except Exception as exc:
-            if not self._actor_died(exc) or not any(c.group.isolates_crashes for c in entry.calls):
-                self._read_quietly(todo)
-                raise self._translate(exc)
-            self._repair(entry)
+            if not self.actors.died(exc) or not any(c.group.isolates_crashes for c in entry.calls):
+                self.actors.read_quietly(todo)
+                raise self.actors.translate(exc)
+            self._repairer.repair(entry)
             got = {}
         try:
             return [
@@ -523,7 +401,7 @@ class RayRun:
                 for r in refs
             ]
         except Exception as exc:
-            raise self._translate(exc)
+            raise self.actors.translate(exc)
 
     def _account(self, group: Group, index: int, meta: Meta) -> bool:
         group.outstanding[index] = max(0, group.outstanding[index] - 1)
@@ -542,161 +420,11 @@ class RayRun:
 
     # -- crashes and recycled workers ------------------------------------------------------
 
-    def _actor_died(self, exc: BaseException) -> bool:
-        return isinstance(exc, self._ray.exceptions.RayActorError)
-
-    def _repair(self, entry: _InFlight) -> None:
-        """An actor died under this submission: make its calls again, in graph order, on
-        live actors (a replacement for a dead one), recording in ``entry.remade`` the values
-        that stand for the lost refs. A chunk that kills its actor again is re-run item by
-        item, and the item that kills it goes to ``on_error`` as a :class:`WorkerDied`."""
-        ray = self._ray
-        remade = entry.remade
-        for call in entry.calls:
-            if call.outs[-1] in remade:
-                continue  # made again already
-            args = tuple(remade.get(a, a) if isinstance(a, ray.ObjectRef) else a for a in call.args)
-            if args == call.args and self._call_succeeded(call):
-                continue
-            if call.group.tail.spec.ordered_input:
-                raise _died(
-                    call.group, RuntimeError("a stateful stage's input was lost with a crashed actor")
-                )
-            values = self._remake(call, [ray.get(a) if isinstance(a, ray.ObjectRef) else a for a in args])
-            remade.update(zip(call.outs, values, strict=True))
-
-    def _call_succeeded(self, call: _Call) -> bool:
-        try:
-            self._ray.get(call.outs[-1])
-        except Exception as exc:
-            # Its input was there (an upstream call that failed was made again first, and
-            # its args replaced): this actor itself died.
-            if self._actor_died(exc) and call.group.isolates_crashes:
-                return False
-            raise self._translate(exc)
-        return True
-
-    def _remake(self, call: _Call, args: list[Any]) -> list[Any]:
-        """Make one call again on a live actor. A crash-isolated chunk goes item by item, so
-        that the item that kills the actor again goes to ``on_error`` as a
-        :class:`WorkerDied` (and counts as one crash, as on the local engine); the figures of
-        each item's call are added here, and the remade meta adds nothing more."""
-        group, index = call.group, call.index
-        self._ensure_alive(group, index)
-        if not (group.isolates_crashes and call.method == "process"):
-            try:
-                return self._call(group, index, *args, method=call.method)
-            except Exception as exc:
-                raise self._translate(exc)
-        chunks: list[list[Any]] = [[] for _ in range(group.slots)]
-        exhausted = False
-        for item in args[0]:
-            try:
-                result = self._call(group, index, [item])
-            except Exception as exc:
-                if not self._actor_died(exc):
-                    raise self._translate(exc)
-                self._replace_actor(group, index, CRASHES)
-                result = self._call(group, index, item, _died(group, exc), method="recover")
-            for slot in range(group.slots):
-                chunks[slot].extend(result[slot])
-            exhausted, rows, _more = result[-1]  # a crash-isolated group does not stream
-            self._add_rows(group, index, rows)
-        nothing: Meta = (exhausted, [[0.0] * FIELDS for _ in group.nodes], None)
-        return [*chunks, nothing]
-
-    def _call(self, group: Group, index: int, *args: Any, method: str = "process") -> list[Any]:
-        handle = getattr(group.actors[index], method)
-        return list(self._ray.get(handle.options(num_returns=group.slots + 1).remote(*args)))
-
-    def _ensure_alive(self, group: Group, index: int) -> None:
-        try:
-            self._ray.get(group.actors[index].ready.remote())
-        except Exception as exc:
-            if not (self._actor_died(exc) and group.isolates_crashes):
-                raise self._translate(exc)
-            self._replace_actor(group, index, None)  # counted when its item is found
-
-    def _replace_actor(self, group: Group, index: int, counter: int | None) -> None:
-        """A new actor in place of actor ``index`` (its calls' figures add to the same
-        rows); ``counter``: ``CRASHES`` or ``RECYCLED``, counted on the group's first stage."""
-        old = group.actors[index]
-        self._retired.append(old)
-        if counter != RECYCLED:
-            try:
-                self._ray.kill(old, no_restart=True)
-            except Exception:  # already dead
-                pass
-        if counter is not None:
-            self.counters.array[group.rows[index][0] * FIELDS + counter] += 1
-        group.actors[index] = group.make_actor()
-        group.sent[index] = 0
-        if counter != RECYCLED:
-            try:
-                self._ray.get(group.actors[index].ready.remote())
-            except Exception as exc:
-                raise self._translate(exc)
-
-    def _recycle_if_spent(self, group: Group, index: int, items: int) -> None:
-        """``max_items_per_worker``: an actor whose budget this chunk would exceed closes
-        (after its queued calls: ``close_method`` runs in it) and a fresh one takes over."""
-        limit = group.items_per_worker
-        assert limit is not None
-        if group.sent[index] and group.sent[index] + items > limit:
-            old = group.actors[index]
-            self._closing.append((old, old.close.remote()))
-            self._replace_actor(group, index, RECYCLED)
-            self._reap_closed()
-        group.sent[index] += items
-
     # -- count="auto" ----------------------------------------------------------------------
 
-    def _grow_pool(self, group: Group, place: int) -> None:
-        """A new actor in ``place``, the first one past the live ones."""
-        actor = group.make_actor()
-        if place < len(group.actors):
-            group.actors[place] = actor  # a place whose actor retired
-            group.outstanding[place] = 0
-        else:
-            group.actors.append(actor)
-            group.outstanding.append(0)
-            group.sent.append(0)
-        group.count = place + 1
-
-    def _retire_from_pool(self, group: Group, place: int) -> None:
-        """The actor of ``place`` (the last live one) takes no new chunk; it closes after
-        its queued calls and is killed once it has (:meth:`_reap_closed`)."""
-        group.count = place
-        actor = group.actors[place]
-        self._retired.append(actor)
-        self._closing.append((actor, actor.close.remote()))
-
-    def _still_closing(self) -> bool:
-        self._reap_closed()
-        return bool(self._closing)
-
     def _is_open(self, group: Group) -> bool:
+        """Whether a group may still get input (a pool is not resized after its end)."""
         return group.head.id not in self._ended
-
-    def _reap_closed(self) -> None:
-        """Kill the recycled actors that have closed, so that idle ones do not pile up."""
-        ray = self._ray
-        refs = [ref for _actor, ref in self._closing]
-        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        if not done:
-            return
-        finished = set(done)
-        still = []
-        for actor, ref in self._closing:
-            if ref not in finished:
-                still.append((actor, ref))
-                continue
-            try:
-                ray.get(ref)
-            except Exception as exc:  # close_method failed: the run's failure
-                raise self._translate(exc)
-            ray.kill(actor, no_restart=True)
-        self._closing = still
 
     def _adapt_target(self) -> None:
         """About the policy's target of work per call at the costliest stage."""
@@ -733,23 +461,6 @@ class RayRun:
                 self._submit({}, finishing=group)
             self._ended.update(n.id for n in group.nodes)
 
-    def _translate(self, exc: BaseException) -> PipelineError:
-        """A Ray error as the error the local engine would raise."""
-        ray = self._ray
-        cause = getattr(exc, "cause", None)
-        if not isinstance(cause, StageFailed) and type(exc) is StageFailed:
-            cause = exc
-        if isinstance(cause, StageFailed):
-            return cause.failure.to_error()
-        if isinstance(exc, ray.exceptions.RayActorError):
-            group_of_actor = self._group_of_actor.get(getattr(exc, "actor_id", None) or "")
-            if group_of_actor is not None:
-                return _died(group_of_actor, exc)
-            return _died(self.groups[0], exc) if self.groups else PipelineError(str(exc), stage="ray")
-        if isinstance(exc, PipelineError):
-            return exc
-        return error_from("ray", exc)
-
     def stats(self) -> RunStats:
         """The run's figures so far, from the counters each call returned."""
         end = self._ended_at or time.time()
@@ -785,15 +496,6 @@ class RayRun:
             latency=self.latency.summary(),
         )
 
-    def _close_actors(self) -> None:
-        """After a clean end: close every stage (``close_method`` runs), then the actors go."""
-        try:
-            closing, self._closing = [ref for _actor, ref in self._closing], []
-            live = [a for g in self.groups for a in g.actors[: g.count]]
-            self._ray.get([*closing, *(a.close.remote() for a in live)])
-        except Exception as exc:
-            raise self._translate(exc)
-
     def close(self) -> None:
         """Kill every actor (their CPUs are free again) and stop the sources; a Ray started
         for this run is shut down. Idempotent."""
@@ -805,11 +507,11 @@ class RayRun:
             self._progress.close()
         for puller in self._pullers:
             puller.stop()
-        self._kill_actors()
+        self.actors.kill_all()
         self._collect_abandoned()
         for puller in self._pullers:
             puller.join(1.0)
-        if self._started_ray:
+        if self.actors.started_ray:
             self._ray.shutdown()
 
     def _collect_abandoned(self) -> None:
@@ -817,55 +519,9 @@ class RayRun:
         Ray logs an "Unhandled error" for each failed ref dropped unread. The actors are
         dead, so each answers at once."""
         ray = self._ray
-        refs = [r for entry in self._inflight for r in self._refs_of(entry) if isinstance(r, ray.ObjectRef)]
+        refs = [r for entry in self._inflight for r in entry.refs() if isinstance(r, ray.ObjectRef)]
         self._inflight.clear()
-        self._read_quietly(refs)
-
-    def _read_quietly(self, refs: list[Any]) -> None:
-        """Read refs whose errors were reported already (or are the kill's own)."""
-        if not refs:
-            return
-        ray = self._ray
-        ready, _pending = ray.wait(refs, num_returns=len(refs), timeout=KILL_CONFIRM_SECONDS)
-        for ref in ready:
-            try:
-                ray.get(ref)
-            except Exception:  # the failure the run already reported, or the kill
-                pass
-
-    @staticmethod
-    def _refs_of(entry: _InFlight) -> list[Any]:
-        return [ref for _sink, ref in entry.sinks] + [meta for _group, _index, meta in entry.metas]
-
-    def _kill_actors(self) -> None:
-        """Kill every actor and wait until Ray confirms each death: ``ray.kill`` returns at
-        once, and a call right after it can still be served."""
-        ray = self._ray
-        alive = [*self._retired, *(a for g in self.groups for a in g.actors)]
-        self._read_quietly([ref for _actor, ref in self._closing])
-        for actor in alive:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # already dead
-                pass
-        deadline = time.monotonic() + KILL_CONFIRM_SECONDS
-        while alive and time.monotonic() < deadline:
-            probes = [(actor, actor.ready.remote()) for actor in alive]
-            alive = []
-            for actor, probe in probes:
-                try:
-                    ray.get(probe, timeout=max(0.1, deadline - time.monotonic()))
-                    alive.append(actor)  # served before the kill landed: ask again
-                except ray.exceptions.GetTimeoutError:
-                    alive.append(actor)
-                except Exception:  # RayActorError: dead, as wanted
-                    pass
-
-
-def _died(group: Group, exc: BaseException) -> WorkerDied:
-    names = ", ".join(repr(label) for label in group.labels)
-    detail = f"a Ray actor death (running {names}): {str(exc).splitlines()[0] if str(exc) else exc!r}"
-    return WorkerDied(stage=group.labels[0], exitcode=None, detail=detail)
+        self.actors.read_quietly(refs)
 
 
 def _add_gained(array: Any, at: int, gained: list[float]) -> None:
