@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 __all__ = ["PipelineError", "PipelineExecutionError", "RemoteTraceback", "WorkerDied"]
@@ -133,6 +134,30 @@ def _rebuild_also(cause: type[Exception], message: str, state: dict[str, object]
     return _rebuild_pipeline_error(_also(cause), message, state)
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_CHAINED = ("\nThe above exception was the direct cause", "\nDuring handling of the above exception")
+
+
+def _frames_only(text: str) -> str:
+    """A worker's formatted traceback as printed under its exception: its frames without
+    the exception's own line (the cause printed next says it) and without olympipe's frames
+    that called the user's code. A traceback of chained exceptions is kept whole."""
+    if any(marker in text for marker in _CHAINED):
+        return text
+    lines = text.rstrip("\n").splitlines()
+    last_frame = max((i for i, line in enumerate(lines) if line.startswith("  ")), default=-1)
+    if last_frame < 1:
+        return text
+    head, frames = lines[0], lines[1 : last_frame + 1]
+    starts = [i for i, line in enumerate(frames) if line.startswith('  File "')]
+    for i in starts:
+        path = frames[i][len('  File "') :].split('"', 1)[0]
+        if not os.path.abspath(path).startswith(_PACKAGE):
+            frames = frames[i:]
+            break
+    return "\n".join([head, *frames]) + "\n"
+
+
 def stage_error(
     stage: str,
     message: str,
@@ -145,7 +170,7 @@ def stage_error(
     ``cause`` (the original exception, rebuilt in the caller) becomes ``__cause__``, with
     the worker's traceback chained under it so that Python prints both."""
     if cause is not None and cause.__cause__ is None and cause.__traceback__ is None:
-        cause.__cause__ = RemoteTraceback(remote_traceback)
+        cause.__cause__ = RemoteTraceback(_frames_only(remote_traceback))
     where = f"stage {stage!r}" if stage != "source" else "the source"
     on_item = f" on item {item_repr}" if item_repr is not None else ""
     kind = PipelineError

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,3 +163,27 @@ def test_exception_in_close_method_fails_the_run() -> None:
     with pytest.raises(PipelineError) as info:
         Pipeline(range(10)).class_task(Res, Res.work, close_method=Res.close).wait_for_result()
     assert "could not flush" in str(info.value)
+
+
+def test_an_uncaught_stage_error_prints_its_message_twice_with_the_worker_frame(tmp_path: Path) -> None:
+    """Uncaught, a stage's exception prints the worker's frame and its message once there,
+    and once in the PipelineError's line, not a third time on its own."""
+    script = tmp_path / "fails.py"
+    script.write_text(
+        "from olympipe import Pipeline\n"
+        "def check(x):\n"
+        "    if x == 3:\n"
+        "        raise ValueError('no threes here')\n"
+        "    return x\n"
+        "Pipeline(range(10)).task(check).wait_for_result()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1
+    err = done.stderr
+    assert err.count("ValueError: no threes here") == 2, err
+    assert "raise ValueError('no threes here')" in err  # the worker's frame
+    assert "_stages/mapping.py" not in err  # not the library's frame that called it
+    assert (
+        err.rstrip().splitlines()[-1].startswith("olympipe.errors.PipelineError(ValueError): stage 'check'")
+    )
