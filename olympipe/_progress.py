@@ -8,10 +8,16 @@ every :data:`PLAIN_SECONDS` instead, and once more at the end with the final cou
 
 The bars use a tqdm subclass with ``monitor_interval = 0``: tqdm's own monitor thread would
 otherwise outlive the run, and a caller with a live thread no longer forks by default.
+
+In a notebook (an IPython kernel) neither bars nor lines read well: bars need ipywidgets
+and a front end that draws them, and terminal bars stack a snapshot per refresh. There the
+display is the stats table itself (HTML, with a text form for front ends without HTML),
+replaced in place every :data:`NOTEBOOK_SECONDS` through IPython's display handles.
 """
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import sys
 import threading
@@ -24,6 +30,7 @@ from olympipe.stats import RunStats
 
 REFRESH_SECONDS = 0.2
 PLAIN_SECONDS = 5.0
+NOTEBOOK_SECONDS = 0.5
 
 
 def _bar_class() -> Any:
@@ -47,13 +54,17 @@ class Progress:
         self._latency = latency  # show the p50 latency on the last bar (a live source)
         self._stop = threading.Event()
         self._bars: dict[str, Any] = {}
-        self._plain = not _is_terminal()
+        self._notebook = _notebook_display()  # IPython's display functions in a kernel
+        self._plain = self._notebook is None and not _is_terminal()
+        self._handle: Any = None
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="olympipe-progress", daemon=True)
 
     def start(self) -> None:
         """Start refreshing."""
-        if not self._plain:
+        if self._notebook is not None:
+            self._handle = self._notebook(_Table(self._read()), display_id=True)
+        elif not self._plain:
             bar_class = _bar_class()
             for position, (name, total) in enumerate(self._totals.items()):
                 # A terminal that reports no size (a bare pty) would hide every bar.
@@ -81,12 +92,16 @@ class Progress:
             bar.close()
 
     def _loop(self) -> None:
-        every = PLAIN_SECONDS if self._plain else REFRESH_SECONDS
+        every = NOTEBOOK_SECONDS if self._notebook else PLAIN_SECONDS if self._plain else REFRESH_SECONDS
         while not self._stop.wait(every):
             self._refresh(final=False)
 
     def _refresh(self, final: bool) -> None:
         stats = self._read()
+        if self._notebook is not None:
+            if self._handle is not None:
+                self._handle.update(_Table(stats))
+            return
         if self._plain:
             elapsed = time.monotonic() - self._started
             lines = []
@@ -122,9 +137,32 @@ class Progress:
             bar.refresh()
 
 
+class _Table:
+    """What a notebook shows: the stats table, as HTML and as text."""
+
+    def __init__(self, stats: RunStats) -> None:
+        self._stats = stats
+
+    def _repr_html_(self) -> str:
+        return self._stats._repr_html_()
+
+    def __repr__(self) -> str:
+        return str(self._stats)
+
+
+def _notebook_display() -> Callable[..., Any] | None:
+    """IPython's ``display`` when running in a kernel, else None."""
+    if "ipykernel" not in sys.modules:
+        return None
+    try:
+        module = importlib.import_module("IPython.display")
+    except ImportError:
+        return None
+    display: Callable[..., Any] = module.display
+    return display
+
+
 def _is_terminal() -> bool:
-    if "ipykernel" in sys.modules:  # tqdm.auto draws notebook widgets there
-        return True
     try:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,33 @@ def test_plain_meters_show_the_latency_of_a_live_source_and_the_drops(
     listed = Pipeline(range(100)).task(abs).wait_for_result(progress=True)
     assert len(listed) == 100
     assert "latency" not in capsys.readouterr().err  # a list's length is known: no latency line
+
+
+def test_in_a_notebook_the_stats_table_is_displayed_and_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In an IPython kernel: one display of the stats table (HTML and text), updated in
+    place as the run goes, never a stack of terminal bars."""
+    import types
+
+    shown: list[tuple[str, str]] = []
+
+    class Handle:
+        def update(self, obj: Any) -> None:
+            shown.append(("update", obj._repr_html_() + repr(obj)))
+
+    def display(obj: Any, display_id: bool = False) -> Handle:
+        assert display_id
+        shown.append(("display", obj._repr_html_() + repr(obj)))
+        return Handle()
+
+    ipython = types.ModuleType("IPython")
+    ipython_display = types.ModuleType("IPython.display")
+    ipython_display.display = display  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", ipython_display)
+    got = Pipeline(range(100)).task(abs).wait_for_result(progress=True)
+    assert got == list(range(100))
+    assert shown[0][0] == "display"
+    assert [kind for kind, _ in shown[1:]] == ["update"] * (len(shown) - 1)
+    assert "<table" in shown[-1][1]
+    assert "100" in shown[-1][1]
