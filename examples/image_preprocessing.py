@@ -106,20 +106,33 @@ def main() -> None:
     args = parser.parse_args()
 
     paths = make_photos(args.images)
+    print(f"{len(paths)} synthetic 1920x1080 photos in {DATA}")
+    p = pipeline(paths, args.workers, progress=not args.no_progress)
+    print("the pipeline, one stage per step of the seed's loop:")
+    print(p.graph())
+
     t0 = time.perf_counter()
     expected = serial(paths)
     t_serial = time.perf_counter() - t0
-
-    p = pipeline(paths, args.workers, progress=not args.no_progress)
     t0 = time.perf_counter()
     got = p.wait_for_result()
     t_pipe = time.perf_counter() - t0
 
     assert got == expected, "the pipeline and the serial loop disagree"
+    out = DATA.parent / "preprocessed"
+    out.mkdir(exist_ok=True)
+    for i, png in enumerate(got):
+        (out / f"image_{i:04d}.png").write_bytes(png)
     n = len(paths)
-    print(f"{n} photos -> {len(got)} images (each with its mirror)")
+    print(f"\n{n} photos -> {len(got)} 200x200 images (each with its mirror), written to {out}")
+    print("the same images, byte for byte, as the serial loop made, in the same order")
     print(f"serial loop : {n / t_serial:7.1f} photos/s ({t_serial:.2f} s)")
     print(f"olympipe    : {n / t_pipe:7.1f} photos/s ({t_pipe:.2f} s), {t_serial / t_pipe:.2f}x")
+    cpus = len(os.sched_getaffinity(0))
+    print(
+        f"(the speed-up comes from the {cpus} CPUs this process may use; it needs them free:"
+        " on a busy machine it shrinks)"
+    )
     print()
     print(p.stats())
 
