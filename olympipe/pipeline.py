@@ -149,6 +149,28 @@ class Pipeline(Generic[T]):
         workers: int | None = None,
         on_full: str = "block",
     ) -> None:
+        """A graph that starts from ``datas``.
+
+        Args:
+            datas: any iterable: a list, a range, a generator, a file. It is read lazily, in
+                this process, only as fast as the pipeline drains it. ``None``: no items.
+            queue_size: how many chunks may wait for the first stage (default: twice its
+                workers plus two).
+            start_method: ``"fork"``, ``"forkserver"`` or ``"spawn"``; ``None`` picks one
+                that needs no ``if __name__ == "__main__":`` guard.
+            progress: show a bar per stage while a terminal call runs.
+            engine: where the stages run: ``"local"`` (default), ``"inline"``, ``"ray"`` or a
+                :class:`~olympipe.RayEngine`.
+            workers: the budget of worker processes that ``count="auto"`` stages share
+                (default: the CPUs this process may use).
+            on_full: what happens to source items that find the first stages busy:
+                ``"block"`` (wait: backpressure), ``"drop_oldest"`` or ``"drop_newest"`` (the
+                source is read at its own pace; drops are counted in :meth:`stats`).
+
+        Raises:
+            TypeError: ``datas`` is not iterable, or an option has the wrong type.
+            ValueError: an option is out of range (``queue_size=0``, an unknown start method
+                or policy)."""
         if datas is None:
             datas = []
         if not isinstance(datas, Iterable):
@@ -188,11 +210,28 @@ class Pipeline(Generic[T]):
         start_method: str | None = None,
         progress: bool = False,
     ) -> Pipeline[Any]:
-        """An HTTP/1.1 server as a source: each request matching a ``(method, path, parse)``
-        route becomes the item ``parse(json_body)``, and what reaches the end of the pipeline
-        for it is sent back as JSON. The socket is bound now (``port=0``: a free one, see
-        :attr:`port`); requests wait until the pipeline runs. ``debug`` logs each request
-        to the ``olympipe.server`` logger at INFO (2.x's parameter, in 2.x's position)."""
+        """An HTTP/1.1 server as a source: each request is an item, what reaches the end of
+        the pipeline for it is its JSON response.
+
+        Args:
+            route_handlers: ``(method, path, parse)`` routes; a matching request becomes the
+                item ``parse(json_body)`` (an exception there answers 400).
+            port: the port to listen on; ``0``: a free one (see :attr:`port`). The socket is
+                bound now; requests wait until the pipeline runs.
+            host: the address to listen on.
+            debug: log each request to the ``olympipe.server`` logger at INFO (2.x's parameter,
+                in 2.x's position).
+            inactivity_timeout: end the run after that many seconds without a request
+                (``None``: serve until stopped).
+            start_method: as for :class:`Pipeline`.
+            progress: as for :class:`Pipeline`.
+
+        Returns:
+            A source pipeline; per-item stages and a ``batch`` with ``max_wait`` may follow.
+
+        Raises:
+            OSError: the address cannot be bound.
+            TypeError, ValueError: a route or an option is malformed."""
         from olympipe._server import ServerSource  # http.server: only for a server
 
         source = ServerSource(route_handlers, host, port, inactivity_timeout, debug=debug)
@@ -277,14 +316,33 @@ class Pipeline(Generic[T]):
         max_items_per_worker: int | None = None,
         on_full: str = "block",
     ) -> Pipeline[Any]:
-        """Apply ``task(item)`` to each item in ``count`` processes, ``concurrency`` items at
-        a time in each (threads, or coroutines for an ``async def``); order is kept unless
-        ``ordered=False``. An exception of a ``retry_on`` type is retried up to ``retries``
-        more times; ``on_error(item, exc)`` then returns a replacement (``None`` drops).
-        With ``on_error``, a worker that dies is replaced and the item it died on goes to
-        ``on_error`` as a :class:`~olympipe.WorkerDied`. ``max_items_per_worker``: a worker
-        is replaced after that many items. ``on_full``: what happens to items that find this
-        stage busy, ``"block"`` (wait), ``"drop_oldest"`` or ``"drop_newest"``."""
+        """Apply ``task(item)`` to each item, in ``count`` worker processes.
+
+        Args:
+            task: a function of one item (``async def`` too); its result goes on.
+            count: worker processes, or ``"auto"``: the engine sizes the stage within the
+                pipeline's ``workers=`` budget, and moves workers while the run goes on.
+            on_error: ``on_error(item, exc)`` returns what goes on in place of a failed item
+                (``None`` drops it). With it, a worker that dies is replaced and its item comes
+                here as a :class:`~olympipe.WorkerDied`.
+            concurrency: items in flight in each worker (threads; coroutines for ``async``).
+            ordered: keep the source's order (``False``: outputs as they complete).
+            name: the stage's name in bars, stats and errors (default: the function's).
+            retries: more attempts for an item whose exception is a ``retry_on`` type.
+            retry_on: the exception types worth retrying.
+            max_items_per_worker: replace a worker after that many items (leaky code).
+            on_full: what happens to items that find the stage busy: ``"block"`` (wait),
+                ``"drop_oldest"``, ``"drop_newest"``.
+
+        Returns:
+            A new pipeline of the results.
+
+        Raises:
+            TypeError: ``task`` or ``on_error`` is not callable, or an argument has the wrong
+                type.
+            ValueError: ``count``, ``concurrency``, ``retries`` or ``max_items_per_worker`` is
+                out of range, ``on_full`` unknown, or a drop policy given with ``on_error`` or
+                ``max_items_per_worker``."""
         _check_callable(task, "task")
         workers, auto = _check_count(count)
         _check_positive_int(concurrency, "concurrency")
@@ -317,9 +375,21 @@ class Pipeline(Generic[T]):
         *,
         name: str | None = None,
     ) -> Pipeline[R]:
-        """Like :meth:`task`, with each result kept in ``cache_dir``, keyed by the function's
-        code and the item: a rerun does not call ``task`` for items already computed, and
-        editing the function invalidates its entries."""
+        """Like :meth:`task`, with each result kept on disk: a rerun skips what is computed.
+
+        Args:
+            task: a function of one item.
+            cache_dir: where results are kept, keyed by the function's code and the item;
+                editing the function invalidates its entries.
+            count: worker processes, or ``"auto"``.
+            name: the stage's name (default: the function's).
+
+        Returns:
+            A new pipeline of the results.
+
+        Raises:
+            TypeError: ``task`` is not callable or ``cache_dir`` not a path.
+            ValueError: ``count`` is out of range."""
         _check_callable(task, "task")
         workers, auto = _check_count(count)
         if not isinstance(cache_dir, (str, os.PathLike)):
@@ -355,11 +425,24 @@ class Pipeline(Generic[T]):
         max_items_per_worker: int | None = None,
         on_full: str = "block",
     ) -> Pipeline[R]:
-        """Build ``class_constructor(*class_args, **class_kwargs)`` once in each worker and
-        apply ``class_method(instance, item)``; ``close_method(instance)`` runs at the end,
-        also after an error, and in a worker retired by ``max_items_per_worker``.
-        ``retries``, ``retry_on``, ``on_error``, ``max_items_per_worker`` and ``on_full``
-        as for :meth:`task`."""
+        """Build one instance per worker and apply ``class_method(instance, item)``.
+
+        Args:
+            class_constructor: called as ``class_constructor(*class_args, **class_kwargs)``
+                once in each worker (a model, a connection: built where it is used).
+            class_method: called as ``class_method(instance, item)``; its result goes on.
+            class_args: positional arguments of the constructor.
+            close_method: ``close_method(instance)`` runs when the worker ends (also after an
+                error, and in a worker retired by ``max_items_per_worker`` or by ``"auto"``).
+            class_kwargs: keyword arguments of the constructor.
+            count, concurrency, name, retries, retry_on, on_error, max_items_per_worker,
+                on_full: as for :meth:`task`.
+
+        Returns:
+            A new pipeline of the results.
+
+        Raises:
+            TypeError, ValueError: as for :meth:`task`."""
         kinds = _check_retries(retries, retry_on)
         _check_items_per_worker(max_items_per_worker)
         if on_error is not None:
@@ -392,8 +475,17 @@ class Pipeline(Generic[T]):
     def filter(
         self, keep_if_true: Callable[[T], Any] | None = None, *, name: str | None = None
     ) -> Pipeline[T]:
-        """Keep the items for which ``keep_if_true(item)`` is truthy; ``None`` keeps items
-        that are not ``None``."""
+        """Keep the items for which ``keep_if_true(item)`` is truthy.
+
+        Args:
+            keep_if_true: the predicate; ``None`` keeps the items that are not ``None``.
+            name: the stage's name (default: the function's).
+
+        Returns:
+            A new pipeline of the items kept.
+
+        Raises:
+            TypeError: ``keep_if_true`` is not callable."""
         if keep_if_true is not None:
             _check_callable(keep_if_true, "keep_if_true")
         return self._then(FilterSpec(name=name or _name_of(keep_if_true, "filter"), pred=keep_if_true))
@@ -401,12 +493,21 @@ class Pipeline(Generic[T]):
     def batch(
         self, batch_size: int = 2, keep_incomplete_batch: bool = True, *, max_wait: float | None = None
     ) -> Pipeline[list[T]]:
-        """Group items into lists of ``batch_size``; the last shorter one is kept unless told
-        not to. With ``max_wait`` (seconds), a batch also leaves, however short, once its
-        oldest item has waited that long: bounded latency for a slow or bursty source.
+        """Group items into lists of ``batch_size``.
 
-        Raises ``ValueError`` for ``batch_size < 1`` or a negative ``max_wait``,
-        ``TypeError`` for a wrong type."""
+        Args:
+            batch_size: items per list.
+            keep_incomplete_batch: send the last, shorter list at the end of the stream.
+            max_wait: seconds; a batch also leaves, however short, once its oldest item has
+                waited that long (bounded latency for a slow source; needed in a server
+                pipeline, where concurrent requests are batched).
+
+        Returns:
+            A new pipeline of lists.
+
+        Raises:
+            ValueError: ``batch_size < 1``, or ``max_wait`` negative or NaN.
+            TypeError: an argument of the wrong type."""
         _check_positive_int(batch_size, "batch_size")
         _check_bool(keep_incomplete_batch, "keep_incomplete_batch")
         if max_wait is not None:
@@ -422,18 +523,49 @@ class Pipeline(Generic[T]):
         return self._then(BatchSpec(name="batch", size=batch_size, keep_incomplete=keep_incomplete_batch))
 
     def temporal_batch(self, time_interval: float) -> Pipeline[list[T]]:
-        """Group the items that arrive within each window of ``time_interval`` seconds."""
+        """Group the items that arrive within each window of ``time_interval`` seconds.
+
+        Args:
+            time_interval: the window's length in seconds.
+
+        Returns:
+            A new pipeline of lists (one per window that saw items).
+
+        Raises:
+            ValueError: ``time_interval`` is not positive.
+            TypeError: it is not a number."""
         _check_seconds(time_interval, "time_interval")
         return self._then(TemporalBatchSpec(name="temporal_batch", seconds=float(time_interval)))
 
     def explode(self, explode_function: Callable[[T], Iterable[R]] | None = None) -> Pipeline[R]:
-        """Send on each element of ``explode_function(item)`` (or of the item) one by one."""
+        """Send on each element of ``explode_function(item)`` (or of the item) alone.
+
+        Args:
+            explode_function: returns an iterable per item (a generator streams: its elements
+                go on as they are made, an endless one too); ``None`` iterates the item itself.
+
+        Returns:
+            A new pipeline of the elements.
+
+        Raises:
+            TypeError: ``explode_function`` is not callable."""
         if explode_function is not None:
             _check_callable(explode_function, "explode_function")
         return self._then(ExplodeSpec(name=_name_of(explode_function, "explode"), fn=explode_function))
 
     def split(self, split_function: Callable[[T], Any], n: int | None = None) -> tuple[Pipeline[Any], ...]:
-        """Route value ``i`` of ``split_function(item)`` (unless ``None``) to branch ``i``."""
+        """Route value ``i`` of ``split_function(item)`` (unless ``None``) to branch ``i``.
+
+        Args:
+            split_function: returns a tuple (or list) of values, one per branch.
+            n: the number of branches, when it cannot be read from a first item.
+
+        Returns:
+            One pipeline per branch.
+
+        Raises:
+            TypeError: ``split_function`` is not callable.
+            ValueError: ``n < 1``."""
         _check_callable(split_function, "split_function")
         if n is None:
             n = _tuple_arity(split_function)
@@ -442,14 +574,33 @@ class Pipeline(Generic[T]):
         return tuple(self._derive((node, i)) for i in range(n))
 
     def gather(self, *others: Pipeline[Any]) -> Pipeline[Any]:
-        """Merge this pipeline with ``others``; each keeps its own relative order."""
+        """Merge this pipeline with ``others`` into one stream; each keeps its own order.
+
+        Args:
+            others: pipelines of the same graph or of other sources.
+
+        Returns:
+            A new pipeline of every item of each.
+
+        Raises:
+            TypeError: an argument is not a :class:`Pipeline`."""
         for other in others:
             if not isinstance(other, Pipeline):
                 raise TypeError(f"gather takes pipelines, got {type(other).__name__}")
         return self._then(GatherSpec(name="gather"), *others)
 
     def reduce(self, accumulator: A, reducer: Callable[[T, A], A]) -> Pipeline[A]:
-        """Fold the stream with ``reducer(item, acc)``; emits the final value only."""
+        """Fold the stream with ``reducer(item, acc)``; the final value is the only output.
+
+        Args:
+            accumulator: the initial value.
+            reducer: ``reducer(item, acc)`` returns the new ``acc``.
+
+        Returns:
+            A new pipeline of one item.
+
+        Raises:
+            TypeError: ``reducer`` is not callable."""
         _check_callable(reducer, "reducer")
         return self._then(
             ReduceSpec(name=_name_of(reducer, "reduce"), accumulator=accumulator, reducer=reducer)
@@ -459,23 +610,58 @@ class Pipeline(Generic[T]):
         self, initial: A, reducer: Callable[[T, A], A], emitter: Callable[[A], Iterable[R]]
     ) -> Pipeline[R]:
         """Fold the stream with ``reducer(item, state)``, then send on each element of
-        ``emitter(state)`` (olympipe 2.x)."""
+        ``emitter(state)`` (olympipe 2.x).
+
+        Args:
+            initial: the initial state.
+            reducer: ``reducer(item, state)`` returns the new state.
+            emitter: ``emitter(state)`` returns the iterable sent on at the end.
+
+        Returns:
+            A new pipeline of the emitted elements.
+
+        Raises:
+            TypeError: ``reducer`` or ``emitter`` is not callable."""
         _check_callable(emitter, "emitter")
         folded: Pipeline[A] = self.reduce(initial, reducer)
         return folded.explode(emitter)
 
     def limit(self, packet_limit: int) -> Pipeline[T]:
-        """Pass the first ``packet_limit`` items, then stop the stages upstream."""
+        """Pass the first ``packet_limit`` items, then end the stream cleanly (the stages
+        before it stop, an endless source too).
+
+        Args:
+            packet_limit: how many items pass.
+
+        Returns:
+            A new pipeline of at most that many items.
+
+        Raises:
+            ValueError: ``packet_limit < 0``.
+            TypeError: it is not an int."""
         _check_int(packet_limit, "packet_limit", 0)
         return self._then(LimitSpec(name="limit", n=packet_limit))
 
     def timeout(self, timeout: float) -> Pipeline[T]:
-        """End the stream, without error, when no item arrives for ``timeout`` seconds."""
+        """End the stream, without error, when no item arrives for ``timeout`` seconds.
+
+        Args:
+            timeout: seconds without an item.
+
+        Returns:
+            A new pipeline of the items that came in time.
+
+        Raises:
+            ValueError: ``timeout`` is not positive.
+            TypeError: it is not a number."""
         _check_seconds(timeout, "timeout")
         return self._then(TimeoutSpec(name="timeout", seconds=float(timeout)))
 
     def debug(self) -> Pipeline[T]:
-        """Print each item to stderr as it passes."""
+        """Print each item to stderr as it passes.
+
+        Returns:
+            A new pipeline of the same items."""
         return self._then(DebugSpec(name="debug"))
 
     # -- running ----------------------------------------------------------------------------
@@ -487,7 +673,17 @@ class Pipeline(Generic[T]):
         A pipeline that is only a source of an iterator (a generator, a sensor) starts reading
         it ahead into a bounded buffer (``queue_size`` items, 64 by default), as olympipe 2.x
         did: the first pipeline derived from it afterwards takes the stream over, every item
-        once."""
+        once.
+
+        Args:
+            progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
+            engine: where the stages run; ``None``: as the pipeline says.
+
+        Returns:
+            This pipeline.
+
+        Raises:
+            RuntimeError: the source is an iterator another run has read, or is reading."""
         node = self._b.endpoint[0]
         if node.is_source and self._run is None:
             assert isinstance(node.spec, SourceSpec)
@@ -535,28 +731,47 @@ class Pipeline(Generic[T]):
         return run
 
     def graph(self, other_pipes: Sequence[Pipeline[Any]] | None = None) -> str:
-        """The plan a terminal call on this pipeline (and ``other_pipes``) would run, as an
-        ASCII tree: stages, worker counts, branches, and where results come out."""
+        """The plan a terminal call would run, as an ASCII tree.
+
+        Args:
+            other_pipes: pipelines run together with this one.
+
+        Returns:
+            The tree: stages, worker counts, branches, and where results come out."""
         return render(plan_for([self._endpoint, *(p._endpoint for p in other_pipes or [])]))
 
     def print_graph(
         self, path: str | os.PathLike[str], other_pipes: Sequence[Pipeline[Any]] | None = None
     ) -> None:
-        """Write :meth:`graph` to ``path`` (the olympipe 2.x name)."""
+        """Write :meth:`graph` to ``path`` (the olympipe 2.x name).
+
+        Args:
+            path: the file to write.
+            other_pipes: pipelines run together with this one.
+
+        Raises:
+            OSError: the file cannot be written."""
         with open(path, "w", encoding="utf-8") as out:
             out.write(self.graph(other_pipes) + "\n")
 
     def stats(self) -> RunStats:
-        """Per-stage figures of this pipeline's latest run (also during it, from another
-        thread), with the bottleneck named; ``print()`` it for a table."""
+        """The figures of this pipeline's latest run (also during it, from another thread).
+
+        Returns:
+            A :class:`~olympipe.stats.RunStats`: a row per stage (items, errors, busy and
+            waiting shares, workers, drops), the bottleneck, the latency; ``print()`` it for a
+            table.
+
+        Raises:
+            RuntimeError: nothing has run yet."""
         run = self._run or self._last_run
         if run is None:
             raise RuntimeError("stats() needs a run: call a terminal method such as wait_for_result() first")
         return run.stats()
 
     def cleanup(self) -> None:
-        """Stop a run started with :meth:`start` and never collected, releasing its workers
-        (a source read ahead and not taken over stops being read)."""
+        """Stop a run started with :meth:`start` and never collected, releasing its
+        workers (a source read ahead and not taken over stops being read). Idempotent."""
         node = self._b.endpoint[0]
         if node.is_source and isinstance(getattr(node.spec, "iterable", None), Prefetch):
             node.spec.iterable.stop()  # type: ignore[union-attr]
@@ -590,8 +805,25 @@ class Pipeline(Generic[T]):
         engine: EngineChoice = None,
         debug_graph: str | os.PathLike[str] | None = None,
     ) -> list[T]:
-        """Run the pipeline and return its outputs, in order. ``debug_graph``: a path to
-        write the plan to first (olympipe 2.x)."""
+        """Run the pipeline and return its outputs, in order.
+
+        Args:
+            progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
+            engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
+                :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+            debug_graph: a path to write the plan to first (olympipe 2.x).
+
+        Returns:
+            The list of outputs.
+
+        Raises:
+            PipelineError: a stage (or the source) raised; it is also an instance of the original
+                exception's class, and ``__cause__`` is that exception (``.stage``,
+                ``.item_repr``, ``.remote_traceback`` say where).
+            WorkerDied: a worker died (a signal, ``os._exit``, out of memory) in a stage without
+                ``on_error``.
+            RuntimeError: the source is an iterator another run has read, or is reading.
+            KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         return self.wait_for_results(progress=progress, engine=engine, debug_graph=debug_graph)[0]
 
     def wait_for_results(
@@ -602,7 +834,27 @@ class Pipeline(Generic[T]):
         engine: EngineChoice = None,
         debug_graph: str | os.PathLike[str] | None = None,
     ) -> list[list[Any]]:
-        """Run this pipeline with ``other_pipes`` as one graph; one list per pipeline."""
+        """Run this pipeline with ``other_pipes`` as one graph.
+
+        Args:
+            other_pipes: pipelines run together with this one (branches of one source share
+                its reading).
+            progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
+            engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
+                :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+            debug_graph: a path to write the plan to first (olympipe 2.x).
+
+        Returns:
+            One list of outputs per pipeline, this one first.
+
+        Raises:
+            PipelineError: a stage (or the source) raised; it is also an instance of the original
+                exception's class, and ``__cause__`` is that exception (``.stage``,
+                ``.item_repr``, ``.remote_traceback`` say where).
+            WorkerDied: a worker died (a signal, ``os._exit``, out of memory) in a stage without
+                ``on_error``.
+            RuntimeError: the source is an iterator another run has read, or is reading.
+            KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         pipes = [self, *(other_pipes or [])]
         if debug_graph is not None:
             self.print_graph(debug_graph, other_pipes)
@@ -612,7 +864,25 @@ class Pipeline(Generic[T]):
     def wait_for_all_results(
         pipes: Sequence[Pipeline[Any]], progress: bool | None = None, *, engine: EngineChoice = None
     ) -> list[list[Any]]:
-        """Run all ``pipes`` as one graph; one list of outputs per pipeline."""
+        """Run all ``pipes`` as one graph.
+
+        Args:
+            pipes: the pipelines (branches of one graph, or not).
+            progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
+            engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
+                :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+
+        Returns:
+            One list of outputs per pipeline.
+
+        Raises:
+            PipelineError: a stage (or the source) raised; it is also an instance of the original
+                exception's class, and ``__cause__`` is that exception (``.stage``,
+                ``.item_repr``, ``.remote_traceback`` say where).
+            WorkerDied: a worker died (a signal, ``os._exit``, out of memory) in a stage without
+                ``on_error``.
+            RuntimeError: the source is an iterator another run has read, or is reading.
+            KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         if not pipes:
             return []
         return pipes[0].wait_for_results(list(pipes[1:]), progress=progress, engine=engine)
@@ -624,7 +894,22 @@ class Pipeline(Generic[T]):
         *,
         engine: EngineChoice = None,
     ) -> None:
-        """Run this pipeline (with ``other_pipes``) and discard the outputs."""
+        """Run this pipeline (with ``other_pipes``) and discard the outputs.
+
+        Args:
+            other_pipes: pipelines run together with this one.
+            progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
+            engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
+                :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+
+        Raises:
+            PipelineError: a stage (or the source) raised; it is also an instance of the original
+                exception's class, and ``__cause__`` is that exception (``.stage``,
+                ``.item_repr``, ``.remote_traceback`` say where).
+            WorkerDied: a worker died (a signal, ``os._exit``, out of memory) in a stage without
+                ``on_error``.
+            RuntimeError: the source is an iterator another run has read, or is reading.
+            KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         pipes = [self, *(other_pipes or [])]
         run = self._take_run(pipes, progress, engine)
         try:
@@ -637,7 +922,22 @@ class Pipeline(Generic[T]):
     def wait_for_all_completions(
         pipes: Sequence[Pipeline[Any]], progress: bool | None = None, *, engine: EngineChoice = None
     ) -> None:
-        """Run all ``pipes`` as one graph and discard the outputs."""
+        """Run all ``pipes`` as one graph and discard the outputs.
+
+        Args:
+            pipes: the pipelines.
+            progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
+            engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
+                :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+
+        Raises:
+            PipelineError: a stage (or the source) raised; it is also an instance of the original
+                exception's class, and ``__cause__`` is that exception (``.stage``,
+                ``.item_repr``, ``.remote_traceback`` say where).
+            WorkerDied: a worker died (a signal, ``os._exit``, out of memory) in a stage without
+                ``on_error``.
+            RuntimeError: the source is an iterator another run has read, or is reading.
+            KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         if pipes:
             pipes[0].wait_for_completion(list(pipes[1:]), progress=progress, engine=engine)
 
@@ -649,7 +949,26 @@ class Pipeline(Generic[T]):
         *,
         engine: EngineChoice = None,
     ) -> A:
-        """Run the pipeline and fold its outputs with ``reducer(item, acc)``."""
+        """Run the pipeline and fold its outputs with ``reducer(item, acc)``.
+
+        Args:
+            accumulator: the initial value.
+            reducer: ``reducer(item, acc)`` returns the new ``acc``.
+            progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
+            engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
+                :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+
+        Returns:
+            The final ``acc``.
+
+        Raises:
+            PipelineError: a stage (or the source) raised; it is also an instance of the original
+                exception's class, and ``__cause__`` is that exception (``.stage``,
+                ``.item_repr``, ``.remote_traceback`` say where).
+            WorkerDied: a worker died (a signal, ``os._exit``, out of memory) in a stage without
+                ``on_error``.
+            RuntimeError: the source is an iterator another run has read, or is reading.
+            KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         result: A = self.reduce(accumulator, reducer).wait_for_result(progress=progress, engine=engine)[0]
         return result
 
