@@ -27,6 +27,7 @@ $(DEMO_STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check olympipe tests examples benchmarks
 	$(BIN)/mypy --strict olympipe tests
+	$(BIN)/basedpyright
 
 test: lint
 	$(BIN)/python -m pytest -q

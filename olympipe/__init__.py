@@ -10,10 +10,10 @@ only the runtime, does not pay for the builder, the engines or the HTTP server.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from olympipe import registry as registry
     from olympipe._engines.ray import RayEngine as RayEngine
     from olympipe.decorators import class_task as class_task
@@ -52,11 +52,11 @@ _WHERE = {
 __all__ = [*sorted(_WHERE), "__version__", "registry"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     if name == "registry":
-        value: Any = importlib.import_module("olympipe.registry")
+        value: _typing.Any = _importlib.import_module("olympipe.registry")
     elif name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
+        value = getattr(_importlib.import_module(_WHERE[name]), name)
     else:
         raise AttributeError(f"module 'olympipe' has no attribute {name!r}")
     globals()[name] = value  # the next lookup is a plain attribute
