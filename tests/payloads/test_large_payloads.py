@@ -132,11 +132,9 @@ def test_a_large_item_from_a_slow_source_is_not_held_back() -> None:
             yield np.full(200_000, i, dtype=np.uint8)
             time.sleep(0.6)  # the next frame comes much later
 
-    delays = []
     for i, frame in enumerate(Pipeline(frames()).task(lambda a: a)):
-        delays.append(time.monotonic() - yielded[i])
         assert int(frame[0]) == i
-    assert max(delays) < 0.3, delays
+        assert len(yielded) == i + 1, "a frame waited for the source's next one"
 
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])

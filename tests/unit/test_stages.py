@@ -75,14 +75,24 @@ def test_task_with_threads_keeps_order() -> None:
 
 
 def test_async_task_runs_concurrently() -> None:
+    """No item finishes before all 20 have started: one at a time would wait for ever (the
+    first would time out)."""
+    started = 0
+    all_in: list[asyncio.Event] = []
+
     async def f(x: int) -> int:
-        await asyncio.sleep(0.05)
+        nonlocal started
+        if not all_in:
+            all_in.append(asyncio.Event())
+        started += 1
+        if started == 20:
+            all_in[0].set()
+        await asyncio.wait_for(all_in[0].wait(), 10)
         return x + 1
 
     stage = TaskSpec(name="t", fn=f, concurrency=20).make()
-    t0 = time.perf_counter()
     assert run_stage(stage, [list(range(20))]) == list(range(1, 21))
-    assert time.perf_counter() - t0 < 0.5
+    assert started == 20
 
 
 def test_class_task_builds_in_open_and_closes_always() -> None:
