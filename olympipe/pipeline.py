@@ -25,6 +25,8 @@ from olympipe._core.tuning import check_budget
 from olympipe._engines import local as _local  # noqa: F401
 from olympipe._engines.base import Engine, Execution, check_engine, resolve_engine
 from olympipe._graph import Endpoint, Node, Plan, RunOptions, SourceSpec, plan_for, render, sources_of
+from olympipe._picture import FORMATS, dot_source
+from olympipe._picture import render as render_dot
 from olympipe._runtime.context import check_start_method, warm_up_in_notebook
 from olympipe._stages.base import StageSpec
 from olympipe._stages.cache import CachedTaskSpec, fingerprint
@@ -743,16 +745,39 @@ class Pipeline(Generic[T]):
     def print_graph(
         self, path: str | os.PathLike[str], other_pipes: Sequence[Pipeline[Any]] | None = None
     ) -> None:
-        """Write :meth:`graph` to ``path`` (the olympipe 2.x name).
+        """Write the plan to ``path`` (the olympipe 2.x name): a picture for a ``.svg``,
+        ``.png`` or ``.pdf`` path (rendered by graphviz; after a run, with each stage's
+        figures and the bottleneck in colour), else the text of :meth:`graph`.
 
         Args:
             path: the file to write.
             other_pipes: pipelines run together with this one.
 
         Raises:
+            ImportError: a picture was asked for and graphviz's ``dot`` program is not
+                installed (the message says how to install it).
             OSError: the file cannot be written."""
+        suffix = os.path.splitext(os.fspath(path))[1].lower()
+        if suffix in FORMATS:
+            plan = plan_for([self._endpoint, *(p._endpoint for p in other_pipes or [])])
+            picture = render_dot(dot_source(plan, self._figures()), suffix[1:])
+            with open(path, "wb") as out:
+                out.write(picture)
+            return
         with open(path, "w", encoding="utf-8") as out:
             out.write(self.graph(other_pipes) + "\n")
+
+    def _figures(self) -> RunStats | None:
+        run = self._run or self._last_run
+        return run.stats() if run is not None else None
+
+    def _repr_svg_(self) -> str | None:
+        """The plan as a picture in a notebook (``None`` without graphviz's ``dot``)."""
+        try:
+            picture = render_dot(dot_source(plan_for([self._endpoint]), self._figures()), "svg")
+        except (ImportError, RuntimeError):
+            return None
+        return picture.decode()
 
     def stats(self) -> RunStats:
         """The figures of this pipeline's latest run (also during it, from another thread).
