@@ -82,6 +82,7 @@ class RunOptions:
     queue_size: int | None = None
     progress: bool = False
     workers: int | None = None  # the run's budget of worker processes (None: usable CPUs)
+    metrics_port: int | None = None  # serve Prometheus metrics there while a run lasts
 
 
 @dataclass

@@ -25,6 +25,7 @@ from olympipe._core.tuning import check_budget
 from olympipe._engines import local as _local  # noqa: F401
 from olympipe._engines.base import Engine, Execution, check_engine, resolve_engine
 from olympipe._graph import Endpoint, Node, Plan, RunOptions, SourceSpec, plan_for, render, sources_of
+from olympipe._metrics import Observed, check_metrics_port
 from olympipe._picture import FORMATS, dot_source
 from olympipe._picture import render as render_dot
 from olympipe._runtime.context import check_start_method, warm_up_in_notebook
@@ -148,6 +149,7 @@ class Pipeline(Generic[T]):
         start_method: str | None = None,
         progress: bool = False,
         engine: EngineChoice = None,
+        metrics_port: int | None = None,
         workers: int | None = None,
         on_full: str = "block",
     ) -> None:
@@ -168,6 +170,9 @@ class Pipeline(Generic[T]):
             on_full: what happens to source items that find the first stages busy:
                 ``"block"`` (wait: backpressure), ``"drop_oldest"`` or ``"drop_newest"`` (the
                 source is read at its own pace; drops are counted in :meth:`stats`).
+            metrics_port: serve each run's figures as Prometheus metrics at
+                ``http://localhost:PORT/metrics`` while it lasts (``pip install
+                "olympipe[metrics]"``).
 
         Raises:
             TypeError: ``datas`` is not iterable, or an option has the wrong type.
@@ -185,8 +190,13 @@ class Pipeline(Generic[T]):
         if workers is not None:
             _check_positive_int(workers, "workers")
         check_on_full(on_full)
+        check_metrics_port(metrics_port)
         options = RunOptions(
-            start_method=start_method, queue_size=queue_size, progress=progress, workers=workers
+            start_method=start_method,
+            queue_size=queue_size,
+            progress=progress,
+            workers=workers,
+            metrics_port=metrics_port,
         )
         self._set_state(_Builder((Node(SourceSpec(datas, on_full=on_full)), 0), options, engine))
 
@@ -668,7 +678,9 @@ class Pipeline(Generic[T]):
 
     # -- running ----------------------------------------------------------------------------
 
-    def start(self, progress: bool | None = None, *, engine: EngineChoice = None) -> Pipeline[T]:
+    def start(
+        self, progress: bool | None = None, *, engine: EngineChoice = None, metrics_port: int | None = None
+    ) -> Pipeline[T]:
         """Start the run now (idempotent) and return this pipeline; a later terminal call on
         this same pipeline collects it.
 
@@ -680,6 +692,7 @@ class Pipeline(Generic[T]):
         Args:
             progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
             engine: where the stages run; ``None``: as the pipeline says.
+            metrics_port: serve the run's figures as Prometheus metrics while it lasts.
 
         Returns:
             This pipeline.
@@ -697,7 +710,7 @@ class Pipeline(Generic[T]):
                 self._finalizer = weakref.finalize(self, prefetch.stop)
                 return self
         if self._run is None:
-            self._run = self._execute([self], progress, engine)
+            self._run = self._execute([self], progress, engine, metrics_port)
             _running.add(self._run)
             # Dropped without being collected: the run is closed when the pipeline is.
             self._finalizer = weakref.finalize(self, functools.partial(_close, self._run))
@@ -706,7 +719,11 @@ class Pipeline(Generic[T]):
         return self
 
     def _execute(
-        self, pipes: Sequence[Pipeline[Any]], progress: bool | None, engine: EngineChoice
+        self,
+        pipes: Sequence[Pipeline[Any]],
+        progress: bool | None,
+        engine: EngineChoice,
+        metrics_port: int | None = None,
     ) -> Execution:
         check_engine(engine)
         plan = plan_for([p._endpoint for p in pipes])
@@ -716,17 +733,30 @@ class Pipeline(Generic[T]):
             _check_bool(progress, "progress")
         wanted = self._b.options.progress if progress is None else progress
         options = replace(self._b.options, progress=bool(wanted))
-        return resolve_engine(engine if engine is not None else self._b.engine).execute(plan, options)
+        check_metrics_port(metrics_port)
+        port = metrics_port if metrics_port is not None else self._b.options.metrics_port
+        run = resolve_engine(engine if engine is not None else self._b.engine).execute(plan, options)
+        if port is None:
+            return run
+        try:
+            return Observed(run, port)
+        except BaseException:
+            run.close()
+            raise
 
     def _take_run(
-        self, pipes: Sequence[Pipeline[Any]], progress: bool | None = None, engine: EngineChoice = None
+        self,
+        pipes: Sequence[Pipeline[Any]],
+        progress: bool | None = None,
+        engine: EngineChoice = None,
+        metrics_port: int | None = None,
     ) -> Execution:
         if self._run is not None and len(pipes) == 1:
             run, self._run = self._run, None
             if self._finalizer is not None:
                 self._finalizer.detach()  # the terminal call closes it
         else:
-            run = self._execute(pipes, progress, engine)
+            run = self._execute(pipes, progress, engine, metrics_port)
             _running.add(run)
         for pipe in pipes:
             pipe._last_run = run
@@ -828,6 +858,7 @@ class Pipeline(Generic[T]):
         progress: bool | None = None,
         *,
         engine: EngineChoice = None,
+        metrics_port: int | None = None,
         debug_graph: str | os.PathLike[str] | None = None,
     ) -> list[T]:
         """Run the pipeline and return its outputs, in order.
@@ -836,6 +867,8 @@ class Pipeline(Generic[T]):
             progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
             engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+            metrics_port: serve the run's figures as Prometheus metrics at
+                ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
             debug_graph: a path to write the plan to first (olympipe 2.x).
 
         Returns:
@@ -849,7 +882,9 @@ class Pipeline(Generic[T]):
                 ``on_error``.
             RuntimeError: the source is an iterator another run has read, or is reading.
             KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
-        return self.wait_for_results(progress=progress, engine=engine, debug_graph=debug_graph)[0]
+        return self.wait_for_results(
+            progress=progress, engine=engine, metrics_port=metrics_port, debug_graph=debug_graph
+        )[0]
 
     def wait_for_results(
         self,
@@ -857,6 +892,7 @@ class Pipeline(Generic[T]):
         progress: bool | None = None,
         *,
         engine: EngineChoice = None,
+        metrics_port: int | None = None,
         debug_graph: str | os.PathLike[str] | None = None,
     ) -> list[list[Any]]:
         """Run this pipeline with ``other_pipes`` as one graph.
@@ -867,6 +903,8 @@ class Pipeline(Generic[T]):
             progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
             engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+            metrics_port: serve the run's figures as Prometheus metrics at
+                ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
             debug_graph: a path to write the plan to first (olympipe 2.x).
 
         Returns:
@@ -883,11 +921,15 @@ class Pipeline(Generic[T]):
         pipes = [self, *(other_pipes or [])]
         if debug_graph is not None:
             self.print_graph(debug_graph, other_pipes)
-        return _collect(self._take_run(pipes, progress, engine), pipes)
+        return _collect(self._take_run(pipes, progress, engine, metrics_port), pipes)
 
     @staticmethod
     def wait_for_all_results(
-        pipes: Sequence[Pipeline[Any]], progress: bool | None = None, *, engine: EngineChoice = None
+        pipes: Sequence[Pipeline[Any]],
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
+        metrics_port: int | None = None,
     ) -> list[list[Any]]:
         """Run all ``pipes`` as one graph.
 
@@ -896,6 +938,8 @@ class Pipeline(Generic[T]):
             progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
             engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+            metrics_port: serve the run's figures as Prometheus metrics at
+                ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
 
         Returns:
             One list of outputs per pipeline.
@@ -910,7 +954,9 @@ class Pipeline(Generic[T]):
             KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         if not pipes:
             return []
-        return pipes[0].wait_for_results(list(pipes[1:]), progress=progress, engine=engine)
+        return pipes[0].wait_for_results(
+            list(pipes[1:]), progress=progress, engine=engine, metrics_port=metrics_port
+        )
 
     def wait_for_completion(
         self,
@@ -918,6 +964,7 @@ class Pipeline(Generic[T]):
         progress: bool | None = None,
         *,
         engine: EngineChoice = None,
+        metrics_port: int | None = None,
     ) -> None:
         """Run this pipeline (with ``other_pipes``) and discard the outputs.
 
@@ -926,6 +973,8 @@ class Pipeline(Generic[T]):
             progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
             engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+            metrics_port: serve the run's figures as Prometheus metrics at
+                ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
 
         Raises:
             PipelineError: a stage (or the source) raised; it is also an instance of the original
@@ -936,7 +985,7 @@ class Pipeline(Generic[T]):
             RuntimeError: the source is an iterator another run has read, or is reading.
             KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         pipes = [self, *(other_pipes or [])]
-        run = self._take_run(pipes, progress, engine)
+        run = self._take_run(pipes, progress, engine, metrics_port)
         try:
             for _ in _events(run):
                 pass
@@ -945,7 +994,11 @@ class Pipeline(Generic[T]):
 
     @staticmethod
     def wait_for_all_completions(
-        pipes: Sequence[Pipeline[Any]], progress: bool | None = None, *, engine: EngineChoice = None
+        pipes: Sequence[Pipeline[Any]],
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
+        metrics_port: int | None = None,
     ) -> None:
         """Run all ``pipes`` as one graph and discard the outputs.
 
@@ -954,6 +1007,8 @@ class Pipeline(Generic[T]):
             progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
             engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+            metrics_port: serve the run's figures as Prometheus metrics at
+                ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
 
         Raises:
             PipelineError: a stage (or the source) raised; it is also an instance of the original
@@ -964,7 +1019,9 @@ class Pipeline(Generic[T]):
             RuntimeError: the source is an iterator another run has read, or is reading.
             KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         if pipes:
-            pipes[0].wait_for_completion(list(pipes[1:]), progress=progress, engine=engine)
+            pipes[0].wait_for_completion(
+                list(pipes[1:]), progress=progress, engine=engine, metrics_port=metrics_port
+            )
 
     def wait_and_reduce(
         self,
@@ -973,6 +1030,7 @@ class Pipeline(Generic[T]):
         progress: bool | None = None,
         *,
         engine: EngineChoice = None,
+        metrics_port: int | None = None,
     ) -> A:
         """Run the pipeline and fold its outputs with ``reducer(item, acc)``.
 
@@ -982,6 +1040,8 @@ class Pipeline(Generic[T]):
             progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
             engine: ``"local"`` (worker processes), ``"inline"`` (your thread), ``"ray"`` or a
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
+            metrics_port: serve the run's figures as Prometheus metrics at
+                ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
 
         Returns:
             The final ``acc``.
@@ -994,7 +1054,8 @@ class Pipeline(Generic[T]):
                 ``on_error``.
             RuntimeError: the source is an iterator another run has read, or is reading.
             KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
-        result: A = self.reduce(accumulator, reducer).wait_for_result(progress=progress, engine=engine)[0]
+        reduced = self.reduce(accumulator, reducer)
+        result: A = reduced.wait_for_result(progress=progress, engine=engine, metrics_port=metrics_port)[0]
         return result
 
     def __iter__(self) -> Iterator[T]:

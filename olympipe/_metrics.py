@@ -1,0 +1,111 @@
+"""``metrics_port=``: a run's figures as Prometheus metrics, served while the run lasts.
+
+The metrics are read from ``stats()`` at each scrape, so they cost nothing between
+scrapes; they need the ``prometheus_client`` package (``pip install "olympipe[metrics]"``),
+imported only when a port is asked for. The server binds every interface of the machine,
+as ``prometheus_client`` does, before the run starts (a port in use fails at once), and is
+shut down when the run closes, on every exit path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from olympipe._engines.base import Execution
+from olympipe.stats import RunStats, StageStats
+
+INSTALL_HINT = 'metrics_port= needs the prometheus_client package: pip install "olympipe[metrics]"'
+
+
+def check_metrics_port(port: object) -> None:
+    """``port`` must be an int from 1 to 65535 (or ``None``)."""
+    if port is None:
+        return
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"metrics_port must be an int, got {type(port).__name__}")
+    if not 0 < port < 65536:
+        raise ValueError(f"metrics_port must be from 1 to 65535, got {port}")
+
+
+def _client() -> Any:
+    try:
+        return importlib.import_module("prometheus_client")
+    except ImportError as exc:
+        raise ImportError(INSTALL_HINT) from exc
+
+
+def families(stats: RunStats) -> Iterator[Any]:
+    """The metric families of one reading of ``stats()``, labelled by stage."""
+    core = importlib.import_module("prometheus_client.core")
+    counters: dict[str, tuple[str, Callable[[StageStats], float]]] = {
+        "olympipe_items_in": ("items that entered the stage", lambda r: r.items_in),
+        "olympipe_items_out": ("items the stage sent on", lambda r: r.items_out),
+        "olympipe_errors": ("items that failed in the stage", lambda r: r.errors),
+        "olympipe_dropped": ("items dropped at the stage's input (on_full=)", lambda r: r.dropped),
+        "olympipe_busy_seconds": (
+            "seconds the stage's workers spent in its code",
+            lambda r: r.busy_pct / 100 * stats.wall_seconds * max(1, r.workers),
+        ),
+    }
+    for name, (doc, value) in counters.items():
+        family: Any = core.CounterMetricFamily(name, doc, labels=["stage"])
+        for row in stats.rows:
+            family.add_metric([row.name], float(value(row)))
+        yield family
+    workers: Any = core.GaugeMetricFamily("olympipe_workers", "the stage's workers now", labels=["stage"])
+    for row in stats.rows:
+        workers.add_metric([row.name], float(row.workers))
+    yield workers
+
+
+def exposition(stats: RunStats) -> bytes:
+    """The Prometheus text format of one reading of ``stats()`` (a server's ``/metrics``)."""
+    client = _client()
+    registry = client.CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(lambda: stats))
+    data: bytes = client.generate_latest(registry)
+    return data
+
+
+class _Collector:
+    def __init__(self, read: Callable[[], RunStats]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Any]:
+        yield from families(self._read())
+
+
+class Observed:
+    """An execution whose figures are served at ``http://localhost:PORT/metrics``."""
+
+    def __init__(self, run: Execution, port: int) -> None:
+        client = _client()
+        self.plan = run.plan
+        self._run = run
+        registry = client.CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(run.stats))
+        self._server, self._thread = client.start_http_server(port, registry=registry)
+
+    def start(self) -> None:
+        self._run.start()
+
+    def events(self) -> Iterator[tuple[int, list[Any]]]:
+        return self._run.events()
+
+    def stats(self) -> RunStats:
+        return self._run.stats()
+
+    def end_sources(self, node_ids: set[int]) -> None:
+        self._run.end_sources(node_ids)
+
+    def close(self) -> None:
+        try:
+            self._run.close()
+        finally:
+            if self._server is not None:
+                server, self._server = self._server, None
+                server.shutdown()
+                server.server_close()
+                self._thread.join()

@@ -1,0 +1,68 @@
+"""metrics_port=: a run's figures as Prometheus metrics while it lasts."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from olympipe import Pipeline
+
+pytest.importorskip("prometheus_client")
+pytestmark = pytest.mark.timeout(60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text: str = r.read().decode()
+        return text
+
+
+def test_metrics_are_served_while_the_run_lasts_and_not_after() -> None:
+    port = free_port()
+    scraped: list[str] = []
+    go_on = threading.Event()
+
+    def source() -> Iterator[int]:
+        yield from range(20)
+        scraped.append(scrape(port))  # during the run: 20 items read
+        go_on.set()
+        yield from range(20, 30)
+
+    p = Pipeline(source(), metrics_port=port).task(abs, name="absolute")
+    assert p.wait_for_result() == list(range(30))
+    assert go_on.is_set()
+    text = scraped[0]
+    for name in (
+        "olympipe_items_in_total",
+        "olympipe_items_out_total",
+        "olympipe_errors_total",
+        "olympipe_dropped_total",
+        "olympipe_busy_seconds_total",
+        "olympipe_workers",
+    ):
+        assert name in text, text
+    assert 'stage="absolute"' in text
+    with pytest.raises(OSError):
+        scrape(port)  # the server is gone with the run
+
+
+def test_a_terminal_call_may_ask_for_its_own_port() -> None:
+    port = free_port()
+    assert Pipeline(range(5)).task(abs).wait_for_result(metrics_port=port) == list(range(5))
+
+
+@pytest.mark.parametrize(("bad", "error"), [(0, ValueError), (70000, ValueError), ("80", TypeError)])
+def test_bad_ports(bad: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="metrics_port"):
+        Pipeline(range(3), metrics_port=bad)  # type: ignore[arg-type]
