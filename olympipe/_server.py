@@ -67,6 +67,7 @@ class ServerSource:
             raise ValueError(f"inactivity_timeout must be > 0, got {inactivity_timeout}")
         self._timeout = inactivity_timeout
         self.debug = debug
+        self.read_stats: Callable[[], Any] | None = None  # the run's stats(), while it runs
         self._requests: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._stopped = False  # no request is taken any more: new ones get 503 at once
@@ -236,7 +237,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(400, {"error": "Content-Length must be a non-negative integer"})
             return
         body = self.rfile.read(length) if length else b""
-        status, parse = self.source.route(self.path.split("?", 1)[0], method)
+        path = self.path.split("?", 1)[0]
+        status, parse = self.source.route(path, method)
+        if parse is None and path == "/metrics" and method == "GET":
+            self._metrics()
+            return
         if parse is None:
             self._reply(status, {"error": "no such route" if status == 404 else "method not allowed"})
             return
@@ -261,6 +266,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(204, None)
         else:
             self._reply(200, values[0] if len(values) == 1 else values)
+
+    def _metrics(self) -> None:
+        """``GET /metrics`` (no route of the user's there): the run's Prometheus metrics."""
+        from olympipe._metrics import exposition
+
+        read = self.source.read_stats
+        try:
+            data = exposition(read()) if read is not None else b""
+        except ImportError as exc:
+            self._reply(501, {"error": str(exc)})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _reply(self, status: int, value: Any) -> None:
         try:

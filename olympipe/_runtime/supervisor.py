@@ -93,6 +93,8 @@ class Run:
             start_fork_server()  # it loads while this run wires itself
         self._ctx = get_context(self.method)
         self._server = _server_of(plan)
+        if self._server is not None:
+            self._server.read_stats = self.stats  # GET /metrics on the server's own port
         # Resizable stages start workers during the run as replacements do.
         self.replaceable = (
             self._server is not None

@@ -6,6 +6,7 @@ import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -66,3 +67,20 @@ def test_a_terminal_call_may_ask_for_its_own_port() -> None:
 def test_bad_ports(bad: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="metrics_port"):
         Pipeline(range(3), metrics_port=bad)  # type: ignore[arg-type]
+
+
+def test_a_server_pipeline_answers_get_metrics_on_its_own_port() -> None:
+    from tests.integration.test_server import call, serve
+
+    src = Pipeline.server(
+        [("POST", "/double", lambda b: b["x"])], host="127.0.0.1", port=0, inactivity_timeout=1
+    )
+    pipe = src.task(lambda x: x * 2, name="double")
+
+    def clients() -> tuple[Any, str]:
+        answer = call(src.port, "/double", {"x": 21})
+        return answer, scrape(src.port)
+
+    answer, text = serve(pipe, clients)
+    assert answer == (200, 42)
+    assert 'olympipe_items_out_total{stage="double"} 1.0' in text
