@@ -9,6 +9,7 @@ sorting by id is a topological order and the graph cannot have cycles.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -83,6 +84,7 @@ class RunOptions:
     progress: bool = False
     workers: int | None = None  # the run's budget of worker processes (None: usable CPUs)
     metrics_port: int | None = None  # serve Prometheus metrics there while a run lasts
+    trace: str | os.PathLike[str] | None = None  # write the run's timeline there at its end
 
 
 @dataclass

@@ -42,6 +42,7 @@ from olympipe._stages.stateful import (
     TemporalBatchSpec,
     TimeoutSpec,
 )
+from olympipe._trace import Traced, check_trace
 from olympipe.errors import PipelineError
 from olympipe.stats import RunStats
 
@@ -150,6 +151,7 @@ class Pipeline(Generic[T]):
         progress: bool = False,
         engine: EngineChoice = None,
         metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
         workers: int | None = None,
         on_full: str = "block",
     ) -> None:
@@ -173,6 +175,8 @@ class Pipeline(Generic[T]):
             metrics_port: serve each run's figures as Prometheus metrics at
                 ``http://localhost:PORT/metrics`` while it lasts (``pip install
                 "olympipe[metrics]"``).
+            trace: write each run's timeline to this file when it ends (Chrome trace event
+                format, opened by Perfetto and ``chrome://tracing``).
 
         Raises:
             TypeError: ``datas`` is not iterable, or an option has the wrong type.
@@ -191,12 +195,14 @@ class Pipeline(Generic[T]):
             _check_positive_int(workers, "workers")
         check_on_full(on_full)
         check_metrics_port(metrics_port)
+        check_trace(trace)
         options = RunOptions(
             start_method=start_method,
             queue_size=queue_size,
             progress=progress,
             workers=workers,
             metrics_port=metrics_port,
+            trace=trace,
         )
         self._set_state(_Builder((Node(SourceSpec(datas, on_full=on_full)), 0), options, engine))
 
@@ -679,7 +685,12 @@ class Pipeline(Generic[T]):
     # -- running ----------------------------------------------------------------------------
 
     def start(
-        self, progress: bool | None = None, *, engine: EngineChoice = None, metrics_port: int | None = None
+        self,
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
+        metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
     ) -> Pipeline[T]:
         """Start the run now (idempotent) and return this pipeline; a later terminal call on
         this same pipeline collects it.
@@ -693,6 +704,7 @@ class Pipeline(Generic[T]):
             progress: one bar (or line) per stage while it runs; ``None``: as the pipeline says.
             engine: where the stages run; ``None``: as the pipeline says.
             metrics_port: serve the run's figures as Prometheus metrics while it lasts.
+            trace: write the run's timeline there when it ends.
 
         Returns:
             This pipeline.
@@ -710,7 +722,7 @@ class Pipeline(Generic[T]):
                 self._finalizer = weakref.finalize(self, prefetch.stop)
                 return self
         if self._run is None:
-            self._run = self._execute([self], progress, engine, metrics_port)
+            self._run = self._execute([self], progress, engine, metrics_port, trace)
             _running.add(self._run)
             # Dropped without being collected: the run is closed when the pipeline is.
             self._finalizer = weakref.finalize(self, functools.partial(_close, self._run))
@@ -724,6 +736,7 @@ class Pipeline(Generic[T]):
         progress: bool | None,
         engine: EngineChoice,
         metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
     ) -> Execution:
         check_engine(engine)
         plan = plan_for([p._endpoint for p in pipes])
@@ -734,8 +747,12 @@ class Pipeline(Generic[T]):
         wanted = self._b.options.progress if progress is None else progress
         options = replace(self._b.options, progress=bool(wanted))
         check_metrics_port(metrics_port)
+        check_trace(trace)
         port = metrics_port if metrics_port is not None else self._b.options.metrics_port
+        trace_to = trace if trace is not None else self._b.options.trace
         run = resolve_engine(engine if engine is not None else self._b.engine).execute(plan, options)
+        if trace_to is not None:
+            run = Traced(run, trace_to)
         if port is None:
             return run
         try:
@@ -750,13 +767,14 @@ class Pipeline(Generic[T]):
         progress: bool | None = None,
         engine: EngineChoice = None,
         metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
     ) -> Execution:
         if self._run is not None and len(pipes) == 1:
             run, self._run = self._run, None
             if self._finalizer is not None:
                 self._finalizer.detach()  # the terminal call closes it
         else:
-            run = self._execute(pipes, progress, engine, metrics_port)
+            run = self._execute(pipes, progress, engine, metrics_port, trace)
             _running.add(run)
         for pipe in pipes:
             pipe._last_run = run
@@ -859,6 +877,7 @@ class Pipeline(Generic[T]):
         *,
         engine: EngineChoice = None,
         metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
         debug_graph: str | os.PathLike[str] | None = None,
     ) -> list[T]:
         """Run the pipeline and return its outputs, in order.
@@ -869,6 +888,8 @@ class Pipeline(Generic[T]):
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
             metrics_port: serve the run's figures as Prometheus metrics at
                 ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
+            trace: write the run's timeline there (Chrome trace format: Perfetto,
+                ``chrome://tracing``) when it ends; ``None``: as the pipeline says.
             debug_graph: a path to write the plan to first (olympipe 2.x).
 
         Returns:
@@ -883,7 +904,7 @@ class Pipeline(Generic[T]):
             RuntimeError: the source is an iterator another run has read, or is reading.
             KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         return self.wait_for_results(
-            progress=progress, engine=engine, metrics_port=metrics_port, debug_graph=debug_graph
+            progress=progress, engine=engine, metrics_port=metrics_port, trace=trace, debug_graph=debug_graph
         )[0]
 
     def wait_for_results(
@@ -893,6 +914,7 @@ class Pipeline(Generic[T]):
         *,
         engine: EngineChoice = None,
         metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
         debug_graph: str | os.PathLike[str] | None = None,
     ) -> list[list[Any]]:
         """Run this pipeline with ``other_pipes`` as one graph.
@@ -905,6 +927,8 @@ class Pipeline(Generic[T]):
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
             metrics_port: serve the run's figures as Prometheus metrics at
                 ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
+            trace: write the run's timeline there (Chrome trace format: Perfetto,
+                ``chrome://tracing``) when it ends; ``None``: as the pipeline says.
             debug_graph: a path to write the plan to first (olympipe 2.x).
 
         Returns:
@@ -921,7 +945,7 @@ class Pipeline(Generic[T]):
         pipes = [self, *(other_pipes or [])]
         if debug_graph is not None:
             self.print_graph(debug_graph, other_pipes)
-        return _collect(self._take_run(pipes, progress, engine, metrics_port), pipes)
+        return _collect(self._take_run(pipes, progress, engine, metrics_port, trace), pipes)
 
     @staticmethod
     def wait_for_all_results(
@@ -930,6 +954,7 @@ class Pipeline(Generic[T]):
         *,
         engine: EngineChoice = None,
         metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
     ) -> list[list[Any]]:
         """Run all ``pipes`` as one graph.
 
@@ -940,6 +965,8 @@ class Pipeline(Generic[T]):
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
             metrics_port: serve the run's figures as Prometheus metrics at
                 ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
+            trace: write the run's timeline there (Chrome trace format: Perfetto,
+                ``chrome://tracing``) when it ends; ``None``: as the pipeline says.
 
         Returns:
             One list of outputs per pipeline.
@@ -955,7 +982,7 @@ class Pipeline(Generic[T]):
         if not pipes:
             return []
         return pipes[0].wait_for_results(
-            list(pipes[1:]), progress=progress, engine=engine, metrics_port=metrics_port
+            list(pipes[1:]), progress=progress, engine=engine, metrics_port=metrics_port, trace=trace
         )
 
     def wait_for_completion(
@@ -965,6 +992,7 @@ class Pipeline(Generic[T]):
         *,
         engine: EngineChoice = None,
         metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
     ) -> None:
         """Run this pipeline (with ``other_pipes``) and discard the outputs.
 
@@ -975,6 +1003,8 @@ class Pipeline(Generic[T]):
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
             metrics_port: serve the run's figures as Prometheus metrics at
                 ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
+            trace: write the run's timeline there (Chrome trace format: Perfetto,
+                ``chrome://tracing``) when it ends; ``None``: as the pipeline says.
 
         Raises:
             PipelineError: a stage (or the source) raised; it is also an instance of the original
@@ -985,7 +1015,7 @@ class Pipeline(Generic[T]):
             RuntimeError: the source is an iterator another run has read, or is reading.
             KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         pipes = [self, *(other_pipes or [])]
-        run = self._take_run(pipes, progress, engine, metrics_port)
+        run = self._take_run(pipes, progress, engine, metrics_port, trace)
         try:
             for _ in _events(run):
                 pass
@@ -999,6 +1029,7 @@ class Pipeline(Generic[T]):
         *,
         engine: EngineChoice = None,
         metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
     ) -> None:
         """Run all ``pipes`` as one graph and discard the outputs.
 
@@ -1009,6 +1040,8 @@ class Pipeline(Generic[T]):
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
             metrics_port: serve the run's figures as Prometheus metrics at
                 ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
+            trace: write the run's timeline there (Chrome trace format: Perfetto,
+                ``chrome://tracing``) when it ends; ``None``: as the pipeline says.
 
         Raises:
             PipelineError: a stage (or the source) raised; it is also an instance of the original
@@ -1020,7 +1053,7 @@ class Pipeline(Generic[T]):
             KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         if pipes:
             pipes[0].wait_for_completion(
-                list(pipes[1:]), progress=progress, engine=engine, metrics_port=metrics_port
+                list(pipes[1:]), progress=progress, engine=engine, metrics_port=metrics_port, trace=trace
             )
 
     def wait_and_reduce(
@@ -1031,6 +1064,7 @@ class Pipeline(Generic[T]):
         *,
         engine: EngineChoice = None,
         metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
     ) -> A:
         """Run the pipeline and fold its outputs with ``reducer(item, acc)``.
 
@@ -1042,6 +1076,8 @@ class Pipeline(Generic[T]):
                 :class:`~olympipe.RayEngine`; ``None``: as the pipeline says.
             metrics_port: serve the run's figures as Prometheus metrics at
                 ``http://localhost:PORT/metrics`` while it lasts; ``None``: as the pipeline says.
+            trace: write the run's timeline there (Chrome trace format: Perfetto,
+                ``chrome://tracing``) when it ends; ``None``: as the pipeline says.
 
         Returns:
             The final ``acc``.
@@ -1055,7 +1091,9 @@ class Pipeline(Generic[T]):
             RuntimeError: the source is an iterator another run has read, or is reading.
             KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         reduced = self.reduce(accumulator, reducer)
-        result: A = reduced.wait_for_result(progress=progress, engine=engine, metrics_port=metrics_port)[0]
+        result: A = reduced.wait_for_result(
+            progress=progress, engine=engine, metrics_port=metrics_port, trace=trace
+        )[0]
         return result
 
     def __iter__(self) -> Iterator[T]:

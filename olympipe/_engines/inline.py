@@ -298,6 +298,10 @@ class InlineRun:
             except BaseException as exc:
                 raise error_from(self.plan.labels[node_id], exc)
 
+    def trace_rows(self) -> list[tuple[str, int, int]]:
+        """``(stage, worker position, counter row)`` of every stage (``trace=``)."""
+        return [(self.plan.labels[node.id], 0, self._rows[node.id]) for node in self.plan.stages]
+
     def stats(self) -> RunStats:
         """The run's figures so far (or final, once it is over)."""
         end = self._ended_at or time.time()

@@ -449,6 +449,14 @@ class Run:
             latency=self.latency.summary(),
         )
 
+    def trace_rows(self) -> list[tuple[str, int, int]]:
+        """``(stage, worker position, counter row)`` of every worker place (``trace=``)."""
+        return [
+            (self.labels[node_id], position, row)
+            for node_id, rows in self.rows.workers.items()
+            for position, row in enumerate(rows)
+        ]
+
     def _dropped_at(self) -> dict[str, int]:
         """Items each source's flow policy dropped, counted at the stages it feeds."""
         if not self._feeders:

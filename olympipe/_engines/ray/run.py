@@ -461,6 +461,15 @@ class RayRun:
                 self._submit({}, finishing=group)
             self._ended.update(n.id for n in group.nodes)
 
+    def trace_rows(self) -> list[tuple[str, int, int]]:
+        """``(stage, actor, counter row)`` of every stage of every actor place (``trace=``)."""
+        return [
+            (self.plan.labels[node.id], actor, rows[position])
+            for group in self.groups
+            for actor, rows in enumerate(group.rows)
+            for position, node in enumerate(group.nodes)
+        ]
+
     def stats(self) -> RunStats:
         """The run's figures so far, from the counters each call returned."""
         end = self._ended_at or time.time()
