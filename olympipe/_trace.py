@@ -6,7 +6,7 @@ crashes, recycling) every :data:`SAMPLE_SECONDS`; each sample becomes, on the wo
 consecutive complete events (``"ph": "X"``) named ``busy``, ``blocked_out`` and
 ``wait_in`` whose lengths are the worker's shares of that interval (so the spans of a track
 never overlap and cover the worker's life from its start), and instant events for a start,
-a crash, a recycling and a resize. Tracks are grouped by stage (a process per stage, a
+a crash, a recycling, a drop (``on_full=``) and a resize. Tracks are grouped by stage (a process per stage, a
 thread per worker); the caller has a track of its own with counters of the items read and
 delivered. The file is bounded whatever the run's length: the samples are kept in a ring
 of :data:`MAX_EVENTS` events, so a long run's file holds its last stretch (the first event
@@ -28,10 +28,10 @@ from olympipe._runtime.counters import (
     BLOCKED_OUT,
     BUSY,
     CRASHES,
+    DROPPED,
     FIELDS,
     RECYCLED,
     STARTED,
-    WAIT_IN,
     Counters,
 )
 from olympipe.stats import RunStats
@@ -174,7 +174,7 @@ class _Sampler(threading.Thread):
                 continue
             fields = (
                 float(array[at + BUSY]),
-                float(array[at + WAIT_IN]),
+                float(array[at + DROPPED]),
                 float(array[at + BLOCKED_OUT]),
                 float(array[at + CRASHES]),
                 float(array[at + RECYCLED]),
@@ -186,13 +186,25 @@ class _Sampler(threading.Thread):
                     {"ph": "i", "s": "t", "name": "start", "pid": pid, "tid": tid, "ts": self._us(started)}
                 )
                 last = (max(started, self._t0), 0.0, 0.0, 0.0, fields[3], fields[4])
-            t_prev, busy0, _wait0, blocked0, crashes0, recycled0 = last
+            t_prev, busy0, dropped0, blocked0, crashes0, recycled0 = last
             self._spans(pid, tid, t_prev, now, fields[0] - busy0, fields[2] - blocked0)
             for count, before, name in ((fields[3], crashes0, "crash"), (fields[4], recycled0, "recycled")):
                 for _ in range(int(count - before)):
                     self._events.append(
                         {"ph": "i", "s": "t", "name": name, "pid": pid, "tid": tid, "ts": self._us(now)}
                     )
+            if fields[1] > dropped0:
+                dropped = int(fields[1] - dropped0)
+                self._events.append(
+                    {
+                        "ph": "i",
+                        "s": "t",
+                        "name": f"dropped {dropped}",
+                        "pid": pid,
+                        "tid": tid,
+                        "ts": self._us(now),
+                    }
+                )
             self._last[row] = (now, *fields)
 
     def _spans(self, pid: int, tid: int, start: float, end: float, busy: float, blocked: float) -> None:

@@ -49,3 +49,15 @@ def test_a_trace_path_in_a_missing_folder_fails_before_the_run(tmp_path: Path) -
         Pipeline(range(3)).task(abs).wait_for_result(trace=tmp_path / "no" / "run.json")
     with pytest.raises(TypeError, match="trace"):
         Pipeline(range(3), trace=3)  # type: ignore[arg-type]
+
+
+def test_drops_show_in_the_trace(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    p = Pipeline(range(2000), trace=path).task(plus_one).task(slow, on_full="drop_oldest")
+    p.wait_for_result()
+    dropped = {r.name: r.dropped for r in p.stats().rows}["slow"]
+    assert dropped > 0
+    events = json.loads(path.read_text())["traceEvents"]
+    drops = [e["name"] for e in events if e["ph"] == "i" and e["name"].startswith("dropped")]
+    marked = sum(int(name.split()[1]) for name in drops)
+    assert marked == dropped
