@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from olympipe._engines.base import Execution
+from olympipe._engines.base import Around, Execution
 from olympipe.stats import RunStats, StageStats
 
 INSTALL_HINT = 'metrics_port= needs the prometheus_client package: pip install "olympipe[metrics]"'
@@ -77,32 +77,19 @@ class _Collector:
         yield from families(self._read())
 
 
-class Observed:
-    """An execution whose figures are served at ``http://localhost:PORT/metrics``."""
+class Observed(Around):
+    """A run whose figures are served at ``http://localhost:PORT/metrics``."""
 
     def __init__(self, run: Execution, port: int) -> None:
+        super().__init__(run)
         client = _client()
-        self.plan = run.plan
-        self._run = run
         registry = client.CollectorRegistry(auto_describe=False)
         registry.register(_Collector(run.stats))
         self._server, self._thread = client.start_http_server(port, registry=registry)
 
-    def start(self) -> None:
-        self._run.start()
-
-    def events(self) -> Iterator[tuple[int, list[Any]]]:
-        return self._run.events()
-
-    def stats(self) -> RunStats:
-        return self._run.stats()
-
-    def end_sources(self, node_ids: set[int]) -> None:
-        self._run.end_sources(node_ids)
-
     def close(self) -> None:
         try:
-            self._run.close()
+            super().close()
         finally:
             if self._server is not None:
                 server, self._server = self._server, None

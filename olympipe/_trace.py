@@ -20,10 +20,10 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from olympipe._engines.base import Execution
+from olympipe._engines.base import Around, Execution
 from olympipe._runtime.counters import (
     BLOCKED_OUT,
     BUSY,
@@ -51,36 +51,25 @@ def check_trace(path: object) -> None:
         raise FileNotFoundError(f"trace: no such directory: {folder!r}")
 
 
-class Traced:
-    """An execution whose timeline is written to ``path`` when it closes."""
+class Traced(Around):
+    """A run whose timeline is written to ``path`` when it closes."""
 
     def __init__(self, run: Execution, path: str | os.PathLike[str]) -> None:
-        self.plan = run.plan
-        self._run = run
+        super().__init__(run)
         self._path = os.fspath(path)
         self._sampler: _Sampler | None = None
 
     def start(self) -> None:
-        self._run.start()
+        super().start()
         if self._sampler is None:
             rows: Callable[[], list[tuple[str, int, int]]] = getattr(self._run, "trace_rows", lambda: [])
             counters: Counters | None = getattr(self._run, "counters", None)
             self._sampler = _Sampler(rows, counters, self._run.stats)
             self._sampler.start()
 
-    def events(self) -> Iterator[tuple[int, list[Any]]]:
-        self.start()
-        return self._run.events()
-
-    def stats(self) -> RunStats:
-        return self._run.stats()
-
-    def end_sources(self, node_ids: set[int]) -> None:
-        self._run.end_sources(node_ids)
-
     def close(self) -> None:
         try:
-            self._run.close()
+            super().close()
         finally:
             sampler, self._sampler = self._sampler, None
             if sampler is not None:

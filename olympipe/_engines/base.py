@@ -81,3 +81,33 @@ def resolve_engine(engine: str | Engine | None) -> Engine:
         return RayEngine()
     assert isinstance(engine, Engine)
     return engine
+
+
+class Around:
+    """A run wrapped by something that lives as long as it (metrics, a trace): every call
+    goes to the run; a subclass adds to :meth:`start` and :meth:`close`."""
+
+    def __init__(self, run: Execution) -> None:
+        self.plan = run.plan
+        self._run = run
+
+    def start(self) -> None:
+        """Start the run (idempotent)."""
+        self._run.start()
+
+    def events(self) -> Iterator[tuple[int, list[Any]]]:
+        """The run's events; starts it first, as the engines' ``events`` do."""
+        self.start()
+        return self._run.events()
+
+    def stats(self) -> RunStats:
+        """The run's figures so far."""
+        return self._run.stats()
+
+    def end_sources(self, node_ids: set[int]) -> None:
+        """End the run's sources after what they have read."""
+        self._run.end_sources(node_ids)
+
+    def close(self) -> None:
+        """Close the run."""
+        self._run.close()
