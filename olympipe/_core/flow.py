@@ -135,23 +135,38 @@ class DroppingReader:
         self._stop.set()
 
     def _read(self) -> None:
-        iterator: Any = None
-        try:
-            iterator = iter(self._iterable)
-            for item in iterator:
-                if self._stop.is_set():
-                    break
-                self.queue.put((time.monotonic(), item))
-            self.queue.put_final(_END)
-        except Exception as exc:
-            self.queue.put_final(_Raised(exc))
-        finally:
-            close = getattr(iterator, "close", None)
-            if callable(close):
-                close()
+        queue = self.queue
+        _read_all(
+            self._iterable, lambda item: queue.put((time.monotonic(), item)), queue.put_final, self._stop
+        )
 
 
 _END = object()
+
+
+def _read_all(
+    iterable: Iterable[Any],
+    put: Callable[[Any], None],
+    put_final: Callable[[Any], None],
+    stop: threading.Event,
+) -> None:
+    """The body of a source's reader thread: each item to ``put`` until ``stop`` is set,
+    then the end (or the source's exception) to ``put_final``; a generator is closed here,
+    in the thread that ran it."""
+    iterator: Any = None
+    try:
+        iterator = iter(iterable)
+        for item in iterator:
+            put(item)
+            if stop.is_set():
+                return
+        put_final(_END)
+    except Exception as exc:
+        put_final(_Raised(exc))
+    finally:
+        close = getattr(iterator, "close", None)
+        if callable(close):
+            close()
 
 
 class _Raised:
@@ -198,17 +213,4 @@ class Prefetch:
             pass
 
     def _read(self) -> None:
-        iterator: Any = None
-        try:
-            iterator = iter(self._iterable)
-            for item in iterator:
-                self._queue.put(item)
-                if self._stop.is_set():
-                    return
-            self._queue.put(_END)
-        except Exception as exc:
-            self._queue.put(_Raised(exc))
-        finally:
-            close = getattr(iterator, "close", None)
-            if callable(close):
-                close()
+        _read_all(self._iterable, self._queue.put, self._queue.put, self._stop)
