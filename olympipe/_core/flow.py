@@ -135,9 +135,9 @@ class DroppingReader:
         self._stop.set()
 
     def _read(self) -> None:
-        queue = self.queue
+        waiting = self.queue  # not `queue`: that is the module
         _read_all(
-            self._iterable, lambda item: queue.put((time.monotonic(), item)), queue.put_final, self._stop
+            self._iterable, lambda item: waiting.put((time.monotonic(), item)), waiting.put_final, self._stop
         )
 
 
