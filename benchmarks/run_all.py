@@ -34,6 +34,7 @@ BENCHMARKS = [
     "memory",
     "images",
     "auto",
+    "resume",
     "ray",
 ]
 

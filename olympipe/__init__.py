@@ -24,6 +24,7 @@ if _typing.TYPE_CHECKING:
     from olympipe.decorators import task as task
     from olympipe.errors import PipelineError as PipelineError
     from olympipe.errors import PipelineExecutionError as PipelineExecutionError
+    from olympipe.errors import ProgressFileError as ProgressFileError
     from olympipe.errors import RemoteTraceback as RemoteTraceback
     from olympipe.errors import WorkerDied as WorkerDied
     from olympipe.pipeline import Pipeline as Pipeline
@@ -36,6 +37,7 @@ _WHERE = {
     "Pipeline": "olympipe.pipeline",
     "PipelineError": "olympipe.errors",
     "PipelineExecutionError": "olympipe.errors",
+    "ProgressFileError": "olympipe.errors",
     "RayEngine": "olympipe._engines.ray",
     "RemoteTraceback": "olympipe.errors",
     "RunStats": "olympipe.stats",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -85,6 +85,9 @@ class RunOptions:
     workers: int | None = None  # the run's budget of worker processes (None: usable CPUs)
     metrics_port: int | None = None  # serve Prometheus metrics there while a run lasts
     trace: str | os.PathLike[str] | None = None  # write the run's timeline there at its end
+    resume: str | os.PathLike[str] | None = None  # record the finished items there
+    resume_key: Callable[[Any], Any] | None = None  # skip finished items by key, not position
+    resume_if_changed: bool = False  # go on from a progress file of another graph
 
 
 @dataclass
@@ -97,6 +100,8 @@ class Plan:
     labels: dict[int, str] = field(default_factory=dict)  # stage node id -> unique name
     # A plan an engine rewrote (fused stages): the builder's node id -> this plan's node id
     aliases: dict[int, int] = field(default_factory=dict)
+    # What a source node's feeder reads instead of its own iterable (a resumed run's rest)
+    feeds: dict[int, Iterable[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Stage names made unique (``name``, ``name#2``, ...) for bars, stats and errors.
@@ -116,8 +121,12 @@ class Plan:
 
     def source_length(self, node: Node) -> int | None:
         """How many items a source node yields, when its iterable says."""
+        return length_of(self.iterable(node))
+
+    def iterable(self, node: Node) -> Iterable[Any]:
+        """What the feeder of source ``node`` reads."""
         assert isinstance(node.spec, SourceSpec)
-        return length_of(node.spec.iterable)
+        return self.feeds.get(node.id, node.spec.iterable)
 
     @property
     def stages(self) -> list[Node]:

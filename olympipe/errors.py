@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["PipelineError", "PipelineExecutionError", "RemoteTraceback", "WorkerDied"]
+__all__ = ["PipelineError", "PipelineExecutionError", "ProgressFileError", "RemoteTraceback", "WorkerDied"]
 
 
 class RemoteTraceback(Exception):
@@ -184,3 +184,8 @@ def stage_error(
     )
     error.__cause__ = cause if cause is not None else RemoteTraceback(remote_traceback)
     return error
+
+
+class ProgressFileError(ValueError):
+    """A ``resume=`` progress file that cannot be used: not an olympipe progress file,
+    damaged, or written by another graph. The file is left as it is."""

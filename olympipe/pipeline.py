@@ -28,6 +28,7 @@ from olympipe._graph import Endpoint, Node, Plan, RunOptions, SourceSpec, plan_f
 from olympipe._metrics import Observed, check_metrics_port
 from olympipe._picture import FORMATS, dot_source
 from olympipe._picture import render as render_dot
+from olympipe._resume.run import AlreadyFinished, Resumable, prepare
 from olympipe._runtime.context import check_start_method, warm_up_in_notebook
 from olympipe._stages.base import StageSpec
 from olympipe._stages.cache import CachedTaskSpec, fingerprint
@@ -154,6 +155,9 @@ class Pipeline(Generic[T]):
         trace: str | os.PathLike[str] | None = None,
         workers: int | None = None,
         on_full: str = "block",
+        resume: str | os.PathLike[str] | None = None,
+        resume_key: Callable[[T], Any] | None = None,
+        resume_if_changed: bool = False,
     ) -> None:
         """A graph that starts from ``datas``.
 
@@ -177,6 +181,13 @@ class Pipeline(Generic[T]):
                 "olympipe[metrics]"``).
             trace: write each run's timeline to this file when it ends (Chrome trace event
                 format, opened by Perfetto and ``chrome://tracing``).
+            resume: a progress file: the run records there which source items are finished,
+                and the same script run again skips them (after ``kill -9`` too; items in
+                flight then run again).
+            resume_key: ``resume_key(item)`` identifies an item, for a source whose order may
+                change between runs (a generator); without it, items are skipped by position.
+            resume_if_changed: go on from a progress file written by a graph that has
+                changed since (other stages, parameters or code) instead of refusing it.
 
         Raises:
             TypeError: ``datas`` is not iterable, or an option has the wrong type.
@@ -196,6 +207,13 @@ class Pipeline(Generic[T]):
         check_on_full(on_full)
         check_metrics_port(metrics_port)
         check_trace(trace)
+        if resume_key is not None:
+            _check_callable(resume_key, "resume_key")
+            if resume is None:
+                raise TypeError("resume_key= needs resume=<progress file>")
+        if resume is not None and not isinstance(resume, (str, os.PathLike)):
+            raise TypeError(f"resume must be a file path, got {type(resume).__name__}")
+        _check_bool(resume_if_changed, "resume_if_changed")
         options = RunOptions(
             start_method=start_method,
             queue_size=queue_size,
@@ -203,6 +221,9 @@ class Pipeline(Generic[T]):
             workers=workers,
             metrics_port=metrics_port,
             trace=trace,
+            resume=resume,
+            resume_key=resume_key,
+            resume_if_changed=resume_if_changed,
         )
         self._set_state(_Builder((Node(SourceSpec(datas, on_full=on_full)), 0), options, engine))
 
@@ -750,16 +771,26 @@ class Pipeline(Generic[T]):
         check_trace(trace)
         port = metrics_port if metrics_port is not None else self._b.options.metrics_port
         trace_to = trace if trace is not None else self._b.options.trace
-        run = resolve_engine(engine if engine is not None else self._b.engine).execute(plan, options)
+        chosen = resolve_engine(engine if engine is not None else self._b.engine)
+        prepared = None
+        if options.resume is not None:
+            prepared = prepare(
+                plan, options.resume, options.resume_key, options.resume_if_changed, chosen.name
+            )
+            if prepared.progress.finished:
+                return AlreadyFinished(plan, prepared.path)
+            if prepared.feed is not None:
+                plan.feeds[plan.sources[0].id] = prepared.feed
+        run = chosen.execute(plan, options)
         if trace_to is not None:
             run = Traced(run, trace_to)
-        if port is None:
-            return run
-        try:
-            return Observed(run, port)
-        except BaseException:
-            run.close()
-            raise
+        if port is not None:
+            try:
+                run = Observed(run, port)
+            except BaseException:
+                run.close()
+                raise
+        return run if prepared is None else Resumable(run, prepared)
 
     def _take_run(
         self,
@@ -1206,6 +1237,8 @@ def _events(run: Execution) -> Iterator[tuple[int, list[Any]]]:
 
 
 def _collect(run: Execution, pipes: Sequence[Pipeline[Any]]) -> list[list[Any]]:
+    if isinstance(run, Resumable):
+        run.collecting()  # its items are finished when this call returns, not before
     try:
         outputs: list[list[Any]] = [[] for _ in run.plan.sinks]
         for index, chunk in _events(run):

@@ -209,5 +209,6 @@ def _rewrite(plan: Plan, groups: list[list[Node]], counts: list[int]) -> Tuned:
     rewritten = Plan(nodes=nodes, sinks=sinks, consumers=consumers_of(nodes, sinks))
     rewritten.labels = labels
     rewritten.aliases = {old: made.id for old, made in new.items() if made.id != old}
+    rewritten.feeds = plan.feeds  # sources are kept as they are
     tuned.plan = rewritten
     return tuned

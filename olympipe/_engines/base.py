@@ -34,6 +34,11 @@ class Execution(Protocol):
     def end_sources(self, node_ids: set[int]) -> None:
         """End the streams of these source nodes after what they have already read."""
 
+    def finished(self) -> int:
+        """How many source items, from the first this run read, have had everything they
+        produced taken from ``events`` (``resume=``); callable from another thread."""
+        ...
+
     def close(self) -> None:
         """Stop and release everything."""
 
@@ -107,6 +112,10 @@ class Around:
     def end_sources(self, node_ids: set[int]) -> None:
         """End the run's sources after what they have read."""
         self._run.end_sources(node_ids)
+
+    def finished(self) -> int:
+        """The source items the run has finished with."""
+        return self._run.finished()
 
     def close(self) -> None:
         """Close the run."""

@@ -100,6 +100,10 @@ class InlineRun:
         self._readers: dict[int, DroppingReader] = {}  # sources under a drop policy
         self._born = 0.0  # when the source item being pushed through was read
         self._held: dict[int, float] = {}  # stateful node -> when its oldest held item was read
+        # resume=: stateful node -> source items read before its oldest held item came
+        self._holding: dict[int, int] = {}
+        self._emitted: set[int] = set()  # stateful nodes that sent something since the last floor
+        self._finished = 0  # source items whose outputs were all taken (see finished())
         self.latency = LatencyRecorder()
         self._started = False
         self._closed = False
@@ -135,15 +139,15 @@ class InlineRun:
             assert isinstance(node.spec, SourceSpec)
             try:
                 if node.spec.on_full != BLOCK:  # read at its own pace by a thread
-                    dropping = DroppingReader(node.spec.iterable, node.spec.on_full)
+                    dropping = DroppingReader(self.plan.iterable(node), node.spec.on_full)
                     self._readers[node.id] = dropping
                     self._iterators[node.id] = dropping
                 else:
-                    self._iterators[node.id] = iter(node.spec.iterable)
+                    self._iterators[node.id] = iter(self.plan.iterable(node))
             except Exception as exc:
                 raise error_from("source", exc)
         self._settle()
-        yield from self._drain()
+        yield from self._drain(0)
         while self._iterators:
             for node_id in list(self._iterators):
                 if not self.plan.wanted(node_id, self._ended) or node_id in self._cut:
@@ -162,21 +166,43 @@ class InlineRun:
                 self._born = reader.read_at if reader is not None else time.monotonic()
                 self._push(node_id, 0, [item])
                 self._settle()
-                yield from self._drain()
+                yield from self._drain(self._floor())
         self._settle()
-        yield from self._drain()
+        yield from self._drain(self._floor())
         self._finish_stages()
+        self._finished = self._source_items
 
     def end_sources(self, node_ids: set[int]) -> None:
         """End these sources before their next item (called from another thread)."""
         self._cut |= node_ids
 
-    def _drain(self) -> Iterator[tuple[int, list[Any]]]:
+    def finished(self) -> int:
+        """How many source items have had all they produced taken from :meth:`events`
+        (``resume=``)."""
+        return self._finished
+
+    def _floor(self) -> int:
+        """The source items done with once the events now waiting are taken: all read so
+        far, but those behind what a stateful stage holds (a batch filling up)."""
+        before = self._source_items - 1  # the item just pushed is the newest one held
+        for node in self.plan.stages:
+            if node.spec.ordered_input and node.id in self._stages:
+                if self._stages[node.id].held() <= 0:
+                    self._holding.pop(node.id, None)
+                elif node.id in self._emitted:  # what it sent took the older items first
+                    self._holding[node.id] = max(before, 0)
+                else:
+                    self._holding.setdefault(node.id, max(before, 0))
+        self._emitted.clear()
+        return min(self._holding.values(), default=self._source_items)
+
+    def _drain(self, floor: int) -> Iterator[tuple[int, list[Any]]]:
         events, self._events = self._events, []
         for sink, chunk, born in events:
             if born:
                 self.latency.add(time.monotonic() - born, len(chunk))
             yield sink, chunk
+        self._finished = max(self._finished, floor)  # taken: the caller asked for more
 
     def _push(self, node_id: int, slot: int, chunk: list[Any]) -> None:
         """Hand ``chunk`` from output ``slot`` of a node to everything that reads it."""
@@ -243,6 +269,7 @@ class InlineRun:
         born = self._born
         if node.spec.ordered_input and any(chunks):  # what it held goes out with its age
             self._born = self._held.pop(node.id, born)
+            self._emitted.add(node.id)
         try:
             for slot, out in enumerate(chunks):
                 self.counters.array[self._rows[node.id] * FIELDS + ITEMS_OUT] += len(out)

@@ -273,13 +273,16 @@ class Feeder:
         encoded = encode_chunk(chunk, self._prefix is not None, by_address=self._by_address)
         size = len(encoded.data) + sum(b.nbytes for b in encoded.buffers)
         self._item_bytes = size / len(chunk)
+        upto = self.items + len(chunk)  # the source position this chunk completes
         try:
             for target in self._outputs:
                 if target.window is not None and not credited:
                     target.window.acquire()  # a credit per chunk (see credits.py)
                 if self._stop.is_set():
                     raise _PipeBroken
-                send_encoded(target.channel, target.port, seq, encoded, self._prefix, self._write_slot, born)
+                send_encoded(
+                    target.channel, target.port, seq, encoded, self._prefix, self._write_slot, born, upto
+                )
         except OSError as exc:
             if self._stop.is_set() or _pipe_gone(exc):
                 raise _PipeBroken from exc

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from olympipe._server import ServerSource
 from olympipe._stages.base import StageSpec
 from olympipe._transport import inherited, janitor, pool, shm
-from olympipe._transport.channel import KIND_END, Channel, born_of
+from olympipe._transport.channel import KIND_END, Channel, marks_of
 from olympipe._transport.codec import DecodeError, Definition, decode_frame
 from olympipe._transport.janitor import ensure_janitor
 from olympipe.errors import PipelineError
@@ -108,6 +108,7 @@ class Run:
         self._respawn_ctx = get_context(self._respawn_method) if self.replaceable else self._ctx
         self._feeders: list[Feeder] = []
         self.latency = LatencyRecorder()
+        self._reached = [0] * len(plan.sinks)  # per sink: the mark taken last; -1: ended
         self._dropped: dict[str, int] = {}  # stage name -> items dropped at its input, once closed
         self._windows: list[tuple[Semaphore, int]] = []  # every window of credits and its size
         self._sink_windows: dict[int, list[Semaphore]] = {}  # sink -> windows it gives credits back to
@@ -304,7 +305,7 @@ class Run:
             targets = outputs[node.id]
             sender = self._sender if all(t.takes_addresses for t in targets) else None
             feeder = Feeder(
-                node.spec.iterable,
+                self.plan.iterable(node),
                 targets,
                 self._control,
                 self._stop,
@@ -391,7 +392,7 @@ class Run:
                     kind, _port, seq, items = decode_frame(
                         sinks[index], frame, resolve=resolve, pooled=pooled
                     )
-                    born = born_of(frame)
+                    marks = marks_of(frame)
                 except EOFError:
                     # Every writer is gone without END: a producer died. Its sentinel says
                     # which one; wait for it rather than report a vaguer error.
@@ -406,8 +407,9 @@ class Run:
                     ) from exc
                 if kind == KIND_END:
                     del open_sinks[obj]  # type: ignore[arg-type,unused-ignore]
+                    self._reached[index] = -1  # every item has sent all it made here
                     continue
-                for _seq, (chunk, chunk_born) in reorders[index].push(0, seq, (items, born)):
+                for _seq, (chunk, (chunk_born, upto)) in reorders[index].push(0, seq, (items, marks)):
                     for window in self._sink_windows.get(index, ()):
                         window.release()  # this chunk is back in order: a credit returns
                     if self._server is not None and index == 0:
@@ -415,6 +417,7 @@ class Run:
                     if chunk_born:
                         self.latency.add(time.monotonic() - chunk_born, len(chunk))
                     yield index, chunk
+                    self._reached[index] = upto  # taken: the caller asked for more
             for obj in ready:
                 worker = by_sentinel.get(obj)  # type: ignore[call-overload,unused-ignore]
                 if worker is not None:
@@ -425,6 +428,14 @@ class Run:
             if resizer is not None:
                 for started in resizer.tick():
                     by_sentinel[started.process.sentinel] = started
+
+    def finished(self) -> int:
+        """How many source items, from the first this run read, have had all they produced
+        taken from :meth:`events` (``resume=``; see ``watermark``)."""
+        reached = [r for r in self._reached if r >= 0]
+        if reached:
+            return min(reached)
+        return sum(feeder.items for feeder in self._feeders)  # every sink has ended
 
     def end_sources(self, node_ids: set[int]) -> None:
         """End the streams of these sources after what they have already read."""

@@ -36,10 +36,11 @@ from olympipe._runtime.journal import BUFFERED, PROCESSING, SENDING, Journal, Re
 from olympipe._runtime.messages import Control, Done, Failure, Retired
 from olympipe._runtime.meter import Meter, member_recorder
 from olympipe._runtime.ordering import Reorder
+from olympipe._runtime.watermark import Watermark
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._stages.fused import FusedStage
 from olympipe._transport import inherited, pool, stock
-from olympipe._transport.channel import KIND_END, Channel, born_of, unpack_header
+from olympipe._transport.channel import KIND_END, Channel, marks_of, unpack_header
 from olympipe._transport.codec import (
     DecodeError,
     Definition,
@@ -170,6 +171,8 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     # but the newest (or the oldest) chunk is dropped, so nothing waits behind a slow stage
     policy = getattr(spec, "on_full", BLOCK)
     dropping = None if policy == BLOCK else policy
+    watermark = Watermark(plan.ports) if spec.ordered_input else None
+    reached = 0  # explode: the mark of the last chunk it finished
     meter.start()
     outputs.end_if_exhausted(stage)  # limit(0)
     retire = plan.retire
@@ -180,30 +183,45 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
             raise Shrink  # between chunks: this worker holds none
         meter.sample_usage()
         if timed and not outputs.ended and not _input_before_deadline(plan.inbox, stage, meter):
-            outputs.send(None, stage.tick(time.monotonic()))
+            ticked = stage.tick(time.monotonic())
+            if watermark is not None:
+                outputs.upto = watermark.after(stage.held())
+            outputs.send(None, ticked)
             if outputs.end_if_exhausted(stage) and reorder is not None:
                 for buffered_port, count in reorder.drop().items():
                     _give_back(plan.windows, buffered_port, count)
             continue
-        kind, port, seq, items, born = _read(plan.inbox, meter)
+        kind, port, seq, items, born, upto = _read(plan.inbox, meter)
         if kind == KIND_END:
             break
         if outputs.ended:  # once ended early, what still comes is drained unread
             _give_back(plan.windows, port, 1)
             continue
-        arrived = [(port, seq, items, born)]
+        arrived = [(port, seq, items, born, upto)]
         last = dropping is not None and _read_waiting(plan.inbox, meter, arrived)  # END came too
         ready: list[tuple[int, int, Any]] = []  # (port, seq, (items, born))
-        for port, seq, items, born in arrived:
-            pushed = [(seq, (items, born))] if reorder is None else reorder.push(port, seq, (items, born))
+        for port, seq, items, born, upto in arrived:
+            pushed = (
+                [(seq, (items, born, upto))]
+                if reorder is None
+                else reorder.push(port, seq, (items, born, upto))
+            )
             ready.extend((port, ready_seq, chunk) for ready_seq, chunk in pushed)
         if dropping is not None and len(ready) > 1:
             ready = _drop_waiting(ready, dropping, keeps_numbers, outputs, meter, plan.windows)
-        for index, (port, ready_seq, (chunk, chunk_born)) in enumerate(ready):
+        for index, (port, ready_seq, (chunk, chunk_born, chunk_upto)) in enumerate(ready):
             outputs.saw(chunk_born)
             if streams:
+                outputs.upto = reached  # its parts complete nothing until the last one
                 meter.stream(stage, chunk, outputs.send)
+                reached = outputs.upto = chunk_upto
+            elif watermark is not None:
+                watermark.took(port, chunk_upto, len(chunk))
+                produced = meter.process(stage, chunk)
+                outputs.upto = watermark.after(stage.held())
+                outputs.send(None, produced)
             else:
+                outputs.upto = chunk_upto
                 outputs.send(ready_seq if keeps_numbers else None, meter.process(stage, chunk))
             if stage.exhausted:
                 _give_back(plan.windows, port, len(ready) - index)  # this one and the rest
@@ -215,7 +233,10 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         if last:
             break
     if not outputs.ended and spec.ordered_input:
-        outputs.send(None, stage.finish())
+        finished = stage.finish()
+        if watermark is not None:
+            outputs.upto = watermark.after(0)
+        outputs.send(None, finished)
     meter.record_usage()
 
 
@@ -240,11 +261,12 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     stage.track_items(array, current)  # after open(): a class_task builds its calls there
     meter.start()
 
-    borns: dict[tuple[int, int], float] = {}  # held chunks: when their source items were read
+    marks: dict[tuple[int, int], tuple[float, int]] = {}  # held chunks: born and upto
 
     def run(port: int, seq: int, chunk: list[Any]) -> None:
         entry = held.pop((port, seq))
-        outputs.saw(borns.pop((port, seq), 0.0))
+        born, outputs.upto = marks.pop((port, seq), (0.0, 0))
+        outputs.saw(born)
         budget.before(len(chunk))
         if entry.mark == BUFFERED:
             array[current] = -1
@@ -258,9 +280,9 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         _give_back(plan.windows, port, 1)
         budget.after(len(chunk))
 
-    def take(entry: Recovered, items: list[Any], born: float) -> None:
+    def take(entry: Recovered, items: list[Any], mark: tuple[float, int]) -> None:
         held[(entry.port, entry.seq)] = entry
-        borns[(entry.port, entry.seq)] = born
+        marks[(entry.port, entry.seq)] = mark
         behind = reorder is None or entry.seq < reorder.next_seq(entry.port)
         ready = [(entry.seq, items)] if behind else reorder.push(entry.port, entry.seq, items)  # type: ignore[union-attr]
         if reorder is not None and plan.cursor is not None:
@@ -270,7 +292,7 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
 
     for entry in _recovery_order(journal.recover(), reorder):
         restore_segments(entry, frame_segments(entry.frame))
-        take(entry, decode_frame(None, entry.frame, private=True)[3], born_of(entry.frame))
+        take(entry, decode_frame(None, entry.frame, private=True)[3], marks_of(entry.frame))
     while True:
         stop_if_asked()
         meter.sample_usage()
@@ -281,7 +303,7 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         if kind == KIND_END:
             break
         entry = Recovered(port, seq, BUFFERED, b"", journal.hold(port, seq, frame, frame_segments(frame)))
-        take(entry, decode_frame(plan.inbox, frame, private=True)[3], born_of(frame))
+        take(entry, decode_frame(plan.inbox, frame, private=True)[3], marks_of(frame))
     meter.record_usage()
 
 
@@ -366,6 +388,7 @@ class _Outputs:
         # lends them out (see pool); else a result is copied into a segment of its own
         self._to_caller = [len(slot) == 1 and slot[0].to_caller for slot in plan.outputs]
         self.ended = False  # ended early: limit reached, timeout expired
+        self.upto = 0  # the mark of what is sent next (see watermark.py)
 
     def saw(self, born: float) -> None:
         """A chunk whose oldest source item was read at ``born`` is in hand."""
@@ -413,7 +436,7 @@ class _Outputs:
 
     def _write(self, consumers: list[Target], seq: int, encoded: Encoded, born: float) -> float:
         return sum(
-            send_encoded(target.channel, target.port, seq, encoded, self._prefix, None, born)
+            send_encoded(target.channel, target.port, seq, encoded, self._prefix, None, born, self.upto)
             for target in consumers
         )
 
@@ -443,22 +466,24 @@ def _input_before_deadline(inbox: Channel, stage: Stage, meter: Meter) -> bool:
     return False
 
 
-def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any], float]:
+def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any], float, int]:
     t0 = time.perf_counter()
     frame = inbox.recv()
     meter.waited(time.perf_counter() - t0)
     kind, port, seq, items = decode_frame(inbox, frame, keep=True, resolve=inherited.take, pooled=pool.take)
-    return kind, port, seq, items, born_of(frame)
+    return kind, port, seq, items, *marks_of(frame)
 
 
-def _read_waiting(inbox: Channel, meter: Meter, arrived: list[tuple[int, int, list[Any], float]]) -> bool:
+def _read_waiting(
+    inbox: Channel, meter: Meter, arrived: list[tuple[int, int, list[Any], float, int]]
+) -> bool:
     """Read every frame already waiting in ``inbox`` into ``arrived``; whether the end of
     the stream came with them."""
     while inbox.poll(0):
-        kind, port, seq, items, born = _read(inbox, meter)
+        kind, port, seq, items, born, upto = _read(inbox, meter)
         if kind == KIND_END:
             return True
-        arrived.append((port, seq, items, born))
+        arrived.append((port, seq, items, born, upto))
     return False
 
 
@@ -477,7 +502,7 @@ def _drop_waiting(
     for entry in ready:
         if entry is keep:
             continue
-        port, seq, (chunk, _born) = entry
+        port, seq, (chunk, _born, _upto) = entry
         meter.dropped(len(chunk))
         if keeps_numbers:
             outputs.send(seq, [])

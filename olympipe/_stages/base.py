@@ -51,6 +51,11 @@ class Stage:
         """What remains to emit after a clean end of stream (a last batch, a fold)."""
         return []
 
+    def held(self) -> int:
+        """How many of the last items it was given the stage holds, not yet sent on (a
+        batch filling up); what a resumable run may not count as done."""
+        return 0
+
     def close(self) -> None:
         """Release resources; always called, also after an error."""
 

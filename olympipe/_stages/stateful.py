@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class BatchStage(Stage):
         if self._buf and self._keep:
             return [self._buf]
         return []
+
+    def held(self) -> int:
+        return len(self._buf)
 
 
 class TimedBatchStage(BatchStage):
@@ -108,6 +112,9 @@ class ReduceStage(Stage):
 
     def finish(self) -> list[Any]:
         return [self._acc]
+
+    def held(self) -> int:
+        return sys.maxsize  # everything it was given, folded
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,9 @@ class TemporalBatchStage(Stage):
 
     def finish(self) -> list[Any]:
         return [self._buf] if self._buf else []
+
+    def held(self) -> int:
+        return len(self._buf)
 
 
 @dataclass(frozen=True)

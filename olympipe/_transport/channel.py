@@ -24,30 +24,32 @@ from multiprocessing.context import BaseContext
 from multiprocessing.synchronize import Lock, Semaphore
 from typing import Any
 
-# struct layout of a frame header: kind, input port, sequence number, and when the oldest
+# struct layout of a frame header: kind, input port, sequence number, when the oldest
 # source item in the chunk was read (``time.monotonic()``, one clock for every process of
-# the machine; 0: unknown), for the run's latency figures.
-_HEADER = struct.Struct("<BHqd")
+# the machine; 0: unknown), for the run's latency figures, and ``upto``: once this frame and
+# every earlier one of its stream are in, each source item before that position has sent
+# all it produced on this stream (``resume=`` records it).
+_HEADER = struct.Struct("<BHqdq")
 HEADER_SIZE = _HEADER.size
 KIND_DATA = 0  # the body is the pickled chunk
 KIND_END = 1  # end of stream from the last producer
 KIND_SHARED = 2  # the body names shared-memory segments (see codec.frame_body)
-END_FRAME = _HEADER.pack(KIND_END, 0, -1, 0.0)
+END_FRAME = _HEADER.pack(KIND_END, 0, -1, 0.0, 0)
 SHM_SLOTS = 8  # frames with shared-memory segments in flight per channel
 
 _F_SETPIPE_SZ = 1031  # Linux fcntl: resize a pipe's kernel buffer
 PIPE_BYTES = 1 << 20  # the kernel caps it at /proc/sys/fs/pipe-max-size (1 MiB by default)
 
 
-def pack_header(port: int, seq: int, kind: int = KIND_DATA, born: float = 0.0) -> bytes:
+def pack_header(port: int, seq: int, kind: int = KIND_DATA, born: float = 0.0, upto: int = 0) -> bytes:
     """The header of a data frame for input ``port`` carrying chunk number ``seq``, whose
-    oldest source item was read at ``born``."""
-    return _HEADER.pack(kind, port, seq, born)
+    oldest source item was read at ``born``, and which completes source items before ``upto``."""
+    return _HEADER.pack(kind, port, seq, born, upto)
 
 
 def unpack_header(frame: bytes) -> tuple[int, int, int]:
     """``(kind, port, seq)`` of a frame."""
-    kind, port, seq, _born = _HEADER.unpack_from(frame)
+    kind, port, seq, _born, _upto = _HEADER.unpack_from(frame)
     return kind, port, seq
 
 
@@ -55,6 +57,12 @@ def born_of(frame: bytes) -> float:
     """When the oldest source item of a frame's chunk was read (0: unknown)."""
     born: float = _HEADER.unpack_from(frame)[3]
     return born
+
+
+def marks_of(frame: bytes) -> tuple[float, int]:
+    """``(born, upto)`` of a frame (see the header's layout)."""
+    _kind, _port, _seq, born, upto = _HEADER.unpack_from(frame)
+    return born, upto
 
 
 class Channel:

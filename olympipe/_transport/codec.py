@@ -327,18 +327,19 @@ def send_encoded(
     prefix: str | None,
     write_slot: WriteSlot | None = None,
     born: float = 0.0,
+    upto: int = 0,
 ) -> float:
     """Write one chunk to ``channel``: inline, or through shared memory when it is large.
     Returns the seconds spent writing shared memory (work, not waiting on the channel).
-    ``born``: when its oldest source item was read (see :func:`~olympipe._transport.channel.born_of`)."""
+    ``born`` and ``upto``: see :func:`~olympipe._transport.channel.marks_of`."""
     if prefix is not None and encoded.shared:
         channel.acquire_shm_slot()
         t0 = time.perf_counter()
         body = frame_body(encoded, prefix, write_slot)
         written = time.perf_counter() - t0
-        channel.send(pack_header(port, seq, KIND_SHARED, born) + body)
+        channel.send(pack_header(port, seq, KIND_SHARED, born, upto) + body)
         return written
-    channel.send(pack_header(port, seq, KIND_DATA, born) + encoded.data)
+    channel.send(pack_header(port, seq, KIND_DATA, born, upto) + encoded.data)
     return 0.0
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import sqlite3
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from olympipe._resume.state import load
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
 
@@ -44,11 +49,27 @@ def test_parquet_to_zip_single_ordered_writer(tmp_path: Path) -> None:
         assert z.namelist()[:2] == ["Train_0.png", "Train_1.png"]
 
 
-def test_etl_csv(tmp_path: Path) -> None:
-    args = ["--rows", "2000", "--data", str(tmp_path / "s.csv"), "--db", str(tmp_path / "s.db")]
-    result = etl_csv.main([*args, "--report", str(tmp_path / "r.csv")])
-    assert result["stored"] + result["rejected"] == 2000
+def test_etl_csv_killed_then_rerun_stores_every_row_once(tmp_path: Path) -> None:
+    rows = 12_000
+    args = ["--rows", str(rows), "--data", str(tmp_path / "s.csv"), "--db", str(tmp_path / "s.db")]
+    args += ["--report", str(tmp_path / "r.csv")]
+    script = Path(etl_csv.__file__)
+    killed = subprocess.run(
+        [sys.executable, str(script), *args, "--die-after", "12"], capture_output=True, timeout=120
+    )
+    assert killed.returncode == -signal.SIGKILL
+    recorded = load(str(tmp_path / "s.progress"))
+    assert recorded is not None
+    assert 0 < len(recorded.keys) <= 12 * 500
+    result = etl_csv.main(args)
+    assert result["read"] == rows - len(recorded.keys)  # went on from where it stopped
+    assert result["stored"] + result["rejected"] == rows  # every row, once (ids are keys)
     assert result["rejected"] > 0
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        ids = [row[0] for row in db.execute("SELECT id FROM sales UNION ALL SELECT id FROM rejected")]
+    assert sorted(ids) == list(range(rows))
+    with pytest.warns(UserWarning, match="already finished"):
+        assert etl_csv.main(args)["read"] == 0
 
 
 def test_email_phone() -> None:

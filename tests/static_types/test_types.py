@@ -56,6 +56,8 @@ def test_stage_methods_keep_the_item_types() -> None:
     assert_type(source.limit(3).timeout(1.0).debug(), Pipeline[int])
     assert_type(source.temporal_batch(0.5), Pipeline[list[int]])
     assert_type(source.gather(source.task(to_str)), Pipeline[Any])
+    keyed = Pipeline(iter(["a", "b"]), resume="progress.olympipe", resume_key=lambda s: s.upper())
+    assert_type(keyed, Pipeline[str])  # resume_key takes the source's items
 
 
 def test_terminal_calls_return_typed_values() -> None:

@@ -42,6 +42,7 @@ class InFlight:
     open_groups: set[int] = field(default_factory=set)  # ids of the held-back groups still open
     source_items: int = 0
     born: float = 0.0  # when the oldest source item behind it was read (0: unknown)
+    upto: int = 0  # the source items read up to its chunk's last one (``resume=``)
 
     @property
     def metas(self) -> list[tuple[Group, int, Any]]:

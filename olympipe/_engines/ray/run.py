@@ -96,6 +96,8 @@ class RayRun:
         self._started_at = 0.0
         self._ended_at = 0.0
         self._source_items = 0
+        self._finished = 0  # source items whose outputs were all taken (see finished())
+        self._done = False  # every sink has ended cleanly
         self._target = engine.chunk_size or 1
         self._last_activity = 0.0
         self._deferred = held_back(self.groups, self._group_of)
@@ -131,7 +133,12 @@ class RayRun:
         """``(sink index, chunk)`` in order per sink; raises the run's first failure."""
         self.start()
         for node in self.plan.sources:
-            puller = Puller(node, SOURCE_QUEUE_ITEMS, lambda: min(self._target, self._most_per_chunk))
+            puller = Puller(
+                node,
+                self.plan.iterable(node),
+                SOURCE_QUEUE_ITEMS,
+                lambda: min(self._target, self._most_per_chunk),
+            )
             self._pullers.append(puller)
             self._pulled.append(puller)
             puller.start()
@@ -149,6 +156,7 @@ class RayRun:
         self._settle()
         while self._inflight:
             yield from self._collect_oldest()
+        self._done = True
         self.actors.close_live()
 
     def _submit_available(self) -> None:
@@ -206,6 +214,11 @@ class RayRun:
             self._last_activity = time.monotonic()
         return items, ended, born
 
+    def finished(self) -> int:
+        """How many source items have had all they produced taken from :meth:`events`
+        (``resume=``); a stage that holds items across chunks is refused before the run."""
+        return self._source_items if self._done else self._finished
+
     def end_sources(self, node_ids: set[int]) -> None:
         """End these sources after what they have already read."""
         for puller in list(self._pullers):
@@ -230,7 +243,13 @@ class RayRun:
         first: Any = chunk
         if sum(len(c) for c in self.plan.consumers[source.id]) > 1:
             first = self._ray.put(chunk)  # one copy in the store for every branch
-        self._submit({(source.id, 0): [first]}, finishing=None, source_items=len(chunk), born=born)
+        self._submit(
+            {(source.id, 0): [first]},
+            finishing=None,
+            source_items=len(chunk),
+            born=born,
+            upto=self._source_items,
+        )
 
     def _submit(
         self,
@@ -239,13 +258,16 @@ class RayRun:
         source_items: int = 0,
         resuming: Resume | None = None,
         born: float = 0.0,
+        upto: int = 0,
     ) -> InFlight | None:
         """Call every group that has input in ``refs`` (or ``finishing``'s flush, or the
         next part ``resuming`` names), in graph order, chaining the returned refs; record
         what the sinks get. Calls of held-back groups wait until the submission is
         collected. A continuation is returned for the caller to place; any other
         submission goes to the back of the queue."""
-        entry = InFlight([], source_items=source_items, finishing=finishing, resuming=resuming, born=born)
+        entry = InFlight(
+            [], source_items=source_items, finishing=finishing, resuming=resuming, born=born, upto=upto
+        )
         front = [g for g in self.groups if id(g) not in self._deferred]
         self._call_groups(entry, front, refs, lambda g: g.head.id not in self._ended)
         self._add_sinks(entry, refs, deferred=False)
@@ -353,21 +375,23 @@ class RayRun:
         self._adapt_target()
         if exhausted:
             self._settle()
-        self._continue(rests, entry.born)
+        self._continue(rests, entry.born, entry.upto)
         for (sink, _ref), chunk in zip(entry.sinks, chunks, strict=True):
             if chunk:
                 if entry.born:
                     self.latency.add(time.monotonic() - entry.born, len(chunk))
                 yield sink, chunk
+        if not rests and entry.upto > self._finished:
+            self._finished = entry.upto  # taken, and no part of its chunk is still to come
 
-    def _continue(self, rests: list[Resume], born: float) -> None:
+    def _continue(self, rests: list[Resume], born: float, upto: int) -> None:
         """Ask for the next part of each streaming chunk still wanted, ahead of every later
         submission (its outputs come before theirs); let the others go. A streaming group
         ends once none of its calls is out (see :meth:`_settle`)."""
         ahead = []
         for rest in rests:
             if self.plan.wanted(rest.group.tail.id, self._ended):
-                entry = self._submit({}, finishing=None, resuming=rest, born=born)
+                entry = self._submit({}, finishing=None, resuming=rest, born=born, upto=upto)
                 if entry is not None:
                     ahead.append(entry)
             else:

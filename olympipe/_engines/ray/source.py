@@ -7,7 +7,7 @@ import inspect
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from olympipe._core.flow import BLOCK, DropQueue
@@ -25,14 +25,16 @@ class Puller:
     """Pulls one source in a thread of the caller into a bounded queue: each item as
     ``(time.monotonic() when read, item)``, then :data:`END` or a :class:`SourceError`."""
 
-    def __init__(self, node: Node, size: int, chunk: Callable[[], int] = lambda: 1) -> None:
+    def __init__(
+        self, node: Node, iterable: Iterable[Any], size: int, chunk: Callable[[], int] = lambda: 1
+    ) -> None:
         assert isinstance(node.spec, SourceSpec)
         self.node = node
         self.dropping = node.spec.on_full != BLOCK
         self.queue: Any = DropQueue(node.spec.on_full, chunk) if self.dropping else queue.Queue(size)
         self.cut = False  # end_source(): the stream ends after what was already read
         self._stop = threading.Event()
-        self._iterable = node.spec.iterable
+        self._iterable = iterable
         self._thread = threading.Thread(target=self._pull, name="olympipe-source", daemon=True)
 
     def start(self) -> None:
