@@ -31,7 +31,8 @@ import sys
 from olympipe import Pipeline
 from common import inc
 out = sys.stdout
-for x in Pipeline(range(int(sys.argv[2])), resume=sys.argv[1], start_method="fork").task(inc).task(inc).task(inc):
+pipe = Pipeline(range(int(sys.argv[2])), resume=sys.argv[1], start_method="fork")
+for x in pipe.task(inc).task(inc).task(inc):
     out.write(f"{x}\\n")
 out.flush()
 """
@@ -109,10 +110,9 @@ def _killed_runs(directory: str) -> tuple[int, int, int]:
     for _ in range(KILLS):
         child = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
         assert child.stdout is not None
-        want, got = rnd.randrange(20_000, 150_000), 0
-        for line in child.stdout:  # the kill comes after that many outputs, wherever the run is
+        want = rnd.randrange(20_000, 150_000)
+        for got, line in enumerate(child.stdout, 1):  # the kill comes after that many outputs
             delivered.append(int(line))
-            got += 1
             if got == want:
                 break
         child.send_signal(signal.SIGKILL)
