@@ -131,7 +131,8 @@ def _killed_runs(directory: str) -> tuple[int, int, int]:
         seen.add(x)
     lost = len(set(range(3, N_KILLED + 3)) - seen)
     progress = load(state)
-    assert progress is not None and progress.finished
+    assert progress is not None
+    assert progress.finished
     return lost, twice, largest
 
 
