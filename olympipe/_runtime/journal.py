@@ -8,9 +8,11 @@ got::
     BUFFERED     read, waiting for an earlier chunk (or for a replacement, at retirement)
     PROCESSING   the stage is working on the whole chunk
     SENDING      the output is being written: a death now is not recoverable
-    2 * i        item ``i`` is running alone in a replacement, or the supervisor found
-                 that the dead worker was running it (a stage that tracks its items)
-    2 * i + 1    a replacement is handing item ``i`` to ``on_error``
+    running(i)     item ``i`` is running alone in a replacement, or the supervisor found
+                   that the dead worker was running it (a stage that tracks its items)
+    recovering(i)  a replacement is handing item ``i`` to ``on_error``
+
+(non-negative numbers that only this module reads: :func:`item_of`, :func:`recoverable`).
 
 So when a worker dies, the supervisor reads the marks to decide whether the death is one
 item's failure (a chunk was ``PROCESSING`` or probing an item) or not (it died while
@@ -49,6 +51,21 @@ _DEAD = struct.Struct("<qq")  # item index, exit code of the death it caused
 _NO_EXITCODE = -(1 << 62)
 
 
+def running(item: int) -> int:
+    """The mark of item ``item`` running alone."""
+    return 2 * item
+
+
+def recovering(item: int) -> int:
+    """The mark of item ``item`` being handed to ``on_error``."""
+    return 2 * item + 1
+
+
+def item_of(mark: int) -> int | None:
+    """The item a mark names, or ``None`` (a whole chunk's mark)."""
+    return mark // 2 if mark >= 0 else None
+
+
 def directory() -> str:
     """Where held files go: beside the shared-memory segments (hard links need one file
     system), else the temporary directory."""
@@ -84,6 +101,14 @@ class Held:
     def mark(self, value: int) -> None:
         """Record how far the chunk got (see the module's table)."""
         os.pwrite(self._fd, _MARK.pack(value), 0)
+
+    def running(self, index: int) -> None:
+        """Item ``index`` runs alone now (a chunk re-run item by item: an ``ItemProbe``)."""
+        self.mark(running(index))
+
+    def recovering(self, index: int) -> None:
+        """Item ``index`` is handed to ``on_error`` now."""
+        self.mark(recovering(index))
 
     def note_culprit(self, item: int, exitcode: int | None) -> None:
         """Item ``item`` killed a worker: a replacement must not run it again."""
@@ -201,7 +226,7 @@ def recoverable(held: list[tuple[int, int, int]]) -> bool:
     """Whether a worker that died with these held chunks died on one item: a chunk was
     being processed or an item probed, and nothing was half sent or in ``on_error``."""
     marks = [mark for _port, _seq, mark in held]
-    if any(m == SENDING or (m >= 0 and m % 2 == 1) for m in marks):
+    if any(m == SENDING or (m >= 0 and m == recovering(m // 2)) for m in marks):
         return False
     return any(m == PROCESSING or m >= 0 for m in marks)
 

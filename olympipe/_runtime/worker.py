@@ -32,7 +32,15 @@ from olympipe._runtime.counters import (
     Counters,
 )
 from olympipe._runtime.credits import Target
-from olympipe._runtime.journal import BUFFERED, PROCESSING, SENDING, Journal, Recovered, restore_segments
+from olympipe._runtime.journal import (
+    BUFFERED,
+    PROCESSING,
+    SENDING,
+    Journal,
+    Recovered,
+    item_of,
+    restore_segments,
+)
 from olympipe._runtime.messages import Control, Done, Failure, Retired
 from olympipe._runtime.meter import Meter, member_recorder
 from olympipe._runtime.ordering import Reorder
@@ -330,11 +338,13 @@ def _rerun(stage: Stage, chunk: list[Any], entry: Recovered, died: WorkerDied) -
     culprits: dict[int, Exception] = {
         index: WorkerDied(stage=died.stage, exitcode=code) for index, code in entry.culprits.items()
     }
-    found = entry.mark // 2 if entry.mark >= 0 else (0 if len(chunk) == 1 else None)
+    found = item_of(entry.mark)
+    if found is None and len(chunk) == 1:
+        found = 0
     if found is not None and found not in culprits:
         entry.held.note_culprit(found, died.exitcode)
         culprits[found] = died
-    return stage.rerun(chunk, died, culprits, entry.held.mark)
+    return stage.rerun(chunk, died, culprits, entry.held)
 
 
 class _Budget:

@@ -235,7 +235,7 @@ class Workforce:
             if item >= 0 and any(mark == journal.PROCESSING for _port, _seq, mark in marks):
                 for port, seq, mark in marks:
                     if mark == journal.PROCESSING:
-                        held.remark(port, seq, 2 * item)  # the worker said which item it ran
+                        held.remark(port, seq, journal.running(item))  # the worker said which item it ran
                 marks = tuple(held.marks())
             # The same marks twice: the replacement died before doing anything (in its
             # constructor, say), and would again.

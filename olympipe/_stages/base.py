@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 
 class ItemFailed(Exception):
@@ -15,6 +15,17 @@ class ItemFailed(Exception):
         self.item = item
         self.has_item = has_item
         self.stage: str | None = None  # a member of fused stages: which one failed
+
+
+class ItemProbe(Protocol):
+    """Where a chunk re-run item by item says which item it is at, so that a death names
+    the item that caused it (the engine keeps it where a replacement finds it)."""
+
+    def running(self, index: int) -> None:
+        """Item ``index`` of the chunk runs now."""
+
+    def recovering(self, index: int) -> None:
+        """Item ``index``, known to kill a worker, is handed to ``on_error`` now."""
 
 
 class Stage:
@@ -72,20 +83,20 @@ class Stage:
         items: list[Any],
         died: Exception,
         culprits: dict[int, Exception],
-        probe: Callable[[int], None],
+        probe: ItemProbe,
     ) -> Any:
         """Run again, item by item, a chunk whose worker died (``died`` says how).
 
-        ``probe(2 * i)`` is called before item ``i`` runs, so that a death names it;
+        ``probe.running(i)`` is called before item ``i`` runs, so that a death names it;
         ``culprits`` are the items known to kill a worker: each becomes :meth:`recover`'s
-        answer, ``probe(2 * i + 1)`` first."""
+        answer, ``probe.recovering(i)`` first."""
         out: list[Any] = []
         for index, item in enumerate(items):
             if index in culprits:
-                probe(2 * index + 1)
+                probe.recovering(index)
                 out.extend(self.recover(item, culprits[index]))
             else:
-                probe(2 * index)
+                probe.running(index)
                 out.extend(self.process([item]))
         return out
 

@@ -14,12 +14,12 @@ element of the list that comes out.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from olympipe._graph import SourceSpec
-from olympipe._stages.base import ItemFailed, Stage, StageSpec
+from olympipe._stages.base import ItemFailed, ItemProbe, Stage, StageSpec
 from olympipe._stages.stateful import BatchSpec
 from olympipe._transport.codec import dumps
 
@@ -129,11 +129,11 @@ class _RequestStage(Stage):
         items: list[Any],
         died: Exception,
         culprits: dict[int, Exception],
-        probe: Callable[[int], None],
+        probe: ItemProbe,
     ) -> Any:
         """A chunk is one request (or, after a batch, markers): the worker died on it, so it
         fails (500)."""
-        probe(1)  # answering it is all that is left to do
+        probe.recovering(0)  # answering it is all that is left to do
         message = f"{type(died).__name__}: {died}"
         if is_markers(items):
             return [RequestFailed(message, requests_of(m), after_batch=True) for m in items]
