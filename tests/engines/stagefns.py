@@ -248,3 +248,51 @@ def made_so_far(path: str) -> int:
 def run_of(k: int) -> Any:
     """``explode`` function: 3,000 elements for ``k``, made one by one."""
     return (k * 10_000 + i for i in range(3000))
+
+
+_active = [0, 0]  # items running now in this process, the most seen at once
+_active_lock = threading.Lock()
+
+
+def _enter() -> None:
+    with _active_lock:
+        _active[0] += 1
+        _active[1] = max(_active[1], _active[0])
+
+
+def _leave() -> int:
+    with _active_lock:
+        _active[0] -= 1
+        return _active[1]
+
+
+def peak_in_threads(x: int) -> int:
+    """Works 50 ms; returns the most items this process has had running at once."""
+    _enter()
+    time.sleep(0.05)  # the work: a call that waits (I/O)
+    return _leave()
+
+
+async def peak_in_coroutines(x: int) -> int:
+    """The same as a coroutine."""
+    _enter()
+    await asyncio.sleep(0.05)
+    return _leave()
+
+
+def paused_source() -> Any:
+    """0, 1, 2, then a second of silence, then 3, 4, 5: time windows must part them."""
+    yield from range(3)
+    time.sleep(1.0)
+    yield from range(3, 6)
+
+
+def counting_double(path: str) -> Any:
+    """``double`` that appends a line to ``path`` for each call it makes."""
+
+    def double_counted(x: int) -> int:
+        with open(path, "a") as f:
+            f.write(f"{x}\n")
+        return 2 * x
+
+    return double_counted

@@ -23,6 +23,12 @@ def test_concurrency_threads_and_async(engine: Any) -> None:
     coros = p.task(f.async_double, concurrency=8)
     a, b = Pipeline.wait_for_all_results([threads, coros], engine=engine)
     assert a == b == [2 * x for x in range(50)]
+    # the items of one worker overlap, in threads and as coroutines; the inline engine pushes
+    # one item at a time through the graph (documented)
+    in_threads = Pipeline(range(24)).task(f.peak_in_threads, concurrency=4).wait_for_result(engine=engine)
+    in_coroutines = Pipeline(range(24)).task(f.peak_in_coroutines, concurrency=8).wait_for_result(engine=engine)
+    for peaks in (in_threads, in_coroutines):
+        assert max(peaks) == 1 if engine == "inline" else max(peaks) > 1
 
 
 def test_unordered_keeps_every_item(engine: Any) -> None:
@@ -55,6 +61,12 @@ def test_temporal_batch_keeps_every_item(engine: Any) -> None:
     got = Pipeline(range(40)).temporal_batch(5.0).wait_for_result(engine=engine)
     assert [x for batch in got for x in batch] == list(range(40))
     assert all(batch for batch in got)
+
+
+def test_temporal_batch_parts_items_a_pause_apart(engine: Any) -> None:
+    got = Pipeline(f.paused_source()).temporal_batch(0.2).wait_for_result(engine=engine)
+    assert [x for batch in got for x in batch] == list(range(6))
+    assert not any(2 in batch and 3 in batch for batch in got)  # a second apart: two windows
 
 
 def test_split_gather_and_broadcast(engine: Any) -> None:
@@ -94,10 +106,15 @@ def test_timeout_ends_a_stalled_source(engine: Any) -> None:
 
 
 def test_cached_task(engine: Any, tmp_path: Any) -> None:
-    first = Pipeline(range(10)).cached_task(f.double, tmp_path).wait_for_result(engine=engine)
-    again = Pipeline(range(10)).cached_task(f.double, tmp_path).uncache().wait_for_result(engine=engine)
-    assert first == again == [2 * x for x in range(10)]
-    assert len(list(tmp_path.rglob("*"))) >= 10
+    calls = tmp_path / "calls.txt"
+    cache = tmp_path / "cache"
+    double = f.counting_double(str(calls))
+    first = Pipeline(range(10)).cached_task(double, cache).wait_for_result(engine=engine)
+    assert sorted(int(x) for x in calls.read_text().split()) == list(range(10))
+    again = Pipeline(range(12)).cached_task(double, cache).uncache().wait_for_result(engine=engine)
+    assert first == again[:10] == [2 * x for x in range(10)]
+    assert again[10:] == [20, 22]
+    assert sorted(int(x) for x in calls.read_text().split()) == [*range(10), 10, 11]  # the rerun skipped 0..9
 
 
 def test_on_error_replaces_and_drops(engine: Any) -> None:

@@ -81,20 +81,20 @@ def _figures(pipe: Pipeline[object]) -> list[tuple[str, int, int, int, int, int]
 @pytest.mark.parametrize("count", [1, 2])
 def test_crash_figures_agree_with_the_local_engine(ray_engine: RayEngine, count: int) -> None:
     def build() -> Pipeline[object]:
-        return Pipeline(range(100)).task(f.crash_every_7th, count=count, on_error=f.minus_one_on_death)
+        return Pipeline(range(50)).task(f.crash_every_7th, count=count, on_error=f.minus_one_on_death)
 
     ray_run, local_run = build(), build()
     assert ray_run.wait_for_result(engine=ray_engine) == local_run.wait_for_result()
-    assert _figures(ray_run) == _figures(local_run) == [("crash_every_7th", 100, 100, 14, 14, 0)]
+    assert _figures(ray_run) == _figures(local_run) == [("crash_every_7th", 50, 50, 7, 7, 0)]
 
 
 def test_recycling_figures_agree_with_the_local_engine(ray_engine: RayEngine) -> None:
     def build() -> Pipeline[object]:
-        return Pipeline(range(300)).task(f.plus_one, count=2, max_items_per_worker=10)
+        return Pipeline(range(120)).task(f.plus_one, count=2, max_items_per_worker=10)
 
     ray_run, local_run = build(), build()
     assert ray_run.wait_for_result(engine=ray_engine) == local_run.wait_for_result()
     (name, items_in, items_out, errors, _crashes, recycled) = _figures(ray_run)[0]
-    assert (name, items_in, items_out, errors) == ("plus_one", 300, 300, 0)
+    assert (name, items_in, items_out, errors) == ("plus_one", 120, 120, 0)
     assert _figures(local_run)[0][:4] == (name, items_in, items_out, errors)
-    assert recycled >= 300 // 10 - 2  # each actor is recycled once its budget is spent
+    assert recycled >= 120 // 10 - 2  # each actor is recycled once its budget is spent

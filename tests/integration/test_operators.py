@@ -158,11 +158,11 @@ def test_coroutines_inside_a_stage() -> None:
     assert Pipeline(range(3)).task(asleep).wait_for_result() == [0, 2, 4]
 
 
-def test_debug_prints_to_stderr(capfd: pytest.CaptureFixture[str]) -> None:
-    assert Pipeline([1, 2]).debug().wait_for_result() == [1, 2]
-    err = capfd.readouterr().err
-    assert "1" in err
-    assert "2" in err
+def test_debug_prints_each_item_to_stderr_in_order(capfd: pytest.CaptureFixture[str]) -> None:
+    assert Pipeline([1, "two", [3]]).debug().wait_for_result() == [1, "two", [3]]
+    out, err = capfd.readouterr()
+    assert err.splitlines() == ["[debug] 1", "[debug] 'two'", "[debug] [3]"]
+    assert out == ""
 
 
 @pytest.mark.parametrize("size", [1, 3, 1000])

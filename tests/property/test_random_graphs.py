@@ -117,7 +117,7 @@ def _pipeline(xs: list[int], engine: Any) -> Pipeline[Any]:
 
 @pytest.mark.timeout(300)
 def test_chain_matches_serial(engine: Any) -> None:
-    @_settings_for(engine, 10)
+    @_settings_for(engine, 3)
     @given(st.lists(st.integers(-1000, 1000), max_size=150), chains)
     def check(xs: list[int], ops_: list[Op]) -> None:
         got = apply(ops_, _pipeline(xs, engine)).wait_for_result()
@@ -136,7 +136,7 @@ def tag_b(x: int) -> int:
 
 @pytest.mark.timeout(300)
 def test_branches_and_gather_match_serial(engine: Any) -> None:
-    @_settings_for(engine, 5)
+    @_settings_for(engine, 3)
     @given(st.lists(st.integers(-500, 500), max_size=100), chains, chains, chains)
     def check(xs: list[int], trunk: list[Op], left: list[Op], right: list[Op]) -> None:
         p = apply(trunk, _pipeline(xs, engine))

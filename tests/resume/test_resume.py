@@ -234,8 +234,10 @@ def test_bad_arguments() -> None:
         Pipeline(range(3), resume=3)  # type: ignore[arg-type]
 
 
-def test_no_warning_and_no_file_written_by_a_run_without_resume(tmp_path: Path) -> None:
-    os.chdir(tmp_path)
+def test_no_warning_and_no_file_written_by_a_run_without_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Pipeline(range(10)).task(times_3).wait_for_result() == [x * 3 for x in range(10)]

@@ -98,7 +98,10 @@ class RayRun:
         self._source_items = 0
         self._finished = 0  # source items whose outputs were all taken (see finished())
         self._done = False  # every sink has ended cleanly
-        self._target = engine.chunk_size or 1
+        # A call must carry enough items for a stage's concurrency to overlap them: an
+        # actor runs its calls one at a time.
+        self._parallel = max((n.spec.parallelism for g in self.groups for n in g.nodes), default=1)
+        self._target = engine.chunk_size or self._parallel
         self._last_activity = 0.0
         self._deferred = held_back(self.groups, self._group_of)
         self._deferred_nodes = {n.id for g in self.groups if id(g) in self._deferred for n in g.nodes}
@@ -461,7 +464,7 @@ class RayRun:
         ]
         worst = costliest(self.counters, stages)
         if worst is not None:
-            self._target = items_for(RAY, worst)
+            self._target = items_for(RAY, worst, self._parallel)
 
     # -- ending -----------------------------------------------------------------------------
 
