@@ -25,8 +25,9 @@ def test_concurrency_threads_and_async(engine: Any) -> None:
     assert a == b == [2 * x for x in range(50)]
     # the items of one worker overlap, in threads and as coroutines; the inline engine pushes
     # one item at a time through the graph (documented)
-    in_threads = Pipeline(range(24)).task(f.peak_in_threads, concurrency=4).wait_for_result(engine=engine)
-    in_coroutines = Pipeline(range(24)).task(f.peak_in_coroutines, concurrency=8).wait_for_result(engine=engine)
+    items = Pipeline(range(24))
+    in_threads = items.task(f.peak_in_threads, concurrency=4).wait_for_result(engine=engine)
+    in_coroutines = items.task(f.peak_in_coroutines, concurrency=8).wait_for_result(engine=engine)
     for peaks in (in_threads, in_coroutines):
         assert max(peaks) == 1 if engine == "inline" else max(peaks) > 1
 
