@@ -296,3 +296,10 @@ def counting_double(path: str) -> Any:
         return 2 * x
 
     return double_counted
+
+
+class PeakModel:
+    """A model whose calls wait 50 ms; ``predict`` returns the most calls seen at once."""
+
+    def predict(self, x: int) -> int:
+        return peak_in_threads(x)

@@ -30,6 +30,7 @@ class SlowToClose:
         return slow(a)
 
     def close(self) -> None:
+        print("closing", flush=True)  # the teardown is under way: the test's cue
         time.sleep(0.5)
 
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -66,8 +65,11 @@ def test_a_worker_writing_as_the_caller_dies_leaves_no_segment(method: str) -> N
 def test_second_ctrl_c_during_teardown_leaves_no_segment() -> None:
     proc, descendants = start("fork")
     os.killpg(proc.pid, signal.SIGINT)
-    time.sleep(0.15)  # the second Ctrl-C must land while the first one's teardown runs
-    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the worker says when its close starts (it lasts 0.5 s)
+        if line.strip() == "closing":
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # so this Ctrl-C lands during the first one's teardown
     out, err = proc.communicate(timeout=20)
     assert "left 0" in out, err[-2000:]
     psutil.wait_procs(descendants, timeout=20)

@@ -171,7 +171,7 @@ def test_a_large_global_is_shared_not_copied_per_worker() -> None:
     seconds, uss_mb = (float(v) for v in done.stdout.splitlines()[0].split())
     assert done.stdout.splitlines()[1] == "[1.0, 2.0, 3.0, 4.0]"
     assert uss_mb < 120, f"a worker holds {uss_mb:.0f} MB of its own: the global was copied into it"
-    assert seconds < 1.5, f"{seconds:.2f} s"
+    assert seconds < 30  # a hang guard; how fast is a benchmark's business
 
 
 WARM_UP = textwrap.dedent(
