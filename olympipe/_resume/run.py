@@ -45,7 +45,7 @@ from olympipe._stages.stateful import BatchSpec, LimitSpec, ReduceSpec, Temporal
 from olympipe.errors import ProgressFileError
 from olympipe.stats import RunStats
 
-WRITE_SECONDS = 0.05
+WRITE_SECONDS = 0.1
 _log = logging.getLogger("olympipe")
 
 _WHY_NOT = {
