@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import faulthandler
-import os
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,27 +9,12 @@ from typing import Any
 import pytest
 
 from olympipe import Pipeline, PipelineError, WorkerDied
+from tests.crashes import CRASHES
 from tests.helpers import plus_one
 
 pytestmark = pytest.mark.faults
 
 N = 200
-
-
-def os_exit(code: int = 3) -> None:
-    os._exit(code)
-
-
-def sigkill() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def segfault() -> None:
-    faulthandler.disable()  # a deliberate crash: no "Fatal Python error" dump in the log
-    ctypes.string_at(0)
-
-
-CRASHES: dict[str, Callable[[], None]] = {"os_exit": os_exit, "sigkill": sigkill, "segfault": segfault}
 
 
 def crasher(kind: str, at: int) -> Callable[[int], int]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from olympipe import Pipeline
-from tests.integration.test_server import call, serve
+from tests.server_helpers import call, serve
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -70,7 +70,7 @@ def test_bad_ports(bad: object, error: type[Exception]) -> None:
 
 
 def test_a_server_pipeline_answers_get_metrics_on_its_own_port() -> None:
-    from tests.integration.test_server import call, serve
+    from tests.server_helpers import call, serve
 
     src = Pipeline.server(
         [("POST", "/double", lambda b: b["x"])], host="127.0.0.1", port=0, inactivity_timeout=1

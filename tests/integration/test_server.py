@@ -2,48 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from olympipe import Pipeline
-
-
-def call(
-    port: int, path: str, body: Any = None, method: str = "POST", raw: bytes | None = None
-) -> tuple[int, Any]:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            text = resp.read()
-            return resp.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as err:
-        text = err.read()
-        return err.code, json.loads(text) if text else None
+from tests.server_helpers import call, serve
 
 
 def model(x: int) -> int:
     if x == 13:
         raise ValueError("unlucky input")
     return x * 2
-
-
-def serve(pipe: Pipeline[Any], clients: Any) -> Any:
-    """Start the pipeline, run ``clients`` in a thread, wait for the run to end."""
-    pipe.start()
-    results: list[Any] = []
-    t = threading.Thread(target=lambda: results.append(clients()))
-    t.start()
-    pipe.wait_for_completion()
-    t.join(timeout=10)
-    return results[0]
 
 
 def test_answers_errors_and_keeps_serving() -> None:

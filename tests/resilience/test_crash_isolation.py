@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from olympipe import Pipeline, PipelineError, WorkerDied
-from tests.faults.test_crash_matrix import CRASHES
+from tests.crashes import CRASHES
 from tests.helpers import plus_one
 
 pytestmark = pytest.mark.faults

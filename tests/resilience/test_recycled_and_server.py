@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from olympipe import Pipeline
+from tests.crashes import CRASHES
 from tests.engines.stagefns import Tally
-from tests.faults.test_crash_matrix import CRASHES
-from tests.integration.test_server import call, serve
+from tests.server_helpers import call, serve
 
 pytestmark = pytest.mark.faults
 
