@@ -252,9 +252,17 @@ class Run:
                 if isinstance(spec, BatchSpec)
                 else RequestStageSpec(name=spec.name, inner=spec)
             )
-        definition: StageSpec | Definition = (
-            spec if self.method == "fork" else self._force.definition_for(node.id, spec)
-        )
+        try:
+            definition: StageSpec | Definition = (
+                spec if self.method == "fork" else self._force.definition_for(node.id, spec)
+            )
+        except Unpicklable as exc:
+            label = self.labels[node.id]
+            raise PipelineError(
+                f"stage {label!r} cannot be sent to its workers: start_method={self.method!r}"
+                f" pickles each stage (with dill), and this one does not pickle: {exc}",
+                stage=label,
+            ) from exc.__cause__
         renumber = self._respawn_ctx.Value("q", 0) if node.spec.renumbers_output else None
         self._shared.append(renumber)  # held until close: spawned children open it by name
         retire = self._respawn_ctx.Value("i", 0) if node.id in self._start_with else None

@@ -115,7 +115,14 @@ def worker_main(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
 
 def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
     """Build the stage, run it to the end of its stream, report Done or a Failure."""
-    spec: StageSpec = loads_definition(definition) if isinstance(definition, Definition) else definition
+    try:
+        spec: StageSpec = loads_definition(definition) if isinstance(definition, Definition) else definition
+    except Stopped:
+        raise
+    except BaseException as exc:  # user code runs while the stage is rebuilt (a __reduce__, an import)
+        msg = f"stage {plan.label!r} could not be rebuilt in its worker: {type(exc).__name__}: {exc}"
+        _fail(plan, None, Failure.capture(plan.label, exc, message=msg))
+        return
     register_main_classes(spec)
     if plan.by_address:
         inherited.enable_forwarding()
