@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Coverage of the caller's process (the workers' code runs in children it does not follow);
+# the floor is a little under the figure the suite reached when it was set (82.8 %).
+COVERAGE := --cov=olympipe --cov-report=term:skip-covered --cov-fail-under=80
 DEMO_STAMP := $(VENV)/.demo-stamp
 
 .PHONY: all install lint test test-long demo bench soak clean
@@ -30,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/basedpyright
 
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup $(COVERAGE)
 
 test-long: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q
