@@ -7,7 +7,6 @@ hands it to an engine (``olympipe/_engines``): local processes by default.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import inspect
 import os
@@ -17,6 +16,18 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, TypeVar, overload
 
+from olympipe._checks import (
+    _check_bool,
+    _check_callable,
+    _check_count,
+    _check_int,
+    _check_items_per_worker,
+    _check_positive_int,
+    _check_retries,
+    _check_seconds,
+    _check_stage_on_full,
+    _name_of,
+)
 from olympipe._core.flow import Prefetch, check_on_full
 from olympipe._core.tuning import check_budget
 
@@ -24,11 +35,20 @@ from olympipe._core.tuning import check_budget
 # add to (importing the runtime takes about 40 ms).
 from olympipe._engines import local as _local  # noqa: F401
 from olympipe._engines.base import Engine, Execution, check_engine, resolve_engine
-from olympipe._graph import Endpoint, Node, Plan, RunOptions, SourceSpec, plan_for, render, sources_of
+from olympipe._graph import Endpoint, Node, RunOptions, SourceSpec, plan_for, render, sources_of
 from olympipe._metrics import Observed, check_metrics_port
 from olympipe._picture import FORMATS, dot_source
 from olympipe._picture import render as render_dot
 from olympipe._resume.run import AlreadyFinished, Resumable, prepare
+from olympipe._runs import (
+    _EXITED,
+    _check_sources_free,
+    _claim_sources,
+    _close,
+    _consumable,
+    _events,
+    _running,
+)
 from olympipe._runtime.context import check_start_method, warm_up_in_notebook
 from olympipe._stages.base import StageSpec
 from olympipe._stages.cache import CachedTaskSpec, fingerprint
@@ -44,7 +64,6 @@ from olympipe._stages.stateful import (
     TimeoutSpec,
 )
 from olympipe._trace import Traced, check_trace
-from olympipe.errors import PipelineError
 from olympipe.stats import RunStats
 
 #: Hex digits of the function's fingerprint in a cache key: 96 bits, no collision in practice.
@@ -53,72 +72,6 @@ CACHE_KEY_CHARS = 24
 T = TypeVar("T")
 R = TypeVar("R")
 A = TypeVar("A")
-
-
-def _name_of(fn: object, default: str) -> str:
-    name = getattr(fn, "__name__", None)
-    return name if isinstance(name, str) else default
-
-
-def _check_callable(value: object, what: str) -> None:
-    if not callable(value):
-        raise TypeError(f"{what} must be callable, got {type(value).__name__}")
-
-
-def _check_int(value: object, what: str, at_least: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-    if value < at_least:
-        raise ValueError(f"{what} must be >= {at_least}, got {value}")
-
-
-def _check_positive_int(value: object, what: str) -> None:
-    _check_int(value, what, 1)
-
-
-def _check_count(value: object) -> tuple[int, bool]:
-    """``count``: a positive int, or ``"auto"`` (the engine sizes the stage); returns the
-    workers to plan with and whether the count is automatic."""
-    if isinstance(value, str):
-        if value == "auto":
-            return 1, True
-        raise ValueError(f'count must be a positive int or "auto", got {value!r}')
-    _check_positive_int(value, "count")
-    return value, False  # type: ignore[return-value]
-
-
-def _check_items_per_worker(value: object) -> None:
-    if value is not None:
-        _check_int(value, "max_items_per_worker", 1)
-
-
-def _check_retries(retries: object, retry_on: object) -> tuple[type[BaseException], ...]:
-    _check_int(retries, "retries", 0)
-    kinds = retry_on if isinstance(retry_on, tuple) else (retry_on,)
-    if not kinds or not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
-        raise TypeError(f"retry_on must be an exception class or a tuple of them, got {retry_on!r}")
-    return kinds
-
-
-def _check_bool(value: object, what: str) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{what} must be True or False, got {type(value).__name__}")
-
-
-def _check_stage_on_full(on_full: object, on_error: object, max_items_per_worker: object) -> None:
-    check_on_full(on_full)
-    if on_full != "block" and (on_error is not None or max_items_per_worker is not None):
-        raise ValueError(
-            f"on_full={on_full!r} cannot be combined with on_error or max_items_per_worker"
-            " (a stage whose workers are replaced keeps every chunk it was sent)"
-        )
-
-
-def _check_seconds(value: object, what: str) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{what} must be a number of seconds, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{what} must be > 0, got {value}")
 
 
 EngineChoice = str | Engine | None
@@ -1147,93 +1100,6 @@ def _stream(pipe: Pipeline[T], _exited: list[bool] | None = None) -> Iterator[T]
     finally:
         if not exited[0]:
             _close(run)
-
-
-_EXITED = [False]  # set by the atexit hook: every run is closed, the interpreter is going
-
-
-# Runs under way (for kill_generator_source from another thread); dropped when closed.
-_running: weakref.WeakSet[Execution] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all_at_exit() -> None:
-    """Close the runs still under way (an iterator left open) while the runtime can."""
-    _EXITED[0] = True
-    for run in list(_running):
-        run.close()
-
-
-def _close(run: Execution) -> None:
-    _running.discard(run)
-    try:
-        run.close()
-    finally:
-        _mark_spent(run)
-
-
-# Iterator sources a run has read from: another run would silently get what is left of
-# them (often nothing), so it is refused instead.
-_spent: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
-
-
-def _mark_spent(run: Execution) -> None:
-    for node in run.plan.sources:
-        assert isinstance(node.spec, SourceSpec)
-        if _consumable(node.spec.iterable) and not node.spec.server:
-            _spent[id(node.spec.iterable)] = node
-
-
-# Sources that a run started with start() is consuming: another run of them would
-# silently miss what that run takes, so it is refused instead.
-_claimed: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
-
-
-def _claim_sources(run: Execution) -> None:
-    for node in run.plan.sources:
-        assert isinstance(node.spec, SourceSpec)
-        if _consumable(node.spec.iterable):
-            _claimed[node.id] = node
-
-
-def _check_sources_free(plan: Plan) -> None:
-    for node in plan.sources:
-        assert isinstance(node.spec, SourceSpec)
-        if _spent.get(id(node.spec.iterable)) is node:
-            raise RuntimeError(
-                "this pipeline's source is an iterator (a generator, say) that an earlier run"
-                " already read: running it again would give only what is left of it. Build the"
-                " pipeline again from a fresh iterator, or give it a list or a range"
-            )
-        if _claimed.get(node.id) is node:
-            raise RuntimeError(
-                "this pipeline's source is an iterator already being consumed by a run started"
-                " with start(); run the started pipeline itself, or build the whole graph before"
-                " start() (items would otherwise be missing)"
-            )
-
-
-def _consumable(iterable: object) -> bool:
-    """Whether iterating ``iterable`` uses it up (an iterator or generator, not a list)."""
-    try:
-        return iter(iterable) is iterable  # type: ignore[call-overload]
-    except TypeError:
-        return False
-
-
-def _events(run: Execution) -> Iterator[tuple[int, list[Any]]]:
-    """``run.events()``, with a stage's ``KeyboardInterrupt`` or ``SystemExit`` raised as
-    itself (every engine reports it as a stage failure): Ctrl-C stays Ctrl-C and an exit
-    keeps its code. It still says where it came from: ``.stage`` and ``.item_repr``."""
-    try:
-        yield from run.events()
-    except PipelineError as error:
-        cause = error.__cause__
-        if isinstance(cause, (KeyboardInterrupt, SystemExit)):
-            cause.stage = error.stage  # type: ignore[union-attr]
-            cause.item_repr = error.item_repr  # type: ignore[union-attr]
-            raise cause from None
-        raise
 
 
 def _collect(run: Execution, pipes: Sequence[Pipeline[Any]]) -> list[list[Any]]:
