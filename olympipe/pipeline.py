@@ -727,9 +727,7 @@ class Pipeline(Generic[T]):
         chosen = resolve_engine(engine if engine is not None else self._b.engine)
         prepared = None
         if options.resume is not None:
-            prepared = prepare(
-                plan, options.resume, options.resume_key, options.resume_if_changed, chosen.name
-            )
+            prepared = prepare(plan, options.resume, options.resume_key, options.resume_if_changed)
             if prepared.progress.finished:
                 return AlreadyFinished(plan, prepared.path)
             if prepared.feed is not None:

@@ -16,9 +16,8 @@ in flight and those finished since the last write (at-least-once).
 Refused, before any work, with an error naming the stage: stages whose state covers the
 whole stream or whose end depends on this run (``reduce``, ``checkpoint``, ``limit``,
 ``timeout``), ``ordered=False`` (outputs in completion order), drop policies, servers and
-several sources; on Ray also the stages that hold items across chunks (``batch``,
-``temporal_batch``). ``batch`` and ``temporal_batch`` are resumable on the other engines:
-the items a batch held when the run stopped run again.
+several sources. ``batch`` and ``temporal_batch`` are resumable: the items a batch held
+when the run stopped run again.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from olympipe._resume.state import KEY_BYTES, Progress, load, save
 from olympipe._stages.base import StageSpec
 from olympipe._stages.mapping import TaskSpec
 from olympipe._stages.request import RequestBatchSpec
-from olympipe._stages.stateful import BatchSpec, LimitSpec, ReduceSpec, TemporalBatchSpec, TimeoutSpec
+from olympipe._stages.stateful import LimitSpec, ReduceSpec, TimeoutSpec
 from olympipe.errors import ProgressFileError
 from olympipe.stats import RunStats
 
@@ -56,7 +55,7 @@ _WHY_NOT = {
 }
 
 
-def check_resumable(plan: Plan, keyed: bool, engine: str) -> None:
+def check_resumable(plan: Plan, keyed: bool) -> None:
     """Refuse, before any work, a graph whose run cannot be resumed.
 
     Raises:
@@ -82,8 +81,6 @@ def check_resumable(plan: Plan, keyed: bool, engine: str) -> None:
         policy = getattr(stage, "on_full", "block")
         if policy != "block":
             why = f"on_full={policy!r} drops items"
-        if engine == "ray" and isinstance(stage, (BatchSpec, TemporalBatchSpec)):
-            why = "on the Ray engine a stage that holds items across chunks cannot be resumed"
         if why is not None:
             raise ValueError(f"stage {label!r} cannot be part of a resumable run: {why}")
     if not keyed and not replayable(spec.iterable):
@@ -166,14 +163,13 @@ def prepare(
     path: str | os.PathLike[str],
     key: Callable[[Any], Any] | None,
     if_changed: bool,
-    engine: str,
 ) -> Prepared:
     """Check the graph and the progress file, and say what this run reads.
 
     Raises:
         ValueError: the graph cannot be resumed, or the file belongs to another graph.
         ProgressFileError: the file is not ours or is damaged."""
-    check_resumable(plan, key is not None, engine)
+    check_resumable(plan, key is not None)
     where = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(where))
     if not os.path.isdir(directory):

@@ -16,7 +16,15 @@ import pytest
 
 from olympipe import Pipeline, ProgressFileError
 from olympipe._resume.state import MAGIC, load
-from tests.resume._fns import append_to, fail_at_60, lines_of, not_multiple_of_5, three_of_each, times_3
+from tests.resume._fns import (
+    append_to,
+    fail_at_60,
+    lines_of,
+    not_multiple_of_5,
+    three_of_each,
+    times_1,
+    times_3,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -101,22 +109,26 @@ def test_a_collecting_call_finishes_nothing_before_it_returns(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("size", [7, 64])
-def test_a_batch_holding_items_gives_them_again_after_a_stop(tmp_path: Path, size: int) -> None:
-    for engine in ("local", "inline"):
-        state = tmp_path / f"{engine}.olympipe"
+@pytest.mark.parametrize("copies", [1, 3])
+def test_a_batch_holding_items_gives_them_again_after_a_stop(
+    tmp_path: Path, engine: Any, size: int, copies: int
+) -> None:
+    state = tmp_path / "p.olympipe"
 
-        def pipe() -> Pipeline[list[int]]:
-            return (
-                Pipeline(list(range(N)), resume=str(state), engine=engine).explode(three_of_each).batch(size)
-            )
+    def pipe() -> Pipeline[list[int]]:
+        items = Pipeline(list(range(N)), resume=str(state), engine=engine)
+        return (items.explode(three_of_each) if copies == 3 else items.task(times_1)).batch(size)
 
-        first = [x for b in _take(pipe(), 40) for x in b]
-        second = [x for b in pipe() for x in b]
-        # every item whole: its three copies in the second run, or all taken in the first
-        seen = set(second) | {x for x in set(first) if first.count(x) == 3}
-        assert seen == set(range(N)), engine
-        assert all(second.count(x) == 3 for x in set(second)), engine
-        assert second == sorted(second)
+    first = [x for b in _take(pipe(), 40) for x in b]
+    second = [x for b in pipe() for x in b]
+    # every item whole: all its copies in the second run, or all taken in the first
+    seen = set(second) | {x for x in set(first) if first.count(x) == copies}
+    assert seen == set(range(N))
+    assert all(second.count(x) == copies for x in set(second))
+    assert second == sorted(second)
+    recorded = load(str(state))
+    assert recorded is not None
+    assert recorded.finished
 
 
 def test_by_key_a_source_in_another_order_skips_what_is_finished(tmp_path: Path, engine: Any) -> None:
@@ -177,12 +189,6 @@ def test_several_sources_and_a_dropping_source_are_refused(tmp_path: Path) -> No
         a.gather(Pipeline(range(5))).wait_for_result()
     with pytest.raises(ValueError, match="drop"):
         Pipeline(range(5), resume=state, on_full="drop_oldest").task(times_3).wait_for_result()
-
-
-def test_on_ray_a_batch_is_refused(tmp_path: Path, ray_engine: Any) -> None:
-    pipe = Pipeline(range(5), resume=str(tmp_path / "p.olympipe"), engine=ray_engine).batch(2)
-    with pytest.raises(ValueError, match=r"stage 'batch'.*Ray"):
-        pipe.wait_for_result()
 
 
 def test_a_changed_graph_is_refused_unless_told_to_go_on(tmp_path: Path) -> None:

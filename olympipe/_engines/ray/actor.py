@@ -4,9 +4,10 @@ Plain Python, no Ray import: the driver turns :class:`StageActor` into an actor 
 ``ray.remote`` at run time, so ``import olympipe`` never needs Ray.
 
 Every call returns the output chunks (one per output slot) followed by a *meta* tuple
-``(exhausted, rows, more)``: whether the stage has nothing more to say (``limit`` reached),
-what the counters of each of its stages gained, and the key of the rest of the chunk's
-outputs when a stage that streams (``explode``) has more to give (else ``None``). Small
+``(exhausted, rows, more, held)``: whether the stage has nothing more to say (``limit``
+reached), what the counters of each of its stages gained, the key of the rest of the chunk's
+outputs when a stage that streams (``explode``) has more to give (else ``None``), and how
+many items its last stage holds (a ``batch`` filling up; ``resume=`` needs it). Small
 return values come back to the driver that owns them, so stats and progress need no call of
 their own.
 
@@ -39,7 +40,7 @@ from olympipe._runtime.messages import Failure
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._transport.codec import Definition, loads_definition
 
-Meta = tuple[bool, list[list[float]], int | None]
+Meta = tuple[bool, list[list[float]], int | None, int]
 
 
 class StageFailed(Exception):
@@ -214,7 +215,8 @@ class StageActor:
             d[CPU] = cpu_gained * (d[BUSY] / busy if busy > 0 else 1 / len(deltas))
             d[STARTED] = row[STARTED]
             d[PEAK_RSS_MB] = usage.ru_maxrss / 1024
-        meta: Meta = (self._stages[-1].exhausted if self._stages else False, deltas, more)
+        last = self._stages[-1] if self._stages else None
+        meta: Meta = (last.exhausted if last else False, deltas, more, last.held() if last else 0)
         chunks = out if self._slots > 1 else (out,)
         return (*chunks, meta)
 

@@ -54,7 +54,7 @@ class Drops:
         for call in entry.calls:
             if any(out is ref for out in call.outs[:-1]):
                 meta = entry.remade.get(call.outs[-1]) or self._ray.get(call.outs[-1])
-                _exhausted, rows, _more = meta
+                rows = meta[1]
                 return int(rows[-1][ITEMS_OUT])
         return len(self._ray.get(ref))
 

@@ -79,9 +79,9 @@ class Repairer:
                 result = self._call(group, index, item, died(group, exc), method="recover")
             for slot in range(group.slots):
                 chunks[slot].extend(result[slot])
-            exhausted, rows, _more = result[-1]  # a crash-isolated group does not stream
+            exhausted, rows, _more, held = result[-1]  # a crash-isolated group does not stream
             self._add_rows(group, index, rows)
-        nothing: Meta = (exhausted, [[0.0] * FIELDS for _ in group.nodes], None)
+        nothing: Meta = (exhausted, [[0.0] * FIELDS for _ in group.nodes], None, held)
         return [*chunks, nothing]
 
     def _call(self, group: Group, index: int, *args: Any, method: str = "process") -> list[Any]:

@@ -29,12 +29,14 @@ from olympipe._progress import Progress, bar_totals, streams_live
 from olympipe._runtime.counters import (
     CRASHES,
     FIELDS,
+    ITEMS_IN,
     PEAK_RSS_MB,
     RECYCLED,
     STARTED,
     Counters,
 )
 from olympipe._runtime.credits import default_window
+from olympipe._runtime.watermark import Watermark
 from olympipe.stats import RunStats, pick_bottleneck, with_dropped
 
 # Ray's chunks (see olympipe/_core/chunking.py: an actor call costs ~1 ms of CPU)
@@ -97,6 +99,8 @@ class RayRun:
         self._ended_at = 0.0
         self._source_items = 0
         self._finished = 0  # source items whose outputs were all taken (see finished())
+        self._watermarks: dict[int, Watermark] = {}  # stateful group -> what it holds (resume=)
+        self._floors: dict[int, int] = {}  # stateful group -> the source items it is done with
         self._done = False  # every sink has ended cleanly
         # A call must carry enough items for a stage's concurrency to overlap them: an
         # actor runs its calls one at a time.
@@ -246,12 +250,13 @@ class RayRun:
         first: Any = chunk
         if sum(len(c) for c in self.plan.consumers[source.id]) > 1:
             first = self._ray.put(chunk)  # one copy in the store for every branch
+        upto = self._source_items
         self._submit(
             {(source.id, 0): [first]},
             finishing=None,
             source_items=len(chunk),
             born=born,
-            upto=self._source_items,
+            marks=(upto - len(chunk), upto),
         )
 
     def _submit(
@@ -261,16 +266,15 @@ class RayRun:
         source_items: int = 0,
         resuming: Resume | None = None,
         born: float = 0.0,
-        upto: int = 0,
+        marks: tuple[int, int] = (0, 0),
     ) -> InFlight | None:
         """Call every group that has input in ``refs`` (or ``finishing``'s flush, or the
         next part ``resuming`` names), in graph order, chaining the returned refs; record
         what the sinks get. Calls of held-back groups wait until the submission is
         collected. A continuation is returned for the caller to place; any other
         submission goes to the back of the queue."""
-        entry = InFlight(
-            [], source_items=source_items, finishing=finishing, resuming=resuming, born=born, upto=upto
-        )
+        entry = InFlight([], source_items=source_items, finishing=finishing, resuming=resuming, born=born)
+        entry.since, entry.upto = marks
         front = [g for g in self.groups if id(g) not in self._deferred]
         self._call_groups(entry, front, refs, lambda g: g.head.id not in self._ended)
         self._add_sinks(entry, refs, deferred=False)
@@ -370,31 +374,47 @@ class RayRun:
         chunks = values[: len(entry.sinks)]
         exhausted = False
         rests: list[Resume] = []
-        for (group, index, _ref), meta in zip(entry.metas, values[len(entry.sinks) :], strict=True):
+        metas = values[len(entry.sinks) :]
+        for (group, index, _ref), meta in zip(entry.metas, metas, strict=True):
             exhausted |= self._account(group, index, meta)
             if meta[2] is not None:
                 rests.append(Resume(group, index, meta[2]))
+        floor = self._floor_after(entry, metas, more_to_come=bool(rests))
         self._last_activity = time.monotonic()
         self._adapt_target()
         if exhausted:
             self._settle()
-        self._continue(rests, entry.born, entry.upto)
+        self._continue(rests, entry.born, (entry.since, entry.upto))
         for (sink, _ref), chunk in zip(entry.sinks, chunks, strict=True):
             if chunk:
                 if entry.born:
                     self.latency.add(time.monotonic() - entry.born, len(chunk))
                 yield sink, chunk
-        if not rests and entry.upto > self._finished:
-            self._finished = entry.upto  # taken, and no part of its chunk is still to come
+        if floor > self._finished:
+            self._finished = floor  # taken, and nothing of those items is still to come
 
-    def _continue(self, rests: list[Resume], born: float, upto: int) -> None:
+    def _floor_after(self, entry: InFlight, metas: list[Meta], more_to_come: bool) -> int:
+        """The source items finished once ``entry``'s outputs are taken (``resume=``): its
+        chunk's, unless parts of it are still to come, and none that a stateful stage holds."""
+        mark = entry.since if more_to_come else entry.upto
+        for call, meta in zip(entry.calls, metas, strict=True):
+            group = call.group
+            if not group.tail.spec.ordered_input:
+                continue
+            watermark = self._watermarks.setdefault(id(group), Watermark(1))
+            if call.method == "process":
+                watermark.took(0, mark, int(meta[1][-1][ITEMS_IN]))
+            self._floors[id(group)] = watermark.after(meta[3])
+        return min([mark, *self._floors.values()])
+
+    def _continue(self, rests: list[Resume], born: float, marks: tuple[int, int]) -> None:
         """Ask for the next part of each streaming chunk still wanted, ahead of every later
         submission (its outputs come before theirs); let the others go. A streaming group
         ends once none of its calls is out (see :meth:`_settle`)."""
         ahead = []
         for rest in rests:
             if self.plan.wanted(rest.group.tail.id, self._ended):
-                entry = self._submit({}, finishing=None, resuming=rest, born=born, upto=upto)
+                entry = self._submit({}, finishing=None, resuming=rest, born=born, marks=marks)
                 if entry is not None:
                     ahead.append(entry)
             else:
@@ -432,7 +452,7 @@ class RayRun:
 
     def _account(self, group: Group, index: int, meta: Meta) -> bool:
         group.outstanding[index] = max(0, group.outstanding[index] - 1)
-        stage_exhausted, rows, _more = meta
+        stage_exhausted, rows = meta[0], meta[1]
         self._add_rows(group, index, rows)
         if stage_exhausted and group.tail.id not in self._ended:
             self._ended.add(group.tail.id)
