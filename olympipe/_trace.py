@@ -6,11 +6,13 @@ crashes, recycling) every :data:`SAMPLE_SECONDS`; each sample becomes, on the wo
 consecutive complete events (``"ph": "X"``) named ``busy``, ``blocked_out`` and
 ``wait_in`` whose lengths are the worker's shares of that interval (so the spans of a track
 never overlap and cover the worker's life from its start), and instant events for a start,
-a crash, a recycling, a drop (``on_full=``) and a resize. Tracks are grouped by stage (a process per stage, a
-thread per worker); the caller has a track of its own with counters of the items read and
-delivered. The file is bounded whatever the run's length: the samples are kept in a ring
-of :data:`MAX_EVENTS` events, so a long run's file holds its last stretch (the first event
-says when it begins).
+a crash, a recycling, a drop (``on_full=``) and a resize. Tracks are grouped by stage (a
+process per stage, a thread per worker). The caller is a process of its own with two
+tracks: the feeder, with a counter of the source items read, and the sink, with an instant
+per chunk delivered (its sink, its number in that sink's order, its items) and a counter of
+the items delivered. The file is bounded whatever the run's length: the samples are kept
+in a ring of :data:`MAX_EVENTS` events, so a long run's file holds its last stretch (the
+first event says when it begins).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from olympipe._engines.base import Around, Execution
@@ -38,6 +40,7 @@ from olympipe.stats import RunStats
 
 SAMPLE_SECONDS = 0.05
 MAX_EVENTS = 200_000  # about 20 MB of JSON
+FEEDER, SINK = 1, 2  # the caller's tracks
 
 
 def check_trace(path: object) -> None:
@@ -58,6 +61,16 @@ class Traced(Around):
         super().__init__(run)
         self._path = os.fspath(path)
         self._sampler: _Sampler | None = None
+
+    def events(self) -> Iterator[tuple[int, list[Any]]]:
+        """The run's events, each one noted on the sink's track as it is delivered."""
+        numbers: dict[int, int] = {}
+        for sink, chunk in super().events():
+            if self._sampler is not None:
+                number = numbers.get(sink, 0)
+                numbers[sink] = number + 1
+                self._sampler.delivered(sink, number, len(chunk))
+            yield sink, chunk
 
     def start(self) -> None:
         super().start()
@@ -96,6 +109,26 @@ class _Sampler(threading.Thread):
         self._stages: dict[str, int] = {}  # stage -> pid
         self._tracks: dict[int, tuple[int, int, str]] = {}  # row -> (pid, tid, name)
         self._resizes = 0
+        self._delivered = 0
+
+    def delivered(self, sink: int, number: int, items: int) -> None:
+        """Chunk ``number`` of ``sink`` (``items`` items) reached the caller (its thread)."""
+        self._delivered += items
+        now = self._us(time.time())
+        args = {"sink": sink, "chunk": number, "items": items}
+        self._events.append(
+            {"ph": "i", "s": "t", "name": "chunk", "pid": 0, "tid": SINK, "ts": now, "args": args}
+        )
+        self._events.append(
+            {
+                "ph": "C",
+                "name": "delivered",
+                "pid": 0,
+                "tid": SINK,
+                "ts": now,
+                "args": {"items": self._delivered},
+            }
+        )
 
     def run(self) -> None:
         while not self._halt.wait(SAMPLE_SECONDS):
@@ -110,7 +143,8 @@ class _Sampler(threading.Thread):
     def trace(self) -> dict[str, Any]:
         meta: list[dict[str, Any]] = [
             {"ph": "M", "name": "process_name", "pid": 0, "tid": 0, "args": {"name": "caller"}},
-            {"ph": "M", "name": "thread_name", "pid": 0, "tid": 0, "args": {"name": "source and sink"}},
+            {"ph": "M", "name": "thread_name", "pid": 0, "tid": FEEDER, "args": {"name": "feeder"}},
+            {"ph": "M", "name": "thread_name", "pid": 0, "tid": SINK, "args": {"name": "sink"}},
         ]
         for stage, pid in self._stages.items():
             meta.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": stage}})
@@ -133,11 +167,11 @@ class _Sampler(threading.Thread):
         self._events.append(
             {
                 "ph": "C",
-                "name": "items",
+                "name": "read",
                 "pid": 0,
-                "tid": 0,
+                "tid": FEEDER,
                 "ts": self._us(now),
-                "args": {"read": stats.source_items},
+                "args": {"items": stats.source_items},
             }
         )
         for t, stage, old, new in stats.resizes[self._resizes :]:

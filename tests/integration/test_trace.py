@@ -40,6 +40,14 @@ def test_a_trace_has_a_track_per_worker_whose_spans_cover_its_life(engine: Any, 
             assert after["ts"] == pytest.approx(before["ts"] + before["dur"], abs=2.0)
     busy = sum(e["dur"] for (pid, _tid), track in spans.items() for e in track if e["name"] == "busy")
     assert busy > 0.2e6 * 0.5  # slow's 40 x 10 ms, most of which the samples saw
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert threads[(0, 1)] == "feeder"
+    assert threads[(0, 2)] == "sink"
+    chunks = [e["args"] for e in events if e["ph"] == "i" and e["name"] == "chunk"]
+    assert [c["chunk"] for c in chunks] == list(range(len(chunks)))  # numbered in delivery order
+    assert sum(c["items"] for c in chunks) == 40
+    read = [e["args"]["items"] for e in events if e["ph"] == "C" and e["name"] == "read"]
+    assert read[-1] == 40
 
 
 def test_a_trace_path_in_a_missing_folder_fails_before_the_run(tmp_path: Path) -> None:
