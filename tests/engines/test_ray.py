@@ -242,3 +242,14 @@ def test_zero_copy_gives_stages_the_object_stores_arrays_as_they_are(ray_engine:
     engine = RayEngine(zero_copy=True)
     assert Pipeline(arrays).task(f.is_writable).wait_for_result(engine=engine) == [False] * 3
     assert Pipeline(arrays).task(f.is_writable).wait_for_result(engine=ray_engine) == [True] * 3
+
+
+def test_a_ray_without_its_private_upload_calls_is_a_clear_error(ray_engine: RayEngine) -> None:
+    import types
+
+    from olympipe._engines.ray.cluster import uploaded
+
+    assert uploaded(types.SimpleNamespace(), {"env_vars": {"A": "1"}}) == {"env_vars": {"A": "1"}}
+    moved = types.SimpleNamespace(__version__="99.0")  # a Ray whose internals moved
+    with pytest.raises(RuntimeError, match=r"give the runtime_env to ray.init\(\)"):
+        uploaded(moved, {"py_modules": ["."]})

@@ -29,10 +29,19 @@ def uploaded(ray: Any, runtime_env: dict[str, Any] | None) -> dict[str, Any] | N
     only for a job's runtime_env (at ``ray.init``), so do what it does there."""
     if runtime_env is None or not ({"py_modules", "working_dir"} & set(runtime_env)):
         return runtime_env
-    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
-    from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+    # Ray has no public call for this (its uploads live in ray._private, which a Ray release
+    # may move): an import or attribute that is gone becomes a clear error with a way out.
+    try:
+        from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+        from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
 
-    scratch = ray._private.worker.global_worker.node.get_runtime_env_dir_path()
+        scratch = ray._private.worker.global_worker.node.get_runtime_env_dir_path()
+    except (ImportError, AttributeError) as exc:
+        raise RuntimeError(
+            f"this Ray ({getattr(ray, '__version__', '?')}) cannot upload local py_modules or"
+            " working_dir for the actors' runtime_env; give the runtime_env to ray.init()"
+            " before the run instead (the actors then inherit it)"
+        ) from exc
     env = upload_py_modules_if_needed(dict(runtime_env), include_gitignore=True, scratch_dir=scratch)
     return dict(upload_working_dir_if_needed(env, include_gitignore=True, scratch_dir=scratch))
 
