@@ -102,6 +102,7 @@ def load(port: int, clients: int, requests: int) -> dict[str, float]:
     latencies.sort()
     return {
         "requests_per_s": len(latencies) / seconds,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p95_ms": latencies[int(len(latencies) * 0.95) - 1] * 1000,
     }
 
