@@ -10,7 +10,8 @@ By position (a source that reads the same way again: a list, a range, a file's l
 progress is one number: every source item before it is finished. By ``resume_key(item)``
 (a source whose order may change), it is the set of the finished items' keys, 8 bytes each.
 A thread writes it as soon as the caller takes an output, then at most once per
-:data:`WRITE_SECONDS` (see ``state.py``); after a ``kill -9`` the items run again are those
+:data:`WRITE_SECONDS`, less often when a write takes more than a tenth of that (a keyed
+run's file grows with its items; see ``state.py``); after a ``kill -9`` the items run again are those
 in flight and those finished since the last write (at-least-once).
 
 Refused, before any work, with an error naming the stage: stages whose state covers the
@@ -28,6 +29,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -259,6 +261,7 @@ class Resumable(Around):
             if self._stop.is_set():
                 return
             self._taken.clear()
+            t0 = time.perf_counter()
             if not self._collecting:
                 try:
                     self._record()
@@ -267,7 +270,9 @@ class Resumable(Around):
                         "olympipe: could not record the progress in %s: %s", self._prepared.path, exc
                     )
                     return
-            if self._stop.wait(WRITE_SECONDS):  # at most one write per interval
+            # At most one write per interval; a large file (a keyed run's digests) is written
+            # less often, so that writing never takes more than a tenth of the time.
+            if self._stop.wait(max(WRITE_SECONDS, 10 * (time.perf_counter() - t0))):
                 return
 
     def _record(self) -> None:
