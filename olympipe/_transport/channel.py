@@ -53,12 +53,6 @@ def unpack_header(frame: bytes) -> tuple[int, int, int]:
     return kind, port, seq
 
 
-def born_of(frame: bytes) -> float:
-    """When the oldest source item of a frame's chunk was read (0: unknown)."""
-    born: float = _HEADER.unpack_from(frame)[3]
-    return born
-
-
 def marks_of(frame: bytes) -> tuple[float, int]:
     """``(born, upto)`` of a frame (see the header's layout)."""
     _kind, _port, _seq, born, upto = _HEADER.unpack_from(frame)
