@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections import deque
 
+MOST_CHUNKS = 256  # chunks kept on account; beyond, the oldest but one merge into the oldest
+
 
 class Watermark:
     """The mark of a stateful stage's output (its input read in order on every port)."""
@@ -27,9 +29,19 @@ class Watermark:
     def took(self, port: int, upto: int, items: int) -> None:
         """The stage is given a chunk of ``items`` items marked ``upto`` from ``port``."""
         self._chunks.append((self._taken, min(self._last)))
+        if len(self._chunks) > MOST_CHUNKS:
+            # A stage that holds everything (reduce) would grow this without end. The second
+            # chunk merges into the first: an item held there then claims the first one's
+            # mark, an earlier position, so the merge can only claim less.
+            del self._chunks[1]
         self._taken += items
         if upto > self._last[port]:
             self._last[port] = upto
+
+    @property
+    def tracked(self) -> int:
+        """How many chunks it keeps account of (at most :data:`MOST_CHUNKS`)."""
+        return len(self._chunks)
 
     def after(self, held: int) -> int:
         """The mark of what the stage sends now, holding the last ``held`` items it took."""

@@ -4,6 +4,7 @@ file's format, the graph's fingerprint and which sources read the same way again
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,14 @@ def test_sources_that_read_the_same_way_again() -> None:
     assert not replayable(iter([1, 2]))
     assert not replayable(x for x in range(3))
     assert not replayable({1, 2})  # a set's order may change from one run to the next
+
+
+def test_a_stage_holding_everything_keeps_a_bounded_account() -> None:
+    """``reduce`` holds every item until the end: every worker keeps this account, so it
+    must not grow with the stream (older chunks merge, which only claims less)."""
+    mark = Watermark(1)
+    for chunk in range(1, 100_001):
+        mark.took(0, 10 * chunk, 10)
+        assert mark.after(sys.maxsize) == 0
+    assert mark.tracked <= 256
+    assert mark.after(0) == 1_000_000
