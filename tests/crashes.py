@@ -81,15 +81,10 @@ class StageFailingToPickle(StageFailingToUnpickle):
         fail(self.kind)
 
 
-def returns_failing_to_pickle(kind: str) -> Callable[[int], Any]:
+def returns_at_5(failing: type[FailsToPickle | FailsToUnpickle], kind: str) -> Callable[[int], Any]:
+    """A stage that gives ``failing(kind)`` for item 5 and every other item as it is."""
+
     def stage(x: int) -> Any:
-        return FailsToPickle(kind) if x == 5 else x
-
-    return stage
-
-
-def returns_failing_to_unpickle(kind: str) -> Callable[[int], Any]:
-    def stage(x: int) -> Any:
-        return FailsToUnpickle(kind) if x == 5 else x
+        return failing(kind) if x == 5 else x
 
     return stage

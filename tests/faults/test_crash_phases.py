@@ -80,10 +80,12 @@ def test_a_stage_that_fails_while_running(method: str, kind: str) -> None:
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_result_that_fails_to_pickle_in_the_worker(method: str, kind: str) -> None:
-    _expect(kind, lambda: _run(method, c.returns_failing_to_pickle(kind)), says="cannot be pickled")
+    _expect(kind, lambda: _run(method, c.returns_at_5(c.FailsToPickle, kind)), says="cannot be pickled")
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("kind", ["exception", "exit"])
 def test_a_result_that_fails_to_unpickle_in_the_caller(method: str, kind: str) -> None:
-    _expect(kind, lambda: _run(method, c.returns_failing_to_unpickle(kind)), says="could not be unpickled")
+    _expect(
+        kind, lambda: _run(method, c.returns_at_5(c.FailsToUnpickle, kind)), says="could not be unpickled"
+    )
