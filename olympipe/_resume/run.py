@@ -11,8 +11,8 @@ progress is one number: every source item before it is finished. By ``resume_key
 (a source whose order may change), it is the set of the finished items' keys, 8 bytes each.
 A thread writes it as soon as the caller takes an output, then at most once per
 :data:`WRITE_SECONDS`, less often when a write takes more than a tenth of that (a keyed
-run's file grows with its items; see ``state.py``); after a ``kill -9`` the items run again are those
-in flight and those finished since the last write (at-least-once).
+run's file grows with its items; see ``state.py``). After a ``kill -9`` the items run again
+are those in flight and those finished since the last write (at-least-once).
 
 Refused, before any work, with an error naming the stage: stages whose state covers the
 whole stream or whose end depends on this run (``reduce``, ``checkpoint``, ``limit``,
