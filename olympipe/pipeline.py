@@ -28,7 +28,7 @@ from olympipe._checks import (
     _check_stage_on_full,
     _name_of,
 )
-from olympipe._core.flow import Prefetch, check_on_full
+from olympipe._core.flow import OnFull, Prefetch, check_on_full
 from olympipe._core.tuning import check_budget
 
 # The default engine comes with the builder, not with the first run, whose time it would
@@ -72,6 +72,9 @@ CACHE_KEY_CHARS = 24
 T = TypeVar("T")
 R = TypeVar("R")
 A = TypeVar("A")
+U = TypeVar("U")  # the item types of the pipelines of one run, where they can be known
+V = TypeVar("V")
+W = TypeVar("W")
 
 
 EngineChoice = str | Engine | None
@@ -107,7 +110,7 @@ class Pipeline(Generic[T]):
         metrics_port: int | None = None,
         trace: str | os.PathLike[str] | None = None,
         workers: int | None = None,
-        on_full: str = "block",
+        on_full: OnFull = "block",
         resume: str | os.PathLike[str] | None = None,
         resume_key: Callable[[T], Any] | None = None,
         resume_if_changed: bool = False,
@@ -275,7 +278,7 @@ class Pipeline(Generic[T]):
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         max_items_per_worker: int | None = None,
-        on_full: str = "block",
+        on_full: OnFull = "block",
     ) -> Pipeline[R]: ...
 
     @overload
@@ -291,7 +294,7 @@ class Pipeline(Generic[T]):
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         max_items_per_worker: int | None = None,
-        on_full: str = "block",
+        on_full: OnFull = "block",
     ) -> Pipeline[R]: ...
 
     def task(
@@ -306,7 +309,7 @@ class Pipeline(Generic[T]):
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         max_items_per_worker: int | None = None,
-        on_full: str = "block",
+        on_full: OnFull = "block",
     ) -> Pipeline[Any]:
         """Apply ``task(item)`` to each item, in ``count`` worker processes.
 
@@ -415,7 +418,7 @@ class Pipeline(Generic[T]):
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         on_error: Callable[[T, Exception], Any] | None = None,
         max_items_per_worker: int | None = None,
-        on_full: str = "block",
+        on_full: OnFull = "block",
     ) -> Pipeline[R]:
         """Build one instance per worker and apply ``class_method(instance, item)``.
 
@@ -929,6 +932,41 @@ class Pipeline(Generic[T]):
             self.print_graph(debug_graph, other_pipes)
         return _collect(self._take_run(pipes, progress, engine, metrics_port, trace), pipes)
 
+    # A tuple is a Sequence too: given one, the run gives a tuple back (each list typed).
+    @overload
+    @staticmethod
+    def wait_for_all_results(  # type: ignore[overload-overlap]
+        pipes: tuple[Pipeline[U], Pipeline[V]],
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
+        metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
+    ) -> tuple[list[U], list[V]]: ...
+
+    @overload
+    @staticmethod
+    def wait_for_all_results(  # type: ignore[overload-overlap]
+        pipes: tuple[Pipeline[U], Pipeline[V], Pipeline[W]],
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
+        metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
+    ) -> tuple[list[U], list[V], list[W]]: ...
+
+    @overload
+    @staticmethod
+    def wait_for_all_results(
+        pipes: Sequence[Pipeline[U]],
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
+        metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
+    ) -> list[list[U]]: ...
+
+    @overload
     @staticmethod
     def wait_for_all_results(
         pipes: Sequence[Pipeline[Any]],
@@ -937,7 +975,17 @@ class Pipeline(Generic[T]):
         engine: EngineChoice = None,
         metrics_port: int | None = None,
         trace: str | os.PathLike[str] | None = None,
-    ) -> list[list[Any]]:
+    ) -> list[list[Any]]: ...
+
+    @staticmethod
+    def wait_for_all_results(
+        pipes: Sequence[Pipeline[Any]],
+        progress: bool | None = None,
+        *,
+        engine: EngineChoice = None,
+        metrics_port: int | None = None,
+        trace: str | os.PathLike[str] | None = None,
+    ) -> list[list[Any]] | tuple[list[Any], ...]:
         """Run all ``pipes`` as one graph.
 
         Args:
@@ -951,7 +999,8 @@ class Pipeline(Generic[T]):
                 ``chrome://tracing``) when it ends; ``None``: as the pipeline says.
 
         Returns:
-            One list of outputs per pipeline.
+            One list of outputs per pipeline: a tuple of lists when ``pipes`` is a tuple
+            (so that a checker knows each one's item type), else a list of lists.
 
         Raises:
             PipelineError: a stage (or the source) raised; it is also an instance of the original
@@ -962,10 +1011,11 @@ class Pipeline(Generic[T]):
             RuntimeError: the source is an iterator another run has read, or is reading.
             KeyboardInterrupt: Ctrl-C; every worker is gone when it reaches you."""
         if not pipes:
-            return []
-        return pipes[0].wait_for_results(
+            return () if isinstance(pipes, tuple) else []
+        results = pipes[0].wait_for_results(
             list(pipes[1:]), progress=progress, engine=engine, metrics_port=metrics_port, trace=trace
         )
+        return tuple(results) if isinstance(pipes, tuple) else results
 
     def wait_for_completion(
         self,

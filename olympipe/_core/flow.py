@@ -18,12 +18,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 BLOCK: Final = "block"
 DROP_OLDEST: Final = "drop_oldest"
 DROP_NEWEST: Final = "drop_newest"
 POLICIES: Final = (BLOCK, DROP_OLDEST, DROP_NEWEST)
+OnFull = Literal["block", "drop_oldest", "drop_newest"]  # the type of ``on_full=``
 
 
 def check_on_full(value: object, what: str = "on_full") -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from olympipe import Pipeline
+from olympipe._core.flow import OnFull
 from tests.engines import stagefns as f
 from tests.realtime._gates import Gates
 
@@ -17,7 +18,7 @@ N = 50
 
 @pytest.mark.parametrize(("policy", "kept"), [("drop_oldest", [0, N - 1]), ("drop_newest", [0, 1])])
 def test_a_dropping_source_keeps_what_its_policy_says(
-    engine: Any, tmp_path: Path, policy: str, kept: list[int]
+    engine: Any, tmp_path: Path, policy: OnFull, kept: list[int]
 ) -> None:
     """While the stage holds item 0, the source gives all the others: one waiting place,
     so every other item but the newest (or the first) is dropped."""
@@ -56,7 +57,7 @@ def test_what_a_dropping_source_keeps_goes_on_in_order(engine: Any) -> None:
 
 
 @pytest.mark.parametrize("bad", ["drop", "BLOCK", ""])
-def test_an_unknown_policy_is_a_value_error_listing_the_choices(bad: str) -> None:
+def test_an_unknown_policy_is_a_value_error_listing_the_choices(bad: Any) -> None:
     with pytest.raises(ValueError, match="'block', 'drop_oldest', 'drop_newest'"):
         Pipeline(range(3), on_full=bad)
 
@@ -66,7 +67,7 @@ def test_a_policy_that_is_not_a_string_is_a_type_error() -> None:
         Pipeline(range(3), on_full=None)  # type: ignore[arg-type]
 
 
-def _stage_policy_run(tmp_path: Path, policy: str, n: int = 30) -> tuple[list[int], Any]:
+def _stage_policy_run(tmp_path: Path, policy: OnFull, n: int = 30) -> tuple[list[int], Any]:
     """The source gives 0, then (once the dropping stage holds it) 1 .. n-1, one item per
     chunk; the stage before it lets 0 go when it reaches n-1, so chunks 1 .. n-2 at least
     wait at the dropping stage's input."""
@@ -103,11 +104,11 @@ def test_a_stage_policy_with_crash_isolation_is_refused() -> None:
     with pytest.raises(ValueError, match="on_error or max_items_per_worker"):
         Pipeline(range(3)).task(abs, on_full="drop_oldest", on_error=lambda x, e: None)
     with pytest.raises(ValueError, match="'block', 'drop_oldest', 'drop_newest'"):
-        Pipeline(range(3)).task(abs, on_full="newest")
+        Pipeline(range(3)).task(abs, on_full="newest")  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
-def test_a_stage_policy_on_ray_drops_what_waits_and_counts_it(ray_engine: Any, policy: str) -> None:
+def test_a_stage_policy_on_ray_drops_what_waits_and_counts_it(ray_engine: Any, policy: OnFull) -> None:
     """The driver decides when a chunk's turn at the stage comes: the chunks of a source
     that is always ahead wait, and all but one of them at a time are dropped."""
     from olympipe import RayEngine

@@ -38,6 +38,14 @@ class Model:
         return len(batch) * self.scale
 
 
+def halves(x: int) -> tuple[int | None, int | None]:
+    return (x, None) if x % 2 else (None, x)
+
+
+def plus_one(x: int) -> int:
+    return x + 1
+
+
 def add(x: int, acc: int) -> int:
     return x + acc
 
@@ -56,6 +64,7 @@ def test_stage_methods_keep_the_item_types() -> None:
     assert_type(source.limit(3).timeout(1.0).debug(), Pipeline[int])
     assert_type(source.temporal_batch(0.5), Pipeline[list[int]])
     assert_type(source.gather(source.task(to_str)), Pipeline[Any])
+    assert_type(source.split(halves), tuple[Pipeline[Any], ...])  # a branch's None skips it
     keyed = Pipeline(iter(["a", "b"]), resume="progress.olympipe", resume_key=lambda s: s.upper())
     assert_type(keyed, Pipeline[str])  # resume_key takes the source's items
 
@@ -67,7 +76,12 @@ def test_terminal_calls_return_typed_values() -> None:
     assert result == ["0", "1", "2", "3"]
     assert_type(p.stats(), RunStats)
     assert_type(p.wait_and_reduce(0, lambda s, acc: acc + len(s)), int)
-    assert_type(Pipeline.wait_for_all_results([p, p]), list[list[Any]])
+    assert_type(Pipeline.wait_for_all_results([p, p]), list[list[str]])
+    counts = Pipeline(range(3)).task(plus_one)
+    both = Pipeline.wait_for_all_results((p, counts))  # a tuple in, a tuple out
+    assert_type(both, tuple[list[str], list[int]])
+    assert both == (["0", "1", "2", "3"], [1, 2, 3])
+    assert_type(Pipeline.wait_for_all_results((p, p, counts)), tuple[list[str], list[str], list[int]])
     for item in Pipeline(range(2)).task(length_of_str := to_str):
         assert_type(item, str)
     assert length_of_str(1) == "1"
