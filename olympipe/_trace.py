@@ -5,7 +5,9 @@ samples the counters every worker keeps (busy, waiting for input, blocked on out
 crashes, recycling) every :data:`SAMPLE_SECONDS`; each sample becomes, on the worker's track,
 consecutive complete events (``"ph": "X"``) named ``busy``, ``blocked_out`` and
 ``wait_in`` whose lengths are the worker's shares of that interval (so the spans of a track
-never overlap and cover the worker's life from its start), and instant events for a start,
+never overlap and cover the worker's life from its start); a busy span's ``args`` say how
+many chunks the worker took in it and the number of the last one in its input's order (on
+Ray, the number of the source chunk it came from). Instant events mark a start,
 a crash, a recycling, a drop (``on_full=``) and a resize. Tracks are grouped by stage (a
 process per stage, a thread per worker). The caller is a process of its own with two
 tracks: the feeder, with a counter of the source items read, and the sink, with an instant
@@ -29,9 +31,11 @@ from olympipe._engines.base import Around, Execution
 from olympipe._runtime.counters import (
     BLOCKED_OUT,
     BUSY,
+    CHUNKS,
     CRASHES,
     DROPPED,
     FIELDS,
+    LAST_CHUNK,
     RECYCLED,
     STARTED,
     Counters,
@@ -105,7 +109,7 @@ class _Sampler(threading.Thread):
         self._halt = threading.Event()
         self._t0 = time.time()
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
-        self._last: dict[int, tuple[float, float, float, float, float, float]] = {}  # row -> (t, fields...)
+        self._last: dict[int, tuple[float, ...]] = {}  # row -> (t, fields...)
         self._stages: dict[str, int] = {}  # stage -> pid
         self._tracks: dict[int, tuple[int, int, str]] = {}  # row -> (pid, tid, name)
         self._resizes = 0
@@ -201,6 +205,7 @@ class _Sampler(threading.Thread):
                 float(array[at + BLOCKED_OUT]),
                 float(array[at + CRASHES]),
                 float(array[at + RECYCLED]),
+                float(array[at + CHUNKS]),
             )
             pid, tid = self._track(stage, position, row)
             last = self._last.get(row)
@@ -208,9 +213,10 @@ class _Sampler(threading.Thread):
                 self._events.append(
                     {"ph": "i", "s": "t", "name": "start", "pid": pid, "tid": tid, "ts": self._us(started)}
                 )
-                last = (max(started, self._t0), 0.0, 0.0, 0.0, fields[3], fields[4])
-            t_prev, busy0, dropped0, blocked0, crashes0, recycled0 = last
-            self._spans(pid, tid, t_prev, now, fields[0] - busy0, fields[2] - blocked0)
+                last = (max(started, self._t0), 0.0, 0.0, 0.0, fields[3], fields[4], 0.0)
+            t_prev, busy0, dropped0, blocked0, crashes0, recycled0, chunks0 = last
+            chunks = {"chunks": int(fields[5] - chunks0), "last chunk": int(array[at + LAST_CHUNK]) - 1}
+            self._spans(pid, tid, t_prev, now, fields[0] - busy0, fields[2] - blocked0, chunks)
             for count, before, name in ((fields[3], crashes0, "crash"), (fields[4], recycled0, "recycled")):
                 for _ in range(int(count - before)):
                     self._events.append(
@@ -230,8 +236,18 @@ class _Sampler(threading.Thread):
                 )
             self._last[row] = (now, *fields)
 
-    def _spans(self, pid: int, tid: int, start: float, end: float, busy: float, blocked: float) -> None:
-        """Busy, then blocked, then waiting: the worker's shares of ``[start, end)``."""
+    def _spans(
+        self,
+        pid: int,
+        tid: int,
+        start: float,
+        end: float,
+        busy: float,
+        blocked: float,
+        chunks: dict[str, int],
+    ) -> None:
+        """Busy, then blocked, then waiting: the worker's shares of ``[start, end)``; the busy
+        span says how many chunks the worker took in it, and the number of the last."""
         length = max(0.0, end - start)
         busy, blocked = max(0.0, busy), max(0.0, blocked)
         if busy + blocked > length > 0:
@@ -239,19 +255,20 @@ class _Sampler(threading.Thread):
             busy, blocked = busy * scale, blocked * scale
         at = start
         for name, seconds in (("busy", busy), ("blocked_out", blocked), ("wait_in", length - busy - blocked)):
-            if seconds < 1e-6:  # below the format's microsecond
+            if seconds < 1e-6 and not (name == "busy" and chunks["chunks"]):  # below a microsecond
                 at += max(0.0, seconds)
                 continue
-            self._events.append(
-                {
-                    "ph": "X",
-                    "name": name,
-                    "pid": pid,
-                    "tid": tid,
-                    "ts": self._us(at),
-                    "dur": round(seconds * 1e6, 1),
-                }
-            )
+            span: dict[str, Any] = {
+                "ph": "X",
+                "name": name,
+                "pid": pid,
+                "tid": tid,
+                "ts": self._us(at),
+                "dur": round(seconds * 1e6, 1),
+            }
+            if name == "busy" and chunks["chunks"]:
+                span["args"] = chunks
+            self._events.append(span)
             at += seconds
 
     def _stage_pid(self, stage: str) -> int:

@@ -30,11 +30,13 @@ from olympipe._graph import Node, Plan, RunOptions, SourceSpec
 from olympipe._progress import Progress, bar_totals, streams_live
 from olympipe._runtime.counters import (
     BUSY,
+    CHUNKS,
     CPU,
     ERRORS,
     FIELDS,
     ITEMS_IN,
     ITEMS_OUT,
+    LAST_CHUNK,
     PEAK_RSS_MB,
     RETRIED,
     STARTED,
@@ -221,6 +223,8 @@ class InlineRun:
         stage = self._stages[node.id]
         row = self._rows[node.id] * FIELDS
         array = self.counters.array
+        array[row + CHUNKS] += 1  # one thread, in order: its n-th chunk is chunk n - 1
+        array[row + LAST_CHUNK] = array[row + CHUNKS]
         if stage.streams:
             self._stream(node, stage, chunk)
             return

@@ -29,7 +29,9 @@ CRASHES = 10  # deaths survived: written by the supervisor when it replaces the 
 RECYCLED = 11  # replacements after max_items_per_worker: written by the supervisor
 CURRENT = 12  # a crash-isolated worker: the index in its chunk of the item it runs (-1: unknown)
 DROPPED = 13  # items its input's flow policy (on_full=) dropped
-FIELDS = 14
+CHUNKS = 14  # chunks it took (a trace shows them per span)
+LAST_CHUNK = 15  # 1 + the number of the last chunk it took in its input's order (0: none yet)
+FIELDS = 16
 
 
 class Counters:

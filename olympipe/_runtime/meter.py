@@ -14,12 +14,14 @@ from typing import Any
 from olympipe._runtime.counters import (
     BLOCKED_OUT,
     BUSY,
+    CHUNKS,
     CPU,
     DROPPED,
     ERRORS,
     FIELDS,
     ITEMS_IN,
     ITEMS_OUT,
+    LAST_CHUNK,
     PEAK_RSS_MB,
     RETRIED,
     STARTED,
@@ -65,6 +67,11 @@ class Meter:
         predecessor in this row started it already."""
         if not self._array[self._row + STARTED]:
             self._array[self._row + STARTED] = time.time()
+
+    def took(self, number: int) -> None:
+        """The worker takes chunk ``number`` of its input (in that input's order)."""
+        self._array[self._row + CHUNKS] += 1
+        self._array[self._row + LAST_CHUNK] = number + 1
 
     def process(self, stage: Stage, chunk: list[Any]) -> Any:
         """``stage.process(chunk)``, timed. Items in and busy time move together, after the

@@ -226,6 +226,7 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
             ready = _drop_waiting(ready, dropping, keeps_numbers, outputs, meter, plan.windows)
         for index, (port, ready_seq, (chunk, chunk_born, chunk_upto)) in enumerate(ready):
             outputs.saw(chunk_born)
+            meter.took(ready_seq)
             if streams:
                 outputs.upto = reached  # its parts complete nothing until the last one
                 meter.stream(stage, chunk, outputs.send)
@@ -282,6 +283,7 @@ def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         entry = held.pop((port, seq))
         born, outputs.upto = marks.pop((port, seq), (0.0, 0))
         outputs.saw(born)
+        meter.took(seq)
         budget.before(len(chunk))
         if entry.mark == BUFFERED:
             array[current] = -1

@@ -44,6 +44,7 @@ class InFlight:
     born: float = 0.0  # when the oldest source item behind it was read (0: unknown)
     upto: int = 0  # the source items read up to its chunk's last one (``resume=``)
     since: int = 0  # ... up to the item before its chunk's first one
+    number: int = -1  # its source chunk's number (-1: a flush or a continuation)
 
     @property
     def metas(self) -> list[tuple[Group, int, Any]]:

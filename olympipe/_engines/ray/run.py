@@ -27,9 +27,11 @@ from olympipe._engines.ray.source import END, Puller, SourceError
 from olympipe._graph import Node, Plan, RunOptions
 from olympipe._progress import Progress, bar_totals, streams_live
 from olympipe._runtime.counters import (
+    CHUNKS,
     CRASHES,
     FIELDS,
     ITEMS_IN,
+    LAST_CHUNK,
     PEAK_RSS_MB,
     RECYCLED,
     STARTED,
@@ -107,6 +109,7 @@ class RayRun:
         self._parallel = max((n.spec.parallelism for g in self.groups for n in g.nodes), default=1)
         self._target = engine.chunk_size or self._parallel
         self._last_activity = 0.0
+        self._chunks_submitted = 0  # source chunks submitted: the next one's number
         self._deferred = held_back(self.groups, self._group_of)
         self._deferred_nodes = {n.id for g in self.groups if id(g) in self._deferred for n in g.nodes}
         limits = [g.items_per_worker for g in self.groups if g.items_per_worker is not None]
@@ -275,6 +278,8 @@ class RayRun:
         submission goes to the back of the queue."""
         entry = InFlight([], source_items=source_items, finishing=finishing, resuming=resuming, born=born)
         entry.since, entry.upto = marks
+        if source_items:
+            entry.number, self._chunks_submitted = self._chunks_submitted, self._chunks_submitted + 1
         front = [g for g in self.groups if id(g) not in self._deferred]
         self._call_groups(entry, front, refs, lambda g: g.head.id not in self._ended)
         self._add_sinks(entry, refs, deferred=False)
@@ -375,10 +380,12 @@ class RayRun:
         exhausted = False
         rests: list[Resume] = []
         metas = values[len(entry.sinks) :]
-        for (group, index, _ref), meta in zip(entry.metas, metas, strict=True):
-            exhausted |= self._account(group, index, meta)
+        for call, meta in zip(entry.calls, metas, strict=True):
+            exhausted |= self._account(call.group, call.index, meta)
+            if call.method == "process" and entry.number >= 0:
+                self._took(call.group, call.index, entry.number)
             if meta[2] is not None:
-                rests.append(Resume(group, index, meta[2]))
+                rests.append(Resume(call.group, call.index, meta[2]))
         floor = self._floor_after(entry, metas, more_to_come=bool(rests))
         self._last_activity = time.monotonic()
         self._adapt_target()
@@ -458,6 +465,14 @@ class RayRun:
             self._ended.add(group.tail.id)
             return True
         return False
+
+    def _took(self, group: Group, index: int, number: int) -> None:
+        """Actor ``index`` of ``group`` took a chunk of source chunk ``number`` (a trace's
+        chunk numbers: on Ray, those of the source's chunks)."""
+        array = self.counters.array
+        for row_index in group.rows[index]:
+            array[row_index * FIELDS + CHUNKS] += 1
+            array[row_index * FIELDS + LAST_CHUNK] = number + 1
 
     def _add_rows(self, group: Group, index: int, rows: list[list[float]]) -> None:
         """Add what one call's stages gained to the counters of actor ``index``'s rows."""
