@@ -168,11 +168,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     items.sort(key=uses_ray)  # stable: the order within each part is kept
     # `make test` runs two pytest workers (pytest-xdist, --dist loadgroup): one takes the
-    # Ray tests, after the faults/ and payloads/ tests so that Ray comes last in its process
+    # Ray tests, after the faults/ and transport/ tests so that Ray comes last in its process
     # as above (and the two take about as long); the other takes everything else.
     for item in items:
         first = uses_ray(item) or item.path.parent.name in BEFORE_RAY
         item.add_marker(pytest.mark.xdist_group("then-ray" if first else "local"))
 
 
-BEFORE_RAY = {"faults", "payloads"}
+BEFORE_RAY = {"faults", "transport"}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from olympipe import Pipeline, PipelineError, WorkerDied
+from olympipe import Pipeline, PipelineError, PipelineExecutionError, RemoteTraceback, WorkerDied
 from tests.engines import stagefns as f
 
 pytestmark = pytest.mark.timeout(120)
@@ -131,8 +131,13 @@ def test_stage_error_carries_its_story(engine: Any) -> None:
     err = info.value
     assert err.stage == "fail_on_5"
     assert err.item_repr == "5"
+    assert "KeyError" in str(err)
     assert isinstance(err.__cause__, KeyError)
+    if engine != "inline":  # inline raises it in this process, with its own traceback
+        assert isinstance(err.__cause__.__cause__, RemoteTraceback)  # the worker's frames
     assert "fail_on_5" in (err.remote_traceback or "")
+    assert isinstance(err, RuntimeError)  # as 2.x's PipelineExecutionError was
+    assert PipelineExecutionError is PipelineError
 
 
 def test_exception_needing_init_arguments_keeps_its_class(engine: Any) -> None:
@@ -141,6 +146,7 @@ def test_exception_needing_init_arguments_keeps_its_class(engine: Any) -> None:
     cause = info.value.__cause__
     assert isinstance(cause, f.NeedsTwo)
     assert cause.code == 42
+    assert "42: three" in str(cause)
 
 
 def test_source_error_is_stage_source(engine: Any) -> None:
@@ -148,6 +154,7 @@ def test_source_error_is_stage_source(engine: Any) -> None:
         Pipeline(f.source_fails()).task(f.double).wait_for_result(engine=engine)
     assert info.value.stage == "source"
     assert isinstance(info.value.__cause__, OSError)
+    assert "camera unplugged" in str(info.value)
 
 
 def test_dead_worker_is_worker_died(engine: Any) -> None:
@@ -156,6 +163,8 @@ def test_dead_worker_is_worker_died(engine: Any) -> None:
     with pytest.raises(WorkerDied) as info:
         Pipeline(range(10)).task(f.exit_on_5).wait_for_result(engine=engine)
     assert info.value.stage == "exit_on_5"
+    # Ray reports an actor's death, not its exit code
+    assert info.value.exitcode == (7 if engine == "local" else None)
 
 
 def test_break_out_of_iteration_stops_the_run(engine: Any) -> None:

@@ -7,45 +7,15 @@ import pickle
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from olympipe import Pipeline, PipelineError, PipelineExecutionError, RemoteTraceback, WorkerDied
-from tests.conftest import START_METHODS
-from tests.helpers import exit_3_on_5, fail_on_7, plus_one
+from olympipe import Pipeline, PipelineError, RemoteTraceback, WorkerDied
+from tests.helpers import fail_on_7, plus_one
 
 pytestmark = pytest.mark.faults
-
-
-@pytest.mark.parametrize("method", START_METHODS)
-def test_exception_in_stage(method: str) -> None:
-    with pytest.raises(PipelineError) as info:
-        Pipeline(range(50), start_method=method).task(fail_on_7, count=2).wait_for_result()
-    err = info.value
-    assert err.stage == "fail_on_7"
-    assert err.item_repr == "7"
-    assert "ValueError" in str(err)
-    assert "bad item 7" in str(err)
-    assert err.remote_traceback is not None
-    assert "fail_on_7" in err.remote_traceback
-    assert isinstance(err.__cause__, ValueError)
-    assert isinstance(err.__cause__.__cause__, RemoteTraceback)
-    assert PipelineExecutionError is PipelineError
-    assert isinstance(err, RuntimeError)
-
-
-@pytest.mark.parametrize("method", START_METHODS)
-def test_worker_os_exit(method: str) -> None:
-    t0 = time.monotonic()
-    with pytest.raises(WorkerDied) as info:
-        Pipeline(range(50), start_method=method).task(exit_3_on_5, count=2).wait_for_result()
-    assert info.value.exitcode == 3
-    assert info.value.stage == "exit_3_on_5"
-    assert time.monotonic() - t0 < 5
 
 
 def test_worker_sigkill_midstream() -> None:
@@ -58,17 +28,6 @@ def test_worker_sigkill_midstream() -> None:
         Pipeline(range(1000)).task(plus_one).task(kill_self_on_100, count=4).task(plus_one).wait_for_result()
     assert info.value.exitcode == -9
     assert "SIGKILL" in str(info.value)
-
-
-def test_exception_in_source() -> None:
-    def broken() -> Iterator[int]:
-        yield 1
-        raise OSError("camera unplugged")
-
-    with pytest.raises(PipelineError) as info:
-        Pipeline(broken()).task(plus_one).wait_for_result()
-    assert info.value.stage == "source"
-    assert "camera unplugged" in str(info.value)
 
 
 def test_error_in_iteration_and_in_branch() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from olympipe import Pipeline
 from olympipe._core.latency import LatencyRecorder
-from tests.realtime._gates import Gates
+from tests.flow._gates import Gates
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -28,7 +28,7 @@ def test_a_trace_has_a_track_per_worker_whose_spans_cover_its_life(engine: Any, 
     for e in events:
         if e["ph"] == "X":
             assert e["name"] in ("busy", "wait_in", "blocked_out")
-            assert e["dur"] > 0
+            assert e["dur"] > 0 or e.get("args")  # a busy span under a microsecond: its chunks
             spans[(e["pid"], e["tid"])].append(e)
     starts = {(e["pid"], e["tid"]) for e in events if e["ph"] == "i" and e["name"] == "start"}
     assert spans
@@ -48,6 +48,18 @@ def test_a_trace_has_a_track_per_worker_whose_spans_cover_its_life(engine: Any, 
     assert sum(c["items"] for c in chunks) == 40
     read = [e["args"]["items"] for e in events if e["ph"] == "C" and e["name"] == "read"]
     assert read[-1] == 40
+    # Busy spans name the chunks each worker took: per stage, every chunk number once.
+    stage_of = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
+    taken: dict[str, int] = defaultdict(int)
+    last: dict[str, int] = defaultdict(lambda: -1)
+    for (pid, _tid), track in spans.items():
+        numbers = [e["args"]["last chunk"] for e in track if e["name"] == "busy" and "args" in e]
+        assert numbers == sorted(numbers)  # a worker takes its input's chunks in order
+        taken[stage_of[pid]] += sum(e["args"]["chunks"] for e in track if "args" in e)
+        last[stage_of[pid]] = max([last[stage_of[pid]], *numbers])
+    assert taken["slow"] >= 1
+    for stage in ("plus_one", "slow"):
+        assert taken[stage] == last[stage] + 1 == taken["slow"], (stage, dict(taken), dict(last))
 
 
 def test_a_trace_path_in_a_missing_folder_fails_before_the_run(tmp_path: Path) -> None:

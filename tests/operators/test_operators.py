@@ -105,14 +105,24 @@ def test_timeout_ends_the_stream_cleanly() -> None:
 
 
 def test_temporal_batch_windows() -> None:
+    """A burst's window closes on time even though no item comes after it: the next burst
+    starts only once the caller has the window that holds the last one."""
+    delivered = threading.Event()
+
     def bursts() -> Iterator[int]:
         for burst in range(3):
+            delivered.clear()
             yield from range(burst * 10, burst * 10 + 5)
-            time.sleep(1.0)  # bursts far apart, windows short: three windows on a loaded machine
+            assert delivered.wait(30), "a window never closed while the source paused"
 
-    got = Pipeline(bursts()).temporal_batch(0.3).wait_for_result()
+    got = []
+    for window in Pipeline(bursts()).temporal_batch(0.3):
+        got.append(window)
+        if window[-1] % 10 == 4:  # the burst's last item: let the next one come
+            delivered.set()
     assert all(got), "no empty lists"
     assert [x for b in got for x in b] == [x for b in range(3) for x in range(b * 10, b * 10 + 5)]
+    assert not any(b[0] // 10 != b[-1] // 10 for b in got)  # no window spans two bursts
     assert len(got) == 3
 
 

@@ -36,7 +36,8 @@ def checker(name: str, config: Path) -> list[str]:
     if program is None:
         pytest.skip(f"{name} is not installed (pip install -e '.[dev]')")
     # The project's own settings leave this file out (lint must pass): a config of its own.
-    config.write_text(json.dumps({"typeCheckingMode": "strict", "pythonVersion": "3.10", "extraPaths": [str(ROOT)]}))
+    settings = {"typeCheckingMode": "strict", "pythonVersion": "3.10", "extraPaths": [str(ROOT)]}
+    config.write_text(json.dumps(settings))
     return [program, "--project", str(config), "--pythonpath", sys.executable]
 
 
@@ -50,9 +51,8 @@ REPORTED = {
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", ["mypy", "basedpyright"])
 def test_each_wrong_use_is_an_error_and_nothing_else_is(name: str, tmp_path: Path) -> None:
-    run = subprocess.run(
-        [*checker(name, tmp_path / "pyrightconfig.json"), str(WRONG)], capture_output=True, text=True, cwd=ROOT, timeout=170
-    )
+    command = [*checker(name, tmp_path / "pyrightconfig.json"), str(WRONG)]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=170)
     reported = {int(m.group(1)) for m in REPORTED[name].finditer(run.stdout)}
     assert run.returncode != 0, run.stdout + run.stderr
     assert reported, run.stdout + run.stderr  # the checker ran and read the file

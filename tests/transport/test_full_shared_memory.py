@@ -14,7 +14,7 @@ import pytest
 
 from olympipe import Pipeline
 from olympipe._transport import pool, shm
-from tests.payloads._stages import bump
+from tests.transport._stages import bump
 
 pytestmark = pytest.mark.timeout(60)
 N = 1 << 16  # float32 elements: 256 KiB, over the shared-memory threshold

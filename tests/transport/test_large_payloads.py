@@ -13,7 +13,7 @@ import pytest
 
 from olympipe import Pipeline
 from olympipe._transport import shm
-from tests.payloads._stages import bump, ident, plus_one, plus_one_in_new_worker
+from tests.transport._stages import bump, ident, plus_one, plus_one_in_new_worker
 
 pytestmark = pytest.mark.timeout(60)
 PREFIX = f"olympipe-{os.getpid()}-"

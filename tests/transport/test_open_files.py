@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from olympipe import Pipeline
-from tests.payloads._stages import bump
+from tests.transport._stages import bump
 
 pytestmark = pytest.mark.timeout(120)
 N = 1 << 15  # float32 elements: 128 KiB, over the shared-memory threshold

@@ -14,7 +14,7 @@ import pytest
 
 from olympipe import Pipeline, WorkerDied
 from olympipe._transport import pool, shm
-from tests.payloads._stages import bump, ident
+from tests.transport._stages import bump, ident
 
 pytestmark = pytest.mark.timeout(90)
 PREFIX = f"olympipe-{os.getpid()}-"

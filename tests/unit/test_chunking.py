@@ -49,15 +49,19 @@ def slow(x: int) -> int:
 @pytest.mark.parametrize(("queue_size", "low", "high"), [(1, 1, 4), (50, 20, 1000)])
 def test_queue_size_bounds_what_the_source_gives_ahead(queue_size: int, low: int, high: int) -> None:
     pulled: list[int] = []
+    reached = threading.Event()
 
     def source() -> Iterator[int]:
         for i in range(1000):
             pulled.append(i)
+            if len(pulled) > low:
+                reached.set()
             yield i
 
     p: Pipeline[Any] = Pipeline(source(), queue_size=queue_size, start_method="fork").task(slow)
     for _ in p:
-        time.sleep(0.3)  # the feeder runs as far ahead as it may meanwhile
+        assert reached.wait(30)  # the feeder runs ahead at least this far...
+        time.sleep(0.3)  # ...and this is how long it is watched for going further than it may
         ahead = len(pulled) - p.stats().rows[0].items_in  # pulled, not yet processed
         break
     assert low <= ahead <= high
