@@ -5,13 +5,23 @@ scrapes; they need the ``prometheus_client`` package (``pip install "olympipe[me
 imported only when a port is asked for. The server binds every interface of the machine,
 as ``prometheus_client`` does, before the run starts (a port in use fails at once), and is
 shut down when the run closes, on every exit path.
+
+The server is ``prometheus_client``'s WSGI app in a threading ``wsgiref`` server, served by
+a thread of ours rather than by ``start_http_server``: that one's ``serve_forever`` looks
+for a shutdown every half second, so every run with a port would end up to 0.5 s late. Ours
+waits on the listening socket and on a pipe that :meth:`Observed.close` writes to.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import selectors
+import socketserver
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from olympipe._engines.base import Around, Execution
 from olympipe.stats import RunStats, StageStats
@@ -77,6 +87,15 @@ class _Collector:
         yield from families(self._read())
 
 
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in progress never holds the caller's exit
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Nothing on stderr per scrape."""
+
+
 class Observed(Around):
     """A run whose figures are served at ``http://localhost:PORT/metrics``."""
 
@@ -85,7 +104,23 @@ class Observed(Around):
         client = _client()
         registry = client.CollectorRegistry(auto_describe=False)
         registry.register(_Collector(run.stats))
-        self._server, self._thread = client.start_http_server(port, registry=registry)
+        app = client.make_wsgi_app(registry)
+        self._server: _Server | None = make_server("", port, app, _Server, _Quiet)
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="olympipe-metrics", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        server = self._server
+        assert server is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(server.socket, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if self._wake_r in ready:
+                    return
+                server.handle_request()  # the socket is readable: it does not block
 
     def close(self) -> None:
         try:
@@ -93,6 +128,8 @@ class Observed(Around):
         finally:
             if self._server is not None:
                 server, self._server = self._server, None
-                server.shutdown()
-                server.server_close()
+                os.write(self._wake_w, b"x")
                 self._thread.join()
+                server.server_close()
+                os.close(self._wake_r)
+                os.close(self._wake_w)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -56,6 +57,31 @@ def test_metrics_are_served_while_the_run_lasts_and_not_after() -> None:
     assert 'stage="absolute"' in text
     with pytest.raises(OSError):
         scrape(port)  # the server is gone with the run
+
+
+def test_the_metrics_server_ends_with_the_run_without_waiting_for_a_poll() -> None:
+    """The server stops as soon as the run closes: 30 short runs take well under the 30
+    polls of half a second (7.5 s on average) that ``serve_forever`` would wait for."""
+    t0 = time.monotonic()
+    for _ in range(30):
+        assert Pipeline([1], start_method="fork").wait_for_result(engine="inline", metrics_port=free_port())
+    assert time.monotonic() - t0 < 4.0
+
+
+def test_a_port_in_use_is_an_error_before_the_source_is_read() -> None:
+    read: list[int] = []
+
+    def source() -> Iterator[int]:
+        for i in range(5):
+            read.append(i)
+            yield i
+
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="in use"):
+            Pipeline(source()).task(abs).wait_for_result(metrics_port=taken.getsockname()[1])
+    assert read == []
 
 
 def test_a_terminal_call_may_ask_for_its_own_port() -> None:
