@@ -5,15 +5,12 @@ from __future__ import annotations
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from common import Section, inc
+from common import Section, inc, paired
 
 from olympipe import Pipeline
 from olympipe._resume.state import load
@@ -50,26 +47,6 @@ def _images(paths: list[Path], resume: str | None) -> Pipeline[bytes]:
         .task(ex.contrast)
         .task(ex.with_mirror)
         .explode()
-    )
-
-
-def _paired(
-    plain: Callable[[], None], resumable: Callable[[], None], reps: int
-) -> tuple[float, float, float]:
-    """Median plain time, median resumable time, and the median of the pairs' ratios
-    (plain / resumable: above 1, the resumable run was faster); runs alternate."""
-    a, b = [], []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        plain()
-        a.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        resumable()
-        b.append(time.perf_counter() - t0)
-    return (
-        statistics.median(a),
-        statistics.median(b),
-        statistics.median(x / y for x, y in zip(a, b, strict=True)),
     )
 
 
@@ -145,12 +122,12 @@ def main(reps: int) -> Section:
     )
     with tempfile.TemporaryDirectory() as directory:
         pairs = max(21, 4 * reps)  # a run lasts about 0.1 s: many pairs for a steady median
-        plain, resumable, ratio = _paired(
+        plain, resumable, ratio = paired(
             lambda: _drain(_trivial(None)), lambda: _drain(_trivial(_fresh(directory))), pairs
         )
         s.row("3 trivial stages, iterated, not resumable", f"{N / plain:,.0f} items/s")
         s.row("3 trivial stages, iterated, resume=", f"{N / resumable:,.0f} items/s", f"{ratio:.2f}x")
-        plain, resumable, ratio = _paired(
+        plain, resumable, ratio = paired(
             lambda: _trivial(None).wait_for_completion(),
             lambda: _trivial(_fresh(directory)).wait_for_completion(),
             pairs,
@@ -159,7 +136,7 @@ def main(reps: int) -> Section:
             "3 trivial stages, wait_for_completion, resume=", f"{N / resumable:,.0f} items/s", f"{ratio:.2f}x"
         )
         paths = ex.make_photos(60)
-        plain, resumable, ratio = _paired(
+        plain, resumable, ratio = paired(
             lambda: _drain(_images(paths, None)),
             lambda: _drain(_images(paths, _fresh(directory))),
             reps,

@@ -84,6 +84,25 @@ def run_peer(
     return result
 
 
+def paired(plain: Callable[[], None], other: Callable[[], None], reps: int) -> tuple[float, float, float]:
+    """Median time of ``plain``, median time of ``other``, and the median of the pairs'
+    ratios (plain / other: above 1, the other was faster); the runs alternate, so a drift
+    of the shared machine hits both alike."""
+    a, b = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        plain()
+        a.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        other()
+        b.append(time.perf_counter() - t0)
+    return (
+        statistics.median(a),
+        statistics.median(b),
+        statistics.median(x / y for x, y in zip(a, b, strict=True)),
+    )
+
+
 class Section:
     """One benchmark's table for RESULTS.md."""
 

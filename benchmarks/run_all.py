@@ -35,6 +35,7 @@ BENCHMARKS = [
     "images",
     "auto",
     "resume",
+    "seeing",
     "ray",
 ]
 
