@@ -17,6 +17,7 @@ can mistake a failed run for a finished one.
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from olympipe._runtime.journal import (
 from olympipe._runtime.messages import Control, Done, Failure, Retired
 from olympipe._runtime.meter import Meter, member_recorder
 from olympipe._runtime.ordering import Reorder
+from olympipe._runtime.outputs import Outputs
 from olympipe._runtime.watermark import Watermark
 from olympipe._stages.base import ItemFailed, Stage, StageSpec
 from olympipe._stages.fused import FusedStage
@@ -52,14 +54,11 @@ from olympipe._transport.channel import KIND_END, Channel, marks_of, unpack_head
 from olympipe._transport.codec import (
     DecodeError,
     Definition,
-    Encoded,
     EncodeError,
     decode_frame,
-    encode_chunk,
     frame_segments,
     loads_definition,
     register_main_classes,
-    send_encoded,
 )
 from olympipe.errors import WorkerDied
 
@@ -135,7 +134,7 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
         if plan.member_row >= 0 and isinstance(stage, FusedStage):
             stage.bind_recorder(member_recorder(plan.counters.array, plan.member_row))
         try:
-            (_run if plan.journal is None else _run_replaceable)(plan, spec, stage)
+            _run(plan, spec, stage)
         except Retire as exc:
             stock.close()  # before the replacement starts; after a failure, the run's end removes them
             stage.close()  # close_method runs in the retiring worker
@@ -168,15 +167,120 @@ def _work(plan: WorkerPlan, definition: StageSpec | Definition) -> None:
         _fail(plan, stage, Failure.capture(plan.label, exc))
 
 
+@dataclass
+class _Taken:
+    """A chunk a worker took from its inbox, or over from the predecessor it replaces."""
+
+    port: int
+    seq: int
+    items: list[Any]
+    born: float  # when its oldest source item was read
+    upto: int  # the source position it completes (see watermark.py)
+    held: Recovered | None = None  # in the journal until its output is sent
+
+
+class _Plain:
+    """How a worker that is never replaced keeps what it took: in its memory alone (if it
+    dies, the run fails)."""
+
+    def taken_over(self, reorder: Reorder | None) -> list[_Taken]:
+        """What a predecessor held: nothing."""
+        return []
+
+    def read(self, inbox: Channel, meter: Meter) -> _Taken | None:
+        """The next chunk of ``inbox``; ``None`` at its end."""
+        kind, port, seq, items, born, upto = _read(inbox, meter)
+        return None if kind == KIND_END else _Taken(port, seq, items, born, upto)
+
+    def run(self, stage: Stage, meter: Meter, taken: _Taken) -> Any:
+        """What the stage makes of the chunk."""
+        return meter.process(stage, taken.items)
+
+    def sent(self, taken: _Taken) -> None:
+        """The chunk's output is sent."""
+
+    def done(self, taken: _Taken) -> None:
+        """The chunk's credit is back."""
+
+
+class _Journaled(_Plain):
+    """How a replaceable worker (``on_error``, ``max_items_per_worker``; see ``journal``)
+    keeps what it took: each frame is held in the journal, before it is decoded, until its
+    output is sent. A replacement takes over what its predecessor held and runs the chunk
+    it died on again, item by item. The item budget is spent here too: :class:`Retire`
+    before a chunk that would exceed it, and once it is spent."""
+
+    def __init__(self, plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
+        assert plan.journal is not None
+        self._journal = Journal(plan.journal, plan.index)
+        self._budget = _Budget(spec.items_per_worker)
+        self._died = WorkerDied(stage=plan.label, exitcode=plan.recovering)
+        self._array = plan.counters.array
+        self._current = plan.index * FIELDS + CURRENT
+        self._array[self._current] = -1
+        # after open(): a class_task builds its calls there
+        stage.track_items(functools.partial(self._array.__setitem__, self._current))
+
+    def taken_over(self, reorder: Reorder | None) -> list[_Taken]:
+        taken = []
+        for entry in _recovery_order(self._journal.recover(), reorder):
+            restore_segments(entry, frame_segments(entry.frame))
+            items = decode_frame(None, entry.frame, private=True)[3]
+            taken.append(_Taken(entry.port, entry.seq, items, *marks_of(entry.frame), held=entry))
+        return taken
+
+    def read(self, inbox: Channel, meter: Meter) -> _Taken | None:
+        t0 = time.perf_counter()
+        frame = inbox.recv()
+        meter.waited(time.perf_counter() - t0)
+        kind, port, seq = unpack_header(frame)
+        if kind == KIND_END:
+            return None
+        on_disk = self._journal.hold(port, seq, frame, frame_segments(frame))
+        held = Recovered(port, seq, BUFFERED, b"", on_disk)
+        items = decode_frame(inbox, frame, private=True)[3]
+        return _Taken(port, seq, items, *marks_of(frame), held=held)
+
+    def run(self, stage: Stage, meter: Meter, taken: _Taken) -> Any:
+        entry = taken.held
+        assert entry is not None
+        self._budget.before(len(taken.items))
+        if entry.mark == BUFFERED:
+            self._array[self._current] = -1
+            entry.held.mark(PROCESSING)
+            produced = meter.process(stage, taken.items)
+        else:  # its predecessor died on it
+            chunk = taken.items
+            produced = meter.timed(len(chunk), stage, lambda: _rerun(stage, chunk, entry, self._died))
+        entry.held.mark(SENDING)
+        return produced
+
+    def sent(self, taken: _Taken) -> None:
+        assert taken.held is not None
+        taken.held.held.release()
+
+    def done(self, taken: _Taken) -> None:
+        self._budget.after(len(taken.items))
+
+
 def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
-    """Read chunks until END, process each, send what comes out; flush at a clean end."""
+    """Read chunks until END, process each, send what comes out; flush at a clean end.
+
+    The one loop of every worker: what differs between stages is decided here, once, from
+    the stage and the plan (order, streaming, deadlines, a flow policy, what the stage
+    holds), and how the worker keeps what it took is its custody (:class:`_Plain`, or
+    :class:`_Journaled` for a replaceable stage)."""
     meter = Meter(plan.counters.array, plan.index)
-    outputs = _Outputs(plan, spec.output_slots, meter, holds=spec.ordered_input)
+    custody = _Plain() if plan.journal is None else _Journaled(plan, spec, stage)
+    outputs = Outputs(plan, spec.output_slots, meter, holds=spec.ordered_input)
     # A single worker sees its input in order, also behind a count=N stage, so that side
     # effects (a writer, a zip file) happen in source order; stateful stages need it too.
     # Several workers of one stage cannot share an order; ordered=False asks for none.
     in_order = spec.ordered_input or (spec.count == 1 and plan.renumber is None)
     reorder = Reorder(plan.ports) if in_order else None
+    cursor = plan.cursor  # a replaceable single worker: where its successor goes on
+    if reorder is not None and cursor is not None:
+        reorder.start_at(list(cursor))
     # explode sends an item's elements on as they come, in chunks it numbers itself: that
     # takes one worker reading its input in order
     streams = stage.streams and spec.count == 1 and plan.renumber is None
@@ -191,6 +295,47 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     meter.start()
     outputs.end_if_exhausted(stage)  # limit(0)
     retire = plan.retire
+
+    def in_order_now(arrived: list[_Taken]) -> list[_Taken]:
+        """Of ``arrived``, and of what waited for them, the chunks to run now, in order."""
+        ready: list[_Taken] = []
+        for taken in arrived:
+            if reorder is None or taken.seq < reorder.next_seq(taken.port):
+                ready.append(taken)  # no order to keep, or a predecessor released it already
+                continue
+            ready.extend(waiting for _seq, waiting in reorder.push(taken.port, taken.seq, taken))
+            if cursor is not None:
+                cursor[taken.port] = reorder.next_seq(taken.port)
+        return ready
+
+    def run(ready: list[_Taken]) -> None:
+        nonlocal reached
+        for index, taken in enumerate(ready):
+            outputs.saw(taken.born)
+            meter.took(taken.seq)
+            if streams:
+                outputs.upto = reached  # its parts complete nothing until the last one
+                meter.stream(stage, taken.items, outputs.send)
+                reached = outputs.upto = taken.upto
+            elif watermark is not None:
+                watermark.took(taken.port, taken.upto, len(taken.items))
+                produced = meter.process(stage, taken.items)
+                outputs.upto = watermark.after(stage.held())
+                outputs.send(None, produced)
+            else:
+                outputs.upto = taken.upto
+                outputs.send(taken.seq if keeps_numbers else None, custody.run(stage, meter, taken))
+                custody.sent(taken)
+            if stage.exhausted:
+                _give_back(plan.windows, taken.port, len(ready) - index)  # this one and the rest
+                break
+            _give_back(plan.windows, taken.port, 1)
+            custody.done(taken)
+        if outputs.end_if_exhausted(stage) and reorder is not None:
+            for buffered_port, count in reorder.drop().items():  # never to be read
+                _give_back(plan.windows, buffered_port, count)
+
+    run(in_order_now(custody.taken_over(reorder)))
     while True:
         stop_if_asked()
         if retire is not None and retire.value > 0 and _take_request(retire):
@@ -206,46 +351,18 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
                 for buffered_port, count in reorder.drop().items():
                     _give_back(plan.windows, buffered_port, count)
             continue
-        kind, port, seq, items, born, upto = _read(plan.inbox, meter)
-        if kind == KIND_END:
+        taken = custody.read(plan.inbox, meter)
+        if taken is None:
             break
         if outputs.ended:  # once ended early, what still comes is drained unread
-            _give_back(plan.windows, port, 1)
+            _give_back(plan.windows, taken.port, 1)
             continue
-        arrived = [(port, seq, items, born, upto)]
-        last = dropping is not None and _read_waiting(plan.inbox, meter, arrived)  # END came too
-        ready: list[tuple[int, int, Any]] = []  # (port, seq, (items, born))
-        for port, seq, items, born, upto in arrived:
-            pushed = (
-                [(seq, (items, born, upto))]
-                if reorder is None
-                else reorder.push(port, seq, (items, born, upto))
-            )
-            ready.extend((port, ready_seq, chunk) for ready_seq, chunk in pushed)
+        arrived = [taken]
+        last = dropping is not None and _read_waiting(plan.inbox, meter, custody, arrived)  # END came too
+        ready = in_order_now(arrived)
         if dropping is not None and len(ready) > 1:
             ready = _drop_waiting(ready, dropping, keeps_numbers, outputs, meter, plan.windows)
-        for index, (port, ready_seq, (chunk, chunk_born, chunk_upto)) in enumerate(ready):
-            outputs.saw(chunk_born)
-            meter.took(ready_seq)
-            if streams:
-                outputs.upto = reached  # its parts complete nothing until the last one
-                meter.stream(stage, chunk, outputs.send)
-                reached = outputs.upto = chunk_upto
-            elif watermark is not None:
-                watermark.took(port, chunk_upto, len(chunk))
-                produced = meter.process(stage, chunk)
-                outputs.upto = watermark.after(stage.held())
-                outputs.send(None, produced)
-            else:
-                outputs.upto = chunk_upto
-                outputs.send(ready_seq if keeps_numbers else None, meter.process(stage, chunk))
-            if stage.exhausted:
-                _give_back(plan.windows, port, len(ready) - index)  # this one and the rest
-                break
-            _give_back(plan.windows, port, 1)
-        if outputs.end_if_exhausted(stage) and reorder is not None:
-            for buffered_port, count in reorder.drop().items():  # never to be read
-                _give_back(plan.windows, buffered_port, count)
+        run(ready)
         if last:
             break
     if not outputs.ended and spec.ordered_input:
@@ -253,74 +370,6 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
         if watermark is not None:
             outputs.upto = watermark.after(0)
         outputs.send(None, finished)
-    meter.record_usage()
-
-
-def _run_replaceable(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
-    """The loop of a worker that may be replaced (see ``journal``): per-item stages only.
-
-    It first takes over what its predecessor held, then reads as :func:`_run` does, holding
-    each frame in the journal until its output is sent."""
-    assert plan.journal is not None
-    meter = Meter(plan.counters.array, plan.index)
-    outputs = _Outputs(plan, spec.output_slots, meter)
-    reorder = Reorder(plan.ports) if spec.count == 1 and plan.renumber is None else None
-    if reorder is not None and plan.cursor is not None:
-        reorder.start_at(list(plan.cursor))
-    journal = Journal(plan.journal, plan.index)
-    budget = _Budget(spec.items_per_worker)
-    died = WorkerDied(stage=plan.label, exitcode=plan.recovering)
-    held: dict[tuple[int, int], Recovered] = {}
-    current = plan.index * FIELDS + CURRENT
-    array = plan.counters.array
-    array[current] = -1
-    stage.track_items(array, current)  # after open(): a class_task builds its calls there
-    meter.start()
-
-    marks: dict[tuple[int, int], tuple[float, int]] = {}  # held chunks: born and upto
-
-    def run(port: int, seq: int, chunk: list[Any]) -> None:
-        entry = held.pop((port, seq))
-        born, outputs.upto = marks.pop((port, seq), (0.0, 0))
-        outputs.saw(born)
-        meter.took(seq)
-        budget.before(len(chunk))
-        if entry.mark == BUFFERED:
-            array[current] = -1
-            entry.held.mark(PROCESSING)
-            produced = meter.process(stage, chunk)
-        else:
-            produced = meter.timed(len(chunk), stage, lambda: _rerun(stage, chunk, entry, died))
-        entry.held.mark(SENDING)
-        outputs.send(seq, produced)
-        entry.held.release()
-        _give_back(plan.windows, port, 1)
-        budget.after(len(chunk))
-
-    def take(entry: Recovered, items: list[Any], mark: tuple[float, int]) -> None:
-        held[(entry.port, entry.seq)] = entry
-        marks[(entry.port, entry.seq)] = mark
-        behind = reorder is None or entry.seq < reorder.next_seq(entry.port)
-        ready = [(entry.seq, items)] if behind else reorder.push(entry.port, entry.seq, items)  # type: ignore[union-attr]
-        if reorder is not None and plan.cursor is not None:
-            plan.cursor[entry.port] = reorder.next_seq(entry.port)
-        for ready_seq, chunk in ready:
-            run(entry.port, ready_seq, chunk)
-
-    for entry in _recovery_order(journal.recover(), reorder):
-        restore_segments(entry, frame_segments(entry.frame))
-        take(entry, decode_frame(None, entry.frame, private=True)[3], marks_of(entry.frame))
-    while True:
-        stop_if_asked()
-        meter.sample_usage()
-        t0 = time.perf_counter()
-        frame = plan.inbox.recv()
-        meter.waited(time.perf_counter() - t0)
-        kind, port, seq = unpack_header(frame)
-        if kind == KIND_END:
-            break
-        entry = Recovered(port, seq, BUFFERED, b"", journal.hold(port, seq, frame, frame_segments(frame)))
-        take(entry, decode_frame(plan.inbox, frame, private=True)[3], marks_of(frame))
     meter.record_usage()
 
 
@@ -377,101 +426,6 @@ class _Budget:
                 raise Retire
 
 
-class _Outputs:
-    """Where a worker's chunks go, numbered by the one strategy its stage needs.
-
-    * *keep*: a map stage's output chunk ``k`` answers input chunk ``k``;
-    * *own*: a stateful stage numbers its non-empty output chunks 0, 1, 2, ...;
-    * *renumber* (``ordered=False``): numbers taken from a counter shared by the stage's
-      workers as chunks complete, under the lock that also covers the send, so numbers
-      reach the consumer in order and its reorder buffer never waits.
-    """
-
-    def __init__(self, plan: WorkerPlan, slots: int, meter: Meter, holds: bool = False) -> None:
-        self._consumers = plan.outputs
-        # When the oldest source item behind the next output was read (0: unknown): the
-        # chunk in hand's; a stage that holds items (``holds``: batch, reduce) keeps the
-        # oldest since its last output.
-        self._born = 0.0
-        self._holds = holds
-        self._slots = slots
-        self._meter = meter
-        self._own_seq = [0] * len(plan.outputs)
-        self._renumber = plan.renumber
-        self._prefix = plan.shm_prefix
-        # per slot: buffers received by address go on by address when every consumer takes them
-        self._by_address = [
-            inherited.forward if all(t.takes_addresses for t in slot) else None for slot in plan.outputs
-        ]
-        # per slot: its one consumer is the caller's sink, which takes slots only while it
-        # lends them out (see pool); else a result is copied into a segment of its own
-        self._to_caller = [len(slot) == 1 and slot[0].to_caller for slot in plan.outputs]
-        self.ended = False  # ended early: limit reached, timeout expired
-        self.upto = 0  # the mark of what is sent next (see watermark.py)
-
-    def saw(self, born: float) -> None:
-        """A chunk whose oldest source item was read at ``born`` is in hand."""
-        if not (self._holds and self._born) or (born and born < self._born):
-            self._born = born
-
-    def send(self, seq: int | None, produced: Any) -> None:
-        """Send what one call of the stage produced; ``seq`` ``None``: number it here."""
-        chunks = produced if self._slots > 1 else (produced,)
-        born = self._born
-        for slot, chunk in enumerate(chunks):
-            if seq is None and not chunk:
-                continue
-            if self._holds and chunk:
-                self._born = 0.0  # what it held has gone out
-            self._meter.emitted(len(chunk))
-            consumers = self._consumers[slot]
-            if not consumers:
-                continue
-            # An array returned as it arrived (or changed in place) is forwarded, not copied,
-            # when one consumer gets it (several would share one segment).
-            by_address = self._by_address[slot]
-            single = len(consumers) == 1
-            slots = single and (not self._to_caller[slot] or pool.caller_lends(self._prefix))
-            t0 = time.perf_counter()
-            encoded = encode_chunk(chunk, self._prefix is not None, single, by_address, slots)
-            t1 = time.perf_counter()
-            for target in consumers:
-                if target.window is not None:
-                    target.window.acquire()  # a credit per chunk sent to a racing stage
-            if seq is None:
-                written = self._write(consumers, self._own_seq[slot], encoded, born)
-                self._own_seq[slot] += 1
-            elif self._renumber is None:
-                written = self._write(consumers, seq, encoded, born)
-            else:
-                with self._renumber.get_lock():
-                    written = self._write(consumers, self._renumber.value, encoded, born)
-                    self._renumber.value += 1
-            # Pickling the output and copying its large buffers into shared memory is the
-            # stage's work: counted as blocked, a stage making large arrays read as held back
-            # by the next one, and the busiest stage went unnamed.
-            self._meter.encoded(t1 - t0 + written)
-            self._meter.blocked(time.perf_counter() - t1 - written)
-
-    def _write(self, consumers: list[Target], seq: int, encoded: Encoded, born: float) -> float:
-        return sum(
-            send_encoded(target.channel, target.port, seq, encoded, self._prefix, None, born, self.upto)
-            for target in consumers
-        )
-
-    def end_if_exhausted(self, stage: Stage) -> bool:
-        """``limit``/``timeout``: once the stage is exhausted, downstream ends at once;
-        upstream is drained until its END. ``True`` the one time it ends."""
-        if self.ended or not stage.exhausted:
-            return False
-        self.ended = True
-        for slot in self._consumers:
-            for target in slot:
-                target.channel.producer_done()
-        self._consumers = [[] for _ in self._consumers]
-        return True
-
-
 def _input_before_deadline(inbox: Channel, stage: Stage, meter: Meter) -> bool:
     """Whether input arrives before the stage's deadline (``True`` when it has none)."""
     deadline = stage.deadline()
@@ -493,39 +447,36 @@ def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any], float
     return kind, port, seq, items, *marks_of(frame)
 
 
-def _read_waiting(
-    inbox: Channel, meter: Meter, arrived: list[tuple[int, int, list[Any], float, int]]
-) -> bool:
+def _read_waiting(inbox: Channel, meter: Meter, custody: _Plain, arrived: list[_Taken]) -> bool:
     """Read every frame already waiting in ``inbox`` into ``arrived``; whether the end of
     the stream came with them."""
     while inbox.poll(0):
-        kind, port, seq, items, born, upto = _read(inbox, meter)
-        if kind == KIND_END:
+        taken = custody.read(inbox, meter)
+        if taken is None:
             return True
-        arrived.append((port, seq, items, born, upto))
+        arrived.append(taken)
     return False
 
 
 def _drop_waiting(
-    ready: list[tuple[int, int, Any]],
+    ready: list[_Taken],
     policy: str,
     keeps_numbers: bool,
-    outputs: _Outputs,
+    outputs: Outputs,
     meter: Meter,
     windows: dict[int, list[Semaphore]],
-) -> list[tuple[int, int, Any]]:
+) -> list[_Taken]:
     """Of the chunks ready at once, keep the newest (``drop_oldest``) or the oldest
     (``drop_newest``); the others are counted dropped, their numbers go on as empty chunks
     (so order downstream has no hole) and their credits come back."""
     keep = ready[-1] if policy == DROP_OLDEST else ready[0]
-    for entry in ready:
-        if entry is keep:
+    for taken in ready:
+        if taken is keep:
             continue
-        port, seq, (chunk, _born, _upto) = entry
-        meter.dropped(len(chunk))
+        meter.dropped(len(taken.items))
         if keeps_numbers:
-            outputs.send(seq, [])
-        _give_back(windows, port, 1)
+            outputs.send(taken.seq, [])
+        _give_back(windows, taken.port, 1)
     return [keep]
 
 

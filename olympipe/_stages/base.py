@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -100,8 +100,8 @@ class Stage:
                 out.extend(self.process([item]))
         return out
 
-    def track_items(self, array: Any, at: int) -> bool:
-        """Write into ``array[at]`` the index in its chunk of each item before running it,
+    def track_items(self, running: Callable[[int], None]) -> bool:
+        """Call ``running(i)`` with the index in its chunk of each item before running it,
         so that a crash names its item; ``False`` when the stage cannot (items run
         concurrently, or it does not run items one by one)."""
         return False

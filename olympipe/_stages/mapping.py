@@ -54,7 +54,7 @@ class _Calls:
         self._count = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.track: tuple[Any, int] | None = None  # see Stage.track_items
+        self.running: Callable[[int], None] | None = None  # see Stage.track_items
 
     def open(self) -> None:
         if self.is_async:
@@ -100,20 +100,20 @@ class _Calls:
     def _apply_resuming(self, items: list[Any]) -> list[Any]:
         """One try around the whole loop, resumed after the failed item: a ``try`` per item
         costs more than the call of a trivial function. With ``track``, each item's index
-        is written first (see :meth:`Stage.track_items`)."""
+        is told first (see :meth:`Stage.track_items`)."""
         fn = self.fn
         out: list[Any] = []
         append = out.append
-        array, at = self.track if self.track is not None else (None, 0)
+        running = self.running
         index, n = 0, len(items)
         while index < n:
             try:
-                if array is None:
+                if running is None:
                     for index in range(index, n):  # noqa: B020 - resumed where it failed
                         append(fn(items[index]))
                 else:
                     for index in range(index, n):  # noqa: B020
-                        array[at] = index
+                        running(index)
                         append(fn(items[index]))
                 break
             except (KeyboardInterrupt, SystemExit) as exc:
@@ -240,11 +240,11 @@ class _CallStage(Stage):
         if self._calls is not None:
             self._calls.close()
 
-    def track_items(self, array: Any, at: int) -> bool:
+    def track_items(self, running: Callable[[int], None]) -> bool:
         calls = self._calls
         if calls is None or calls.is_async or calls.concurrency > 1 or calls.on_error is None:
             return False
-        calls.track = (array, at)
+        calls.running = running
         return True
 
     def recover(self, item: Any, died: Exception) -> list[Any]:

@@ -14,7 +14,7 @@ element of the list that comes out.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -139,7 +139,7 @@ class _RequestStage(Stage):
             return [RequestFailed(message, requests_of(m), after_batch=True) for m in items]
         return [RequestFailed(message)]
 
-    def track_items(self, array: Any, at: int) -> bool:
+    def track_items(self, running: Callable[[int], None]) -> bool:
         return False  # a crash fails the whole request
 
     def process(self, items: list[Any]) -> Any:

@@ -35,6 +35,37 @@ def test_workers_move_to_the_costly_stage_and_every_item_comes_out_in_order() ->
     assert rows["heavy"].items_in == rows["cheap"].items_out == N
 
 
+def test_a_crash_isolated_auto_stage_gives_its_spare_worker_back(tmp_path: Path) -> None:
+    """on_error makes a stage's workers replaceable (they keep what they took in the
+    journal): they take the controller's retire requests all the same, so the retiring
+    worker's close_method runs while the run goes on, not at its end."""
+
+    def first(head: Any) -> Any:
+        return head.class_task(
+            r.Closing,
+            r.Closing.take,
+            class_args=[str(tmp_path)],
+            close_method=r.Closing.close,
+            count="auto",
+            on_error=r.died,
+        )
+
+    p = r.shifting(range(N), first)
+    out = []
+    first_closed: list[int] | None = None  # the items of each worker closed when one first is
+    for x in p:
+        out.append(x)
+        if first_closed is None and any(tmp_path.iterdir()):
+            first_closed = [int(c.read_text()) for c in tmp_path.iterdir()]
+    assert out == list(range(N))
+    assert ("take", 2, 1) in [(s, o, n) for _t, s, o, n in p.stats().resizes]
+    assert first_closed is not None
+    assert sum(first_closed) < N  # one closed while its stage still had items, not at the end
+    closed = sorted(tmp_path.iterdir())
+    assert len(closed) == 2  # the retired worker and the one left at the end
+    assert sum(int(c.read_text()) for c in closed) == N
+
+
 def test_never_more_live_workers_than_the_budget_plus_one_retiring() -> None:
     me = psutil.Process()
     Pipeline(range(3)).task(abs).wait_for_result()  # the janitor starts with a first run
