@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing.synchronize
+import os
 import threading
+from typing import Any
 
 import pytest
 
@@ -41,15 +44,20 @@ def test_concurrent_fork_runs_from_threads() -> None:
     assert not errors, errors[:3]
 
 
-def _semaphores() -> set[str]:
-    import os
+def test_forkserver_run_leaves_no_semaphore_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The names of the semaphores this process makes: other tests, in other pytest workers,
+    # make files of the same pattern meanwhile.
+    made: list[str] = []
+    make = multiprocessing.synchronize.SemLock.__init__
 
-    return {e for e in os.listdir("/dev/shm") if e.startswith("sem.mp-")}
+    def recording(self: Any, *args: Any, **kwargs: Any) -> None:
+        make(self, *args, **kwargs)
+        made.append(self._semlock.name)
 
-
-def test_forkserver_run_leaves_no_semaphore_file() -> None:
-    before = _semaphores()
+    monkeypatch.setattr(multiprocessing.synchronize.SemLock, "__init__", recording)
     p = Pipeline(range(20), start_method="forkserver").task(f.double, count=2, ordered=False)
     assert sorted(p.wait_for_result()) == [2 * x for x in range(20)]
-    assert _semaphores() - before == set()  # while p, and its last run, are still alive
+    assert made  # the run made some
+    left = [name for name in made if os.path.exists("/dev/shm/sem." + name.lstrip("/"))]
+    assert left == []  # while p, and its last run, are still alive
     assert p.stats().rows[0].items_in == 20
