@@ -23,7 +23,8 @@ The modules, each with one owner:
 * ``planning.py``: fusion into groups and hold-back (pure, tested without Ray); ``pools.py``:
   ``count="auto"`` pools resized by the core's controller;
 * ``run.py``: one run, submission and collection in order; ``inflight.py``: what the driver
-  keeps per submission; ``source.py``: the source thread;
+  keeps per submission; ``source.py``: the source thread and how its chunks are cut;
+  ``metering.py``: the counters calls report, the chunk numbers and the stats table;
 * ``actors.py``: every actor's life (made, replaced, recycled, grown, retired, killed) and
   Ray's errors told as the local engine's; ``repair.py``: a crashed submission made again;
   ``drops.py``: ``on_full=`` on a stage;

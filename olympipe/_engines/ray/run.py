@@ -1,5 +1,5 @@
 """One run of a plan on Ray: submission, collection in order, crash repair, recycling,
-adaptive chunks, stats and teardown (the engine's design is in ``olympipe/_engines/ray/__init__.py``)."""
+adaptive chunks and teardown (the engine's design is in ``olympipe/_engines/ray/__init__.py``)."""
 
 from __future__ import annotations
 
@@ -8,43 +8,33 @@ import queue
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from olympipe._core.chunking import RAY, costliest, items_for
 from olympipe._core.latency import LatencyRecorder
 from olympipe._core.tuning import tune
-from olympipe._engines.inline import error_from
 from olympipe._engines.ray.actor import Meta
 from olympipe._engines.ray.actors import Actors
 from olympipe._engines.ray.cluster import cluster_cpus
 from olympipe._engines.ray.drops import Drops
 from olympipe._engines.ray.inflight import Call, InFlight, Resume
+from olympipe._engines.ray.metering import Metering
 from olympipe._engines.ray.planning import Group, held_back, plan_groups
 from olympipe._engines.ray.pools import Pools, resizable_pools
 from olympipe._engines.ray.repair import Repairer
-from olympipe._engines.ray.source import END, Puller, SourceError
+from olympipe._engines.ray.source import Puller
 from olympipe._graph import Node, Plan, RunOptions
 from olympipe._progress import Progress, bar_totals, streams_live
 from olympipe._runtime.counters import (
-    CHUNKS,
-    CRASHES,
-    FIELDS,
     ITEMS_IN,
-    LAST_CHUNK,
-    PEAK_RSS_MB,
-    RECYCLED,
-    STARTED,
     Counters,
 )
 from olympipe._runtime.credits import default_window
 from olympipe._runtime.watermark import Watermark
-from olympipe.stats import RunStats, pick_bottleneck, with_dropped
+from olympipe.stats import RunStats, pick_bottleneck
 
 # Ray's chunks (see olympipe/_core/chunking.py: an actor call costs ~1 ms of CPU)
 MAX_ITEMS = RAY.max_items
-MAX_CHUNK_BYTES = RAY.max_bytes
-HOLD_SECONDS = RAY.hold_seconds  # how long a partial chunk waits for more items while others are in flight
 SOURCE_QUEUE_ITEMS = 2 * MAX_ITEMS  # pulled ahead: two full chunks, so a chunk is always ready
 
 
@@ -74,7 +64,8 @@ class RayRun:
             ]
         self.counters = Counters(None, sum(len(g.rows) * len(g.nodes) for g in self.groups))
         self.actors = Actors(ray, engine, self.groups, self.counters)
-        self._repairer = Repairer(ray, self.actors, self._add_rows)
+        self.metering = Metering(plan, self.groups, self.counters, tuned.auto)
+        self._repairer = Repairer(ray, self.actors, self.metering.add_rows)
         self._drops = Drops(ray, self.counters)
         actors = self.actors
         self._pools = (
@@ -188,37 +179,16 @@ class RayRun:
         """Up to the target number of items from one source, whether it has ended, and when
         the first of them was read. Blocks for the first item only when nothing is in
         flight (until a ``timeout`` stage's deadline, if any)."""
-        items: list[Any] = []
-        born = 0.0
         try:
             first = puller.queue.get(timeout=self._deadline_left()) if block else puller.queue.get_nowait()
         except queue.Empty:
             if puller.cut:
-                return items, True, born
+                return [], True, 0.0
             if block:
                 self._expire_timeouts()
-            return items, False, born
-        hold_until = time.monotonic() + HOLD_SECONDS
-        value = first
-        ended = False
-        while True:
-            if value is END:
-                ended = True
-                break
-            if isinstance(value, SourceError):
-                raise error_from("source", value.exc)
-            read_at, item = value
-            born = born or read_at
-            items.append(item)
-            if len(items) >= self._target or len(items) >= self._most_per_chunk:
-                break
-            if _nbytes(item) * len(items) >= MAX_CHUNK_BYTES:
-                break
-            try:
-                left = hold_until - time.monotonic()
-                value = puller.queue.get(timeout=left) if left > 0 else puller.queue.get_nowait()
-            except queue.Empty:
-                break
+            return [], False, 0.0
+        most = min(self._target, self._most_per_chunk)
+        items, ended, born = puller.chunk_from(first, most)
         if items:
             self._source_items += len(items)
             self._last_activity = time.monotonic()
@@ -383,7 +353,7 @@ class RayRun:
         for call, meta in zip(entry.calls, metas, strict=True):
             exhausted |= self._account(call.group, call.index, meta)
             if call.method == "process" and entry.number >= 0:
-                self._took(call.group, call.index, entry.number)
+                self.metering.took(call.group, call.index, entry.number)
             if meta[2] is not None:
                 rests.append(Resume(call.group, call.index, meta[2]))
         floor = self._floor_after(entry, metas, more_to_come=bool(rests))
@@ -460,25 +430,11 @@ class RayRun:
     def _account(self, group: Group, index: int, meta: Meta) -> bool:
         group.outstanding[index] = max(0, group.outstanding[index] - 1)
         stage_exhausted, rows = meta[0], meta[1]
-        self._add_rows(group, index, rows)
+        self.metering.add_rows(group, index, rows)
         if stage_exhausted and group.tail.id not in self._ended:
             self._ended.add(group.tail.id)
             return True
         return False
-
-    def _took(self, group: Group, index: int, number: int) -> None:
-        """Actor ``index`` of ``group`` took a chunk of source chunk ``number`` (a trace's
-        chunk numbers: on Ray, those of the source's chunks)."""
-        array = self.counters.array
-        for row_index in group.rows[index]:
-            array[row_index * FIELDS + CHUNKS] += 1
-            array[row_index * FIELDS + LAST_CHUNK] = number + 1
-
-    def _add_rows(self, group: Group, index: int, rows: list[list[float]]) -> None:
-        """Add what one call's stages gained to the counters of actor ``index``'s rows."""
-        array = self.counters.array
-        for row_index, gained in zip(group.rows[index], rows, strict=True):
-            _add_gained(array, row_index * FIELDS, gained)
 
     # -- crashes and recycled workers ------------------------------------------------------
 
@@ -525,41 +481,15 @@ class RayRun:
 
     def trace_rows(self) -> list[tuple[str, int, int]]:
         """``(stage, actor, counter row)`` of every stage of every actor place (``trace=``)."""
-        return [
-            (self.plan.labels[node.id], actor, rows[position])
-            for group in self.groups
-            for actor, rows in enumerate(group.rows)
-            for position, node in enumerate(group.nodes)
-        ]
+        return self.metering.trace_rows()
 
     def stats(self) -> RunStats:
         """The run's figures so far, from the counters each call returned."""
         end = self._ended_at or time.time()
-        rows = []
-        for group in self.groups:
-            pool = self._pools.pool_of(group) if self._pools is not None else None
-            for position, node in enumerate(group.nodes):
-                workers = [r[position] for r in group.rows]
-                if pool is not None:  # the places that ever had an actor
-                    workers = [w for w in workers if self.counters.row(w)[STARTED]] or workers[:1]
-                row = self.counters.stage_stats(
-                    self.plan.labels[node.id], workers, end, auto=node.id in self._auto
-                )
-                if pool is not None:
-                    row = replace(row, workers=pool.live, min_workers=pool.least, max_workers=pool.most)
-                rows.append(row)
-        dropped: dict[str, int] = {}
-        for puller in self._pulled:
-            for consumer in self.plan.consumers[puller.node.id][0]:
-                if consumer.node is not None and puller.dropped:
-                    label = self.plan.labels[consumer.node.id]
-                    dropped[label] = dropped.get(label, 0) + puller.dropped
-        rows = with_dropped(rows, dropped)
-        order = {n.id: i for i, n in enumerate(self.plan.stages)}
-        labels = {self.plan.labels[n.id]: order[n.id] for n in self.plan.stages}
-        rows.sort(key=lambda r: labels[r.name])
+        dropped = [(puller.node, puller.dropped) for puller in self._pulled]
+        rows = self.metering.table(end, self._pools, dropped)
         return RunStats(
-            rows=tuple(rows),
+            rows=rows,
             bottleneck=pick_bottleneck(rows),
             wall_seconds=end - self._started_at if self._started_at else 0.0,
             source_items=self._source_items + sum(p.dropped for p in self._pulled),
@@ -593,26 +523,3 @@ class RayRun:
         refs = [r for entry in self._inflight for r in entry.refs() if isinstance(r, ray.ObjectRef)]
         self._inflight.clear()
         self.actors.read_quietly(refs)
-
-
-def _add_gained(array: Any, at: int, gained: list[float]) -> None:
-    """Add one call's gains to a row: sums, but the first start and the highest peak; the
-    crash and recycle counts are the driver's own."""
-    for f, value in enumerate(gained):
-        if f == STARTED:
-            if value and (not array[at + f] or value < array[at + f]):
-                array[at + f] = value
-        elif f == PEAK_RSS_MB:
-            array[at + f] = max(array[at + f], value)
-        elif f not in (CRASHES, RECYCLED):
-            array[at + f] += value
-
-
-def _nbytes(value: Any) -> int:
-    """A cheap size estimate of an item, for chunks of large arrays and buffers."""
-    size = getattr(value, "nbytes", None)
-    if isinstance(size, int):
-        return size
-    if isinstance(value, (bytes, bytearray, str)):
-        return len(value)
-    return 64

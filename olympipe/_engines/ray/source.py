@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from olympipe._core.chunking import RAY
 from olympipe._core.flow import BLOCK, DropQueue
+from olympipe._engines.inline import error_from
 from olympipe._graph import Node, SourceSpec
 
 END = object()
@@ -36,6 +38,31 @@ class Puller:
         self._stop = threading.Event()
         self._iterable = iterable
         self._thread = threading.Thread(target=self._pull, name="olympipe-source", daemon=True)
+
+    def chunk_from(self, first: Any, most: int) -> tuple[list[Any], bool, float]:
+        """A chunk that starts with ``first`` (taken from :attr:`queue`): up to ``most``
+        items, or :data:`RAY.max_bytes <olympipe._core.chunking.RAY>` of them, or what came
+        within its hold time; whether the source ended, and when the chunk's first item was
+        read."""
+        items: list[Any] = []
+        born = 0.0
+        hold_until = time.monotonic() + RAY.hold_seconds
+        value = first
+        while True:
+            if value is END:
+                return items, True, born
+            if isinstance(value, SourceError):
+                raise error_from("source", value.exc)
+            read_at, item = value
+            born = born or read_at
+            items.append(item)
+            if len(items) >= most or _nbytes(item) * len(items) >= RAY.max_bytes:
+                return items, False, born
+            try:
+                left = hold_until - time.monotonic()
+                value = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
+            except queue.Empty:
+                return items, False, born
 
     def start(self) -> None:
         self._thread.start()
@@ -101,3 +128,13 @@ class Puller:
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+def _nbytes(value: Any) -> int:
+    """A cheap size estimate of an item, for chunks of large arrays and buffers."""
+    size = getattr(value, "nbytes", None)
+    if isinstance(size, int):
+        return size
+    if isinstance(value, (bytes, bytearray, str)):
+        return len(value)
+    return 64
