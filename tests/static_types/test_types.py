@@ -101,3 +101,18 @@ def test_every_public_name_is_exported_and_documented() -> None:
         if not n.startswith("_") and not isinstance(getattr(olympipe, n), type(olympipe))
     }
     assert public <= set(olympipe.__all__) | {"annotations"}, public - set(olympipe.__all__)
+
+
+def test_the_docs_list_every_public_name() -> None:
+    import re
+    from pathlib import Path
+
+    import olympipe
+
+    api = (Path(__file__).parents[2] / "docs" / "API.md").read_text()
+    section = api.split("## Public names", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`(\w+)`", row.split("|")[1])}
+    assert documented == set(olympipe.__all__)
+    for name in olympipe.__all__:
+        exec(f"from olympipe import {name}", {})  # each imports on its own
