@@ -41,7 +41,7 @@ def main(reps: int) -> Section:
         "Seeing a run: the cost of a trace and of live metrics",
         "with trace= on, the 3 trivial stages (200,000 ints) lose at most 3 % (>= 0.97x without)",
     )
-    r = max(15, 3 * reps)
+    r = max(41, 8 * reps)
     mp.set_start_method("fork", force=True)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "run.json")

@@ -12,9 +12,9 @@ a crash, a recycling, a drop (``on_full=``) and a resize. Tracks are grouped by 
 process per stage, a thread per worker). The caller is a process of its own with two
 tracks: the feeder, with a counter of the source items read, and the sink, with an instant
 per chunk delivered (its sink, its number in that sink's order, its items) and a counter of
-the items delivered. The file is bounded whatever the run's length: the samples are kept
-in a ring of :data:`MAX_EVENTS` events, so a long run's file holds its last stretch (the
-first event says when it begins).
+the items delivered (both counters drawn at each sample). The file is bounded whatever the
+run's length: the samples are kept in a ring of :data:`MAX_EVENTS` events, so a long run's
+file holds its last stretch (the first event says when it begins).
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class Traced(Around):
             if sampler is not None:
                 sampler.stop()
                 with open(self._path, "w", encoding="utf-8") as out:
-                    out.write(json.dumps(sampler.trace()))  # dump() encodes piece by piece: slower
+                    # one dumps(): dump() encodes piece by piece, several times slower
+                    out.write(json.dumps(sampler.trace(), separators=(",", ":")))
 
 
 class _Sampler(threading.Thread):
@@ -117,21 +118,11 @@ class _Sampler(threading.Thread):
 
     def delivered(self, sink: int, number: int, items: int) -> None:
         """Chunk ``number`` of ``sink`` (``items`` items) reached the caller (its thread)."""
-        self._delivered += items
+        self._delivered += items  # the counter is drawn at each sample (half the events)
         now = self._us(time.time())
         args = {"sink": sink, "chunk": number, "items": items}
         self._events.append(
             {"ph": "i", "s": "t", "name": "chunk", "pid": 0, "tid": SINK, "ts": now, "args": args}
-        )
-        self._events.append(
-            {
-                "ph": "C",
-                "name": "delivered",
-                "pid": 0,
-                "tid": SINK,
-                "ts": now,
-                "args": {"items": self._delivered},
-            }
         )
 
     def run(self) -> None:
@@ -168,16 +159,11 @@ class _Sampler(threading.Thread):
             stats = self._stats()
         except Exception:  # a run torn down under us: the next sample, or none
             return
-        self._events.append(
-            {
-                "ph": "C",
-                "name": "read",
-                "pid": 0,
-                "tid": FEEDER,
-                "ts": self._us(now),
-                "args": {"items": stats.source_items},
-            }
-        )
+        at = self._us(now)
+        for name, tid, items in (("read", FEEDER, stats.source_items), ("delivered", SINK, self._delivered)):
+            self._events.append(
+                {"ph": "C", "name": name, "pid": 0, "tid": tid, "ts": at, "args": {"items": items}}
+            )
         for t, stage, old, new in stats.resizes[self._resizes :]:
             pid = self._stage_pid(stage)
             self._events.append(
