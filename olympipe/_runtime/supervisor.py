@@ -51,11 +51,12 @@ from olympipe._runtime.context import (
     start_fork_server,
 )
 from olympipe._runtime.counters import Counters, Rows
-from olympipe._runtime.credits import Credits, Target, plan_credits
+from olympipe._runtime.credits import Credits, Target
 from olympipe._runtime.feeder import Feeder, cost_reader
 from olympipe._runtime.messages import Control
 from olympipe._runtime.ordering import Reorder
 from olympipe._runtime.resizer import Resizer
+from olympipe._runtime.wiring import Wiring
 from olympipe._runtime.worker import WorkerPlan
 from olympipe._runtime.workforce import Unpicklable, Workforce
 from olympipe._stages.request import RequestBatchSpec, RequestStageSpec
@@ -114,6 +115,7 @@ class Run:
         self._sink_windows: dict[int, list[Semaphore]] = {}  # sink -> windows it gives credits back to
         self._shared: list[Any] = []  # shared objects workers open by name: kept for the run
         self._control: Control | None = None
+        self._wiring: Wiring | None = None
         self._source_items = 0
         self._stop = threading.Event()
         self._started = False
@@ -151,7 +153,8 @@ class Run:
         self._started_at = time.time()
         if self.shm_prefix is not None or self._journal is not None:
             ensure_janitor(self._ctx, self._force.start_process)  # before any pipe exists: it holds none
-        self._check_replaceable_pickle()
+        if self._server is None:  # a server's stages are rebuilt as requests' (see _start_stage)
+            self._force.check_replaceable(self.plan)
         credits = self._wire_channels()
         self._by_address = (
             self.method == "fork"
@@ -185,43 +188,14 @@ class Run:
             )
             self._progress.start()
 
-    def _check_replaceable_pickle(self) -> None:
-        """A stage whose workers are replaced (recycled, or after a crash) must pickle: the
-        newcomer starts from a fork server. Said now, not as a death when it happens."""
-        for node in self.plan.stages:
-            spec = node.spec
-            assert isinstance(spec, StageSpec)
-            if not spec.replaceable or self._server is not None:
-                continue
-            try:
-                self._force.definition_for(node.id, spec)
-            except Unpicklable as exc:
-                label = self.labels[node.id]
-                if spec.items_per_worker is not None:
-                    raise PipelineError(
-                        f"stage {label!r} cannot be recycled (max_items_per_worker): a new worker"
-                        f" starts from a fork server, and the stage does not pickle: {exc}",
-                        stage=label,
-                    ) from exc.__cause__
-                log.warning(
-                    "stage %r does not pickle (%s): a worker that dies cannot be replaced, so a crash"
-                    " ends the run instead of going to on_error",
-                    label,
-                    exc,
-                )
-
     def _wire_channels(self) -> Credits:
         """One inbox per stage, one channel per sink, the control channel, the credits."""
-        ctx, plan = self._respawn_ctx, self.plan
-        self._control = Control(Channel(ctx, sum(n.spec.count for n in plan.nodes), 1))
-        for node in plan.stages:
-            self._channels[node.id] = Channel(ctx, plan.producers(node), node.spec.count)
-        for sink_node, _slot in plan.sinks:
-            self._sink_channels.append(Channel(ctx, sink_node.spec.count, 1))
-        credits = plan_credits(plan, ctx, self.options.queue_size)
-        self._windows = credits.sizes
-        self._sink_windows = credits.release_at_sink
-        return credits
+        wiring = Wiring.make(self.plan, self._respawn_ctx, self.options.queue_size)
+        self._wiring = wiring
+        self._control, self._channels, self._sink_channels = wiring.control, wiring.inboxes, wiring.sinks
+        self._windows = wiring.credits.sizes
+        self._sink_windows = wiring.credits.release_at_sink
+        return wiring.credits
 
     def _start_workers(self, credits: Credits) -> None:
         """Start each stage's workers, Ctrl-C blocked meanwhile (the children ignore it)."""
@@ -280,7 +254,7 @@ class Run:
                 label=self.labels[node.id],
                 inbox=self._channels[node.id],
                 ports=len(node.inputs),
-                outputs=self._outputs_of(node.id, credits),
+                outputs=self._outputs_of(node.id),
                 windows=credits.released_by(node.id),
                 control=self._control,  # type: ignore[arg-type]
                 counters=self.counters,
@@ -302,8 +276,9 @@ class Run:
 
     def _start_feeders(self, credits: Credits) -> None:
         """One feeder per source, after every worker: its threads make the caller busy."""
-        outputs = {node.id: self._outputs_of(node.id, credits)[0] for node in self.plan.sources}
-        self._close_unused_ends(outputs)
+        outputs = {node.id: self._outputs_of(node.id)[0] for node in self.plan.sources}
+        assert self._wiring is not None
+        self._wiring.close_unused_ends(outputs, [plan for plan, _spec, _node in self._force.plans.values()])
         assert self._control is not None
         cost = cost_reader(
             self.counters, [(self.rows.workers[n.id], n.spec.parallelism) for n in self.plan.stages]
@@ -331,44 +306,10 @@ class Run:
             self._feeders.append(feeder)
             feeder.start()
 
-    def _outputs_of(self, node_id: int, credits: Credits) -> list[list[Target]]:
+    def _outputs_of(self, node_id: int) -> list[list[Target]]:
         """Per output slot of a node: where its chunks go, each with its window of credits."""
-        out: list[list[Target]] = []
-        for slot, consumers in enumerate(self.plan.consumers[node_id]):
-            targets: list[Target] = []
-            for index, consumer in enumerate(consumers):
-                if consumer.node is not None:
-                    channel, port = self._channels[consumer.node.id], consumer.port
-                    # one input: no two paths bring the same bytes by address to one worker
-                    single_input = len(consumer.node.inputs) == 1
-                else:
-                    assert consumer.sink is not None
-                    channel, port, single_input = self._sink_channels[consumer.sink], 0, True
-                window = credits.window(node_id, slot, index)
-                by_address = self._by_address and single_input
-                to_caller = consumer.node is None
-                targets.append(Target(channel, port, window, by_address, to_caller))
-            out.append(targets)
-        return out
-
-    def _close_unused_ends(self, source_outputs: dict[int, list[Target]]) -> None:
-        """Drop the caller's copies of pipe ends only workers use, so a write into a pipe
-        whose readers all died fails instead of blocking forever."""
-        fed = {id(target.channel) for targets in source_outputs.values() for target in targets}
-        # What a replacement will need, the caller keeps: it hands them on.
-        read_by_replaceable = set()
-        for plan, _spec, _node in self._force.plans.values():
-            if plan.journal is not None or plan.retire is not None:
-                read_by_replaceable.add(id(plan.inbox))
-                fed.update(id(t.channel) for slot in plan.outputs for t in slot)
-        for channel in self._channels.values():
-            if id(channel) not in read_by_replaceable:
-                channel.close_reader()
-            if id(channel) not in fed:
-                channel.close_writer()
-        for channel in self._sink_channels:
-            if id(channel) not in fed:
-                channel.close_writer()
+        assert self._wiring is not None
+        return self._wiring.outputs_of(self.plan, node_id, self._by_address)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -550,7 +491,7 @@ class Run:
         self._source_items = sum(f.items + f.dropped for f in self._feeders)
         self._dropped = self._dropped_at()
         self._channels, self._sink_channels, self._windows, self._shared = {}, [], [], []
-        self._feeders, self._control = [], None
+        self._feeders, self._control, self._wiring = [], None, None
 
 
 def _stage_specs(plan: Plan) -> list[StageSpec]:

@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from olympipe._graph import Plan
 from olympipe._runtime import journal
 from olympipe._runtime.context import without_main_replay
 from olympipe._runtime.counters import CRASHES, CURRENT, FIELDS, RECYCLED, STARTED, Counters
@@ -140,6 +141,32 @@ class Workforce:
             except Exception as exc:
                 raise Unpicklable(str(exc)) from exc
         return definition
+
+    def check_replaceable(self, plan: Plan) -> None:
+        """A stage whose workers are replaced (recycled, or after a crash) must pickle: the
+        newcomer starts from a fork server. Said before the run, not as a death when it
+        happens: recycling is refused; crash isolation is given up, with a warning."""
+        for node in plan.stages:
+            spec = node.spec
+            assert isinstance(spec, StageSpec)
+            if not spec.replaceable:
+                continue
+            try:
+                self.definition_for(node.id, spec)
+            except Unpicklable as exc:
+                label = plan.labels[node.id]
+                if spec.items_per_worker is not None:
+                    raise PipelineError(
+                        f"stage {label!r} cannot be recycled (max_items_per_worker): a new worker"
+                        f" starts from a fork server, and the stage does not pickle: {exc}",
+                        stage=label,
+                    ) from exc.__cause__
+                log.warning(
+                    "stage %r does not pickle (%s): a worker that dies cannot be replaced, so a crash"
+                    " ends the run instead of going to on_error",
+                    label,
+                    exc,
+                )
 
     def grow(self, index: int) -> Worker:
         """Start a worker in an empty place of a resizable stage."""
