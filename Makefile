@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/basedpyright
 
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup $(COVERAGE)
+	$(BIN)/python -m pytest -q -n 2 $(COVERAGE)
 
 test-long: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q

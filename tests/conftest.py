@@ -159,7 +159,9 @@ def engine(request: pytest.FixtureRequest) -> Any:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Ray-using tests run last: a live Ray (its threads, its raylet's CPU) would change
-    the conditions of every local test after it."""
+    the conditions of every local test after it. Under `make test` two pytest workers
+    (pytest-xdist) share the tests as they free up, and each starts Ray for its own share
+    of the Ray tests, at the end."""
 
     def uses_ray(item: pytest.Item) -> bool:
         callspec = getattr(item, "callspec", None)
@@ -167,12 +169,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return on_ray or "ray_engine" in getattr(item, "fixturenames", ())
 
     items.sort(key=uses_ray)  # stable: the order within each part is kept
-    # `make test` runs two pytest workers (pytest-xdist, --dist loadgroup): one takes the
-    # Ray tests, after the faults/ and transport/ tests so that Ray comes last in its process
-    # as above (and the two take about as long); the other takes everything else.
-    for item in items:
-        first = uses_ray(item) or item.path.parent.name in BEFORE_RAY
-        item.add_marker(pytest.mark.xdist_group("then-ray" if first else "local"))
-
-
-BEFORE_RAY = {"faults", "transport"}
