@@ -12,13 +12,15 @@ from __future__ import annotations
 import itertools
 import multiprocessing as mp
 import os
+import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import Section, inc, median_time
+from common import Section, inc, median_time, paired
 
 from olympipe import Pipeline
 
@@ -145,6 +147,17 @@ def trivial(count: Any) -> list[int]:
     )
 
 
+def cpu_seconds(fn: Callable[[], Any], reps: int) -> float:
+    """Median CPU seconds of ``reps`` calls of ``fn``: this process's and its children's."""
+    spent = []
+    for _ in range(reps):
+        before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        fn()
+        after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        spent.append(sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before)))
+    return statistics.median(spent)
+
+
 def best_of_grid(
     run: Callable[[tuple[int, ...]], Any], stages: int, reps: int
 ) -> tuple[tuple[int, ...], float]:
@@ -169,12 +182,24 @@ def main(reps: int) -> Section:
         with mp.get_context("fork").Pool(CORES) as pool:
             list(pool.imap(composed, paths, 1))
 
-    pool = median_time(pool_images, r)
-    auto = median_time(lambda: images(paths, ("auto",) * 4), r)
+    # Pool and auto alternate, and the ratio is the median of the pairs': a 5 % goal is
+    # within the drift of a shared machine between two separate series.
+    pool, auto, paired_ratio = paired(pool_images, lambda: images(paths, ("auto",) * 4), max(7, r))
     best, tuned = best_of_grid(lambda c: images(paths, c), 4, r)
     s.row("images: Pool.imap composed", f"{IMAGES / pool:.1f} images/s")
-    s.row("images: all auto", f"{IMAGES / auto:.1f} images/s", f"{pool / auto:.2f}x Pool")
+    s.row("images: all auto", f"{IMAGES / auto:.1f} images/s", f"{paired_ratio:.2f}x Pool (paired)")
     s.row(f"images: best grid {best}", f"{IMAGES / tuned:.1f} images/s", f"auto {tuned / auto:.2f}x it")
+    # Where the time goes: the CPU each spends per image, in every process it runs (workers
+    # and caller). With every core busy, the one that spends less per image is the faster.
+    serial = median_time(lambda: [composed(p) for p in paths], r)
+    cpu_pool = cpu_seconds(pool_images, r)
+    cpu_auto = cpu_seconds(lambda: images(paths, ("auto",) * 4), r)
+    s.row("images: serial loop", f"{IMAGES / serial:.1f} images/s", f"Pool {serial / pool:.2f}x it")
+    s.row(
+        "images: CPU per image, all processes: Pool / auto",
+        f"{cpu_pool / IMAGES * 1e3:.1f} / {cpu_auto / IMAGES * 1e3:.1f} ms",
+        f"auto {cpu_auto / cpu_pool:.2f}x Pool's",
+    )
 
     auto = median_time(lambda: three(("auto",) * 3), r)
     best, tuned = best_of_grid(three, 3, r)
