@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 from olympipe._stages.base import StageSpec
 
+# Process-wide: node ids must differ between every pipeline of the process, since one graph
+# may join pipelines built anywhere (gather, wait_for_all_results).
 _ids = itertools.count()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# Process-wide by contract: olympipe 2.x's decorators register into one registry per process.
 _sources: dict[str, Callable[..., Any]] = {}
 _tasks: dict[str, Callable[..., Any]] = {}
 _filters: dict[str, Callable[..., Any]] = {}

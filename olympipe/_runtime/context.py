@@ -79,6 +79,7 @@ def shared_memory_disabled() -> bool:
     return os.environ.get("OLYMPIPE_DISABLE_SHM") == "1"
 
 
+# Process-wide: the fork server is one per process (multiprocessing's), so is what it preloads.
 _preloaded = False
 
 
@@ -113,6 +114,9 @@ def warm_up_in_notebook() -> None:
 
 # -- starting workers without replaying __main__ ------------------------------------------
 
+# Process-wide: multiprocessing asks its own module-level get_preparation_data for every
+# process it starts; the patch (below) can only live there, and ``_launching`` tells it,
+# per thread, that an olympipe start is under way.
 _launching = threading.local()
 _original_preparation = multiprocessing.spawn.get_preparation_data
 

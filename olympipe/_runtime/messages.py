@@ -12,7 +12,7 @@ from olympipe._transport.channel import Channel
 from olympipe._transport.codec import dumps
 from olympipe.errors import PipelineError, stage_error
 
-_repr = reprlib.Repr()
+_repr = reprlib.Repr()  # a formatter, set once: never written after import
 _repr.maxstring = 80
 _repr.maxother = 80
 _repr.maxlist = 6

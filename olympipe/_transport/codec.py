@@ -101,6 +101,8 @@ class _Pickler(pickle.Pickler):
         return NotImplemented
 
 
+# Process-wide caches: a __main__ class is pickled once per process (the caller) and rebuilt
+# once per process (a worker), whatever run sends it.
 _payloads: dict[type, bytes] = {}
 _rebuilt: dict[bytes, type] = {}
 

@@ -44,6 +44,8 @@ _PRESENT, _FILE, _EXCLUSIVE = 0x80, 0x20, 0x01
 _SHARED_PAGE = bytes(b for b in range(256) if b & _PRESENT and not b & (_EXCLUSIVE | _FILE))
 _GIVE_UP_AFTER = 32  # a source whose first buffers are all new memory makes new memory
 
+# Process-wide: what a forked worker holds by address depends on the forks of this process
+# (any run's), so the count and the pagemap reader are the process's, not a run's.
 _forks = 0
 _pagemap: tuple[int, int] | None = None  # (pid, fd): /proc/self of the process that opened it
 _supported: bool | None = None
@@ -136,6 +138,7 @@ class Sender:
 
 # -- in a worker ------------------------------------------------------------------------------
 
+# A worker's own (one run per worker process): what it received by address.
 _received: dict[int, int] = {}  # address -> size: ranges this worker got by address, not yet sent on
 _worker_forks: int | None = None  # None: this process does not take addresses on
 

@@ -36,6 +36,7 @@ _PR_SET_NAME = 15
 # The command line (``ps -f``) starts with a comment that says what it is and for whom.
 NAME = b"olympipe-janitor"
 
+# Process-wide: one janitor per caller process, shared by all its runs (it outlives them).
 _lock = threading.Lock()
 _started_for: int | None = None  # the pid whose janitor runs
 _keep: list[Any] = []  # the caller's write end and the process: kept for the caller's life

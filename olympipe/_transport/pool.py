@@ -314,6 +314,8 @@ class _Held:
     ended: weakref.finalize[..., Any]
 
 
+# Process-wide: a slot's mapping, and what holds it, belong to the process that mapped it
+# (the caller or a worker), and a result lent in a slot may outlive the run that made it.
 _mapped: dict[str, ctypes.Array[ctypes.c_char]] = {}  # slot file -> this process's mapping of it, for the run
 _held: dict[int, _Held] = {}  # address of a slot's exporter -> what this process holds there
 _fifos: dict[str, int] = {}  # FIFO path -> this process's write end (-1: none)

@@ -38,7 +38,7 @@ import weakref
 
 SHM_DIR = "/dev/shm"
 THRESHOLD = 64 * 1024
-_counter = itertools.count()
+_counter = itertools.count()  # process-wide: segment names must differ across the process's runs
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
 _int = ctypes.c_int

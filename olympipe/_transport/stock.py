@@ -142,7 +142,7 @@ def _unlink(name: str) -> None:
         pass
 
 
-_stock: _Stock | None = None
+_stock: _Stock | None = None  # a worker's own: one stock per worker process (see enable)
 
 
 def enable(prefix: str) -> None:
