@@ -176,7 +176,7 @@ class _Taken:
     items: list[Any]
     born: float  # when its oldest source item was read
     upto: int  # the source position it completes (see watermark.py)
-    held: Recovered | None = None  # in the journal until its output is sent
+    journaled: Recovered | None = None  # its entry in the journal, until its output is sent
 
 
 class _Plain:
@@ -226,7 +226,7 @@ class _Journaled(_Plain):
         for entry in _recovery_order(self._journal.recover(), reorder):
             restore_segments(entry, frame_segments(entry.frame))
             items = decode_frame(None, entry.frame, private=True)[3]
-            taken.append(_Taken(entry.port, entry.seq, items, *marks_of(entry.frame), held=entry))
+            taken.append(_Taken(entry.port, entry.seq, items, *marks_of(entry.frame), journaled=entry))
         return taken
 
     def read(self, inbox: Channel, meter: Meter) -> _Taken | None:
@@ -237,12 +237,12 @@ class _Journaled(_Plain):
         if kind == KIND_END:
             return None
         on_disk = self._journal.hold(port, seq, frame, frame_segments(frame))
-        held = Recovered(port, seq, BUFFERED, b"", on_disk)
+        entry = Recovered(port, seq, BUFFERED, b"", on_disk)
         items = decode_frame(inbox, frame, private=True)[3]
-        return _Taken(port, seq, items, *marks_of(frame), held=held)
+        return _Taken(port, seq, items, *marks_of(frame), journaled=entry)
 
     def run(self, stage: Stage, meter: Meter, taken: _Taken) -> Any:
-        entry = taken.held
+        entry = taken.journaled
         assert entry is not None
         self._budget.before(len(taken.items))
         if entry.mark == BUFFERED:
@@ -256,8 +256,8 @@ class _Journaled(_Plain):
         return produced
 
     def sent(self, taken: _Taken) -> None:
-        assert taken.held is not None
-        taken.held.held.release()
+        assert taken.journaled is not None
+        taken.journaled.held.release()
 
     def done(self, taken: _Taken) -> None:
         self._budget.after(len(taken.items))
