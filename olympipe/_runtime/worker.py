@@ -189,8 +189,11 @@ class _Plain:
 
     def read(self, inbox: Channel, meter: Meter) -> _Taken | None:
         """The next chunk of ``inbox``; ``None`` at its end."""
-        kind, port, seq, items, born, upto = _read(inbox, meter)
-        return None if kind == KIND_END else _Taken(port, seq, items, born, upto)
+        frame = _recv(inbox, meter)
+        kind, port, seq, items = decode_frame(
+            inbox, frame, keep=True, resolve=inherited.take, pooled=pool.take
+        )
+        return None if kind == KIND_END else _Taken(port, seq, items, *marks_of(frame))
 
     def run(self, stage: Stage, meter: Meter, taken: _Taken) -> Any:
         """What the stage makes of the chunk."""
@@ -230,9 +233,7 @@ class _Journaled(_Plain):
         return taken
 
     def read(self, inbox: Channel, meter: Meter) -> _Taken | None:
-        t0 = time.perf_counter()
-        frame = inbox.recv()
-        meter.waited(time.perf_counter() - t0)
+        frame = _recv(inbox, meter)
         kind, port, seq = unpack_header(frame)
         if kind == KIND_END:
             return None
@@ -296,6 +297,12 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
     outputs.end_if_exhausted(stage)  # limit(0)
     retire = plan.retire
 
+    def end_if_exhausted() -> None:
+        """limit/timeout reached: end downstream; what waits to be put in order is never read."""
+        if outputs.end_if_exhausted(stage) and reorder is not None:
+            for buffered_port, count in reorder.drop().items():
+                _give_back(plan.windows, buffered_port, count)
+
     def in_order_now(arrived: list[_Taken]) -> list[_Taken]:
         """Of ``arrived``, and of what waited for them, the chunks to run now, in order."""
         ready: list[_Taken] = []
@@ -331,9 +338,7 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
                 break
             _give_back(plan.windows, taken.port, 1)
             custody.done(taken)
-        if outputs.end_if_exhausted(stage) and reorder is not None:
-            for buffered_port, count in reorder.drop().items():  # never to be read
-                _give_back(plan.windows, buffered_port, count)
+        end_if_exhausted()
 
     run(in_order_now(custody.taken_over(reorder)))
     while True:
@@ -347,9 +352,7 @@ def _run(plan: WorkerPlan, spec: StageSpec, stage: Stage) -> None:
             if watermark is not None:
                 outputs.upto = watermark.after(stage.held())
             outputs.send(None, ticked)
-            if outputs.end_if_exhausted(stage) and reorder is not None:
-                for buffered_port, count in reorder.drop().items():
-                    _give_back(plan.windows, buffered_port, count)
+            end_if_exhausted()
             continue
         taken = custody.read(plan.inbox, meter)
         if taken is None:
@@ -439,12 +442,12 @@ def _input_before_deadline(inbox: Channel, stage: Stage, meter: Meter) -> bool:
     return False
 
 
-def _read(inbox: Channel, meter: Meter) -> tuple[int, int, int, list[Any], float, int]:
+def _recv(inbox: Channel, meter: Meter) -> bytes:
+    """The next frame of ``inbox``, the wait counted as waiting for input."""
     t0 = time.perf_counter()
     frame = inbox.recv()
     meter.waited(time.perf_counter() - t0)
-    kind, port, seq, items = decode_frame(inbox, frame, keep=True, resolve=inherited.take, pooled=pool.take)
-    return kind, port, seq, items, *marks_of(frame)
+    return frame
 
 
 def _read_waiting(inbox: Channel, meter: Meter, custody: _Plain, arrived: list[_Taken]) -> bool:
